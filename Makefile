@@ -1,0 +1,52 @@
+# The two set-up commands of the README: `make study` and `make test`.
+# Both create .venv if missing and install the pinned project once; a second
+# call installs nothing (the stamp below is newer than pyproject.toml).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LANET := $(VENV)/bin/lanet
+STAMP := $(VENV)/.lanet-installed
+PROFILE ?= cpu
+
+.PHONY: install test test-fast study smoke figures lab sync lint clean-cache
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m ipykernel install --sys-prefix --name lanet --display-name "Python (lanet)" >/dev/null
+	@touch $(STAMP)
+	@echo "lanet installed into $(VENV)"
+
+## make test: the whole suite on CPU (unit, integration when data is present, smoke study)
+test: install
+	$(PY) -m pytest -q
+
+## make test-fast: unit tests only (no papermill smoke study)
+test-fast: install
+	$(PY) -m pytest -q -m "not smoke"
+
+## make study: the main job
+study: install
+	$(LANET) study --profile $(PROFILE)
+
+smoke: install
+	$(LANET) study --profile smoke
+
+## make figures: re-render every table and figure from run records, no training
+figures: install
+	$(LANET) study --profile $(PROFILE) --render-only
+
+## make lab: JupyterLab with the project's registered kernel ("lanet")
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+sync: install
+	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+lint: install
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+
+clean-cache:
+	rm -rf $${LANET_CACHE_DIR:-$$HOME/.cache/lanet}

@@ -1,0 +1,203 @@
+"""The ``lanet`` command line. Each sub-command is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from lanet_core.data.validate import validate_manifest
+
+    problems = validate_manifest(args.manifest, data_root=args.data_root, check_files=not args.no_files)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        print(p)
+    n_rows = getattr(problems, "n_rows", None)
+    summary = f"{args.manifest}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)"
+    if n_rows is not None:
+        summary += f" in {n_rows} row(s)"
+    print(summary)
+    return 1 if errors else 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from lanet_core.data import importers
+
+    fn = {"busi": importers.prepare_busi, "busbra": importers.prepare_busbra}[args.dataset]
+    written = fn(Path(args.src), Path(args.out))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from lanet_core.data.download import download_dataset
+
+    path = download_dataset(args.dataset, Path(args.dest) if args.dest else None, url=args.url, sha256=args.sha256)
+    print(f"{args.dataset} ready under {path}")
+    return 0
+
+
+def _cmd_phantoms(args: argparse.Namespace) -> int:
+    from lanet_core.data.phantoms import generate_phantom_dataset
+
+    manifest = generate_phantom_dataset(
+        Path(args.out), n_images=args.n, image_size=args.size, seed=args.seed
+    )
+    print(f"wrote {manifest}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lanet_core.config import load_config
+    from lanet_core.runs import train_or_load
+
+    cfg = load_config(args.config, overrides=args.set)
+    result = train_or_load(cfg, force=args.force)
+    print(result.summary())
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lanet_core.runs import evaluate_run_dir
+
+    result = evaluate_run_dir(Path(args.run_dir), split=args.split)
+    print(result.summary())
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from lanet_core.config import load_config
+    from lanet_core.models.describe import describe_model
+
+    cfg = load_config(args.config, overrides=args.set)
+    print(describe_model(cfg))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from lanet_core.bench import run_benchmark
+
+    run_benchmark(
+        config=args.config,
+        overrides=args.set,
+        sizes=args.sizes,
+        archs=args.arch,
+        backbones=args.backbone,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        out_csv=Path(args.out) if args.out else None,
+    )
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from lanet_core.study import run_study
+
+    return run_study(
+        profile=args.profile,
+        only=args.only,
+        force=args.force,
+        budget_minutes=args.budget_minutes,
+        render_only=args.render_only,
+    )
+
+
+def _cmd_convert_weights(args: argparse.Namespace) -> int:
+    from lanet_core.models.tflite_mobilenet import convert_mobilenet_v2_tflite
+
+    out = convert_mobilenet_v2_tflite(Path(args.src), Path(args.out) if args.out else None)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lanet", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("validate", help="check every row of a manifest and list all problems")
+    s.add_argument("manifest")
+    s.add_argument("--data-root", default=None, help="folder the manifest's paths are relative to (default: discovery)")
+    s.add_argument("--no-files", action="store_true", help="check the table only, do not open images")
+    s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("prepare", help="write manifests from a dataset in its owners' layout")
+    s.add_argument("dataset", choices=["busi", "busbra"])
+    s.add_argument("--src", required=True, help="BUSI: .../Dataset_BUSI_with_GT; BUS-BRA: the folder with bus_data.csv")
+    s.add_argument("--out", default="data_manifests", help="output folder for the manifests")
+    s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("download", help="download BUSI or BUS-BRA from the official source (needs internet)")
+    s.add_argument("dataset", choices=["busi", "busbra"])
+    s.add_argument("--dest", default=None, help="data root to unpack into (default: ./data)")
+    s.add_argument("--url", default=None, help="override the official URL (a mirror, or file:// for testing)")
+    s.add_argument("--sha256", default=None, help="override the expected checksum")
+    s.set_defaults(func=_cmd_download)
+
+    s = sub.add_parser("phantoms", help="write a synthetic breast-ultrasound phantom dataset with a manifest")
+    s.add_argument("--out", required=True)
+    s.add_argument("--n", type=int, default=240)
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_phantoms)
+
+    s = sub.add_parser("train", help="train a run from a config (cached: a finished config returns at once)")
+    s.add_argument("config", help="YAML config file, or a preset name")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (dotted)")
+    s.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("evaluate", help="re-evaluate a run directory from its checkpoint")
+    s.add_argument("run_dir")
+    s.add_argument("--split", default="test")
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("describe", help="print the model a config builds, with parameter counts")
+    s.add_argument("config")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.set_defaults(func=_cmd_describe)
+
+    s = sub.add_parser("bench", help="training and inference images/s and peak memory through the real data path")
+    s.add_argument("--config", default="configs/busi_lanet_r18.yaml")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    s.add_argument("--arch", nargs="+", default=None, help="architectures to bench (default: the config's)")
+    s.add_argument("--backbone", nargs="+", default=None)
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--out", default=None, help="append results to this CSV")
+    s.set_defaults(func=_cmd_bench)
+
+    s = sub.add_parser("study", help="run the study's notebooks with papermill for a profile")
+    s.add_argument("--profile", default="cpu")
+    s.add_argument("--only", action="append", default=None, help="run only this notebook (name or stem)")
+    s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
+    s.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly after about N minutes")
+    s.add_argument("--render-only", action="store_true", help="never train: render from existing run records")
+    s.set_defaults(func=_cmd_study)
+
+    s = sub.add_parser("convert-weights", help="convert the TFLite MobileNetV2 to a timm state dict (safetensors)")
+    s.add_argument("--src", default="../shared/weights/mobilenet_v2_imagenet/tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    s.add_argument("--out", default=None, help="output .safetensors (default: the lanet weights cache)")
+    s.set_defaults(func=_cmd_convert_weights)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from lanet_core.errors import LanetError
+
+    try:
+        return int(args.func(args) or 0)
+    except LanetError as exc:
+        print(f"lanet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: manifests, validation, importers, phantoms, the cached PyTorch dataset."""

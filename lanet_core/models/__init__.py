@@ -1,0 +1,1 @@
+"""Models: timm feature extractors, LA-Net, baselines, weight conversion."""

@@ -1,0 +1,1 @@
+"""Training: losses and the two-stage sequential semi-supervised trainer."""
