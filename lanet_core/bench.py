@@ -1,0 +1,176 @@
+"""``lanet bench``: training and inference images/s and peak memory, end to end through the real data path.
+
+Each (architecture, backbone, size) is measured in a fresh subprocess so peak memory is its own:
+the manifest's training rows go through the cached dataset, the paper augmentation and a DataLoader
+into ``steps`` optimiser steps (after 2 warm-up steps), then ``steps`` no-grad forward passes. Peak
+memory is the process's maximum resident set size on CPU (``ru_maxrss``) or
+``torch.cuda.max_memory_allocated`` on GPU. The data-path timing (cold decode vs warm cache) is reported
+once per size. Timings never enter unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+
+from lanet_core.config import load_config
+
+
+def _itr(loader):
+    while True:
+        yield from loader
+
+
+def bench_one(cfg: dict, steps: int = 10, warmup: int = 2) -> dict[str, Any]:
+    """Measure one config in this process (call through :func:`run_benchmark` for clean peak memory)."""
+    from lanet_core.data.sources import load_manifest
+    from lanet_core.training.trainer import Trainer
+
+    rows, _, data_root = load_manifest(cfg["data"]["manifest"], cfg["data"]["root"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, rows, data_root, Path(tmp))
+        model = trainer.fresh_model()
+        stage = trainer.stages[-1]
+        ds = trainer.dataset(trainer.rows_for("train", "all"), train=True)
+        ds.warm()
+        opt = trainer.optimizer(model)
+        it = _itr(trainer.loader(ds, True, 0))
+        dev = trainer.device
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        model.train()
+        n, t0 = 0, 0.0
+        for i in range(warmup + steps):
+            if i == warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0, n = time.perf_counter(), 0
+            b = {k: v.to(dev) for k, v in next(it).items()}
+            x = b["image"].contiguous(memory_format=torch.channels_last) if trainer.channels_last else b["image"]
+            from lanet_core.evaluation import autocast_for
+
+            with autocast_for(dev, trainer.amp):
+                out = model(x)
+            loss = trainer.batch_loss(stage, out, b).total
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n += len(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        train_ips = n / (time.perf_counter() - t0)
+        model.eval()
+        n = 0
+        with torch.no_grad():
+            for i in range(warmup + steps):
+                if i == warmup:
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    t0, n = time.perf_counter(), 0
+                x = next(it)["image"].to(dev)
+                if trainer.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast_for(dev, trainer.amp):
+                    model(x)
+                n += len(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        infer_ips = n / (time.perf_counter() - t0)
+    return {
+        "arch": cfg["model"]["arch"],
+        "backbone": cfg["model"]["backbone"],
+        "image_size": cfg["data"]["image_size"],
+        "batch_size": cfg["train"]["batch_size"],
+        "device": str(dev) + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""),
+        "threads": torch.get_num_threads(),
+        "amp": trainer.amp,
+        "channels_last": trainer.channels_last,
+        "train_img_per_s": round(train_ips, 2),
+        "infer_img_per_s": round(infer_ips, 2),
+        "peak_mem_mib": round(peak, 1),
+        "peak_mem_kind": "cuda max allocated" if dev.type == "cuda" else "process max RSS",
+    }
+
+
+def data_pass(cfg: dict) -> dict[str, Any]:
+    """Time a cold pass (decode + resize + write the cache) and a warm pass (read the cache) over all rows."""
+    from lanet_core.data.dataset import ImageCache, LesionDataset
+    from lanet_core.data.sources import load_manifest
+
+    rows, _, data_root = load_manifest(cfg["data"]["manifest"], cfg["data"]["root"])
+    size, policy = cfg["data"]["image_size"], cfg["data"]["resize"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cold_cache = ImageCache(data_root, size, policy, root=Path(tmp))
+        t0 = time.perf_counter()
+        decoded = LesionDataset(rows, data_root, size, cache=cold_cache).warm()
+        cold = time.perf_counter() - t0
+        warm_cache = ImageCache(data_root, size, policy, root=Path(tmp))
+        t0 = time.perf_counter()
+        redecoded = LesionDataset(rows, data_root, size, cache=warm_cache).warm()
+        warm = time.perf_counter() - t0
+        nbytes = sum(p.stat().st_size for p in Path(tmp).rglob("*.npz"))
+    return {"image_size": size, "images": len(rows), "decoded_cold": decoded, "decoded_warm": redecoded,
+            "cold_s": round(cold, 2), "warm_s": round(warm, 2), "cache_mib": round(nbytes / 2**20, 1)}
+
+
+def run_benchmark(
+    config: str = "configs/busi_lanet_r18.yaml",
+    overrides: Sequence[str] = (),
+    sizes: Sequence[int] = (128, 256),
+    archs: Sequence[str] | None = None,
+    backbones: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    steps: int = 10,
+    out_csv: Path | None = None,
+) -> pd.DataFrame:
+    """Bench every (arch, backbone, size) combination; prints a table, optionally appends to ``out_csv``."""
+    base = load_config(config, overrides)
+    archs = archs or [base["model"]["arch"]]
+    backbones = backbones or [base["model"]["backbone"]]
+    results, passes = [], []
+    for size in sizes:
+        cfg = load_config(config, [*overrides, f"data.image_size={size}"])
+        passes.append(data_pass(cfg))
+        print("data path:", json.dumps(passes[-1]), flush=True)
+        for arch in archs:
+            for bb in backbones:
+                extra = [f"data.image_size={size}", f"model.arch={arch}", f"model.backbone={bb}", "train.progress=false"]
+                if batch_size:
+                    extra.append(f"train.batch_size={batch_size}")
+                cfg = load_config(config, [*overrides, *extra])
+                proc = subprocess.run(
+                    [sys.executable, "-m", "lanet_core.bench", json.dumps(cfg), str(steps)],
+                    capture_output=True, text=True,
+                )
+                if proc.returncode != 0:
+                    print(f"bench {arch}/{bb}/{size} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+                results.append(res)
+                print(json.dumps(res), flush=True)
+    df = pd.DataFrame(results)
+    if len(df):
+        print(df.to_string(index=False))
+    if out_csv is not None and len(df):
+        out_csv = Path(out_csv)
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
+        pd.DataFrame(passes).to_csv(out_csv.with_name(out_csv.stem + "_data.csv"), mode="a",
+                                    header=not out_csv.with_name(out_csv.stem + "_data.csv").exists(), index=False)
+    return df
+
+
+if __name__ == "__main__":  # subprocess entry: python -m lanet_core.bench '<config json>' STEPS
+    print(json.dumps(bench_one(json.loads(sys.argv[1]), int(sys.argv[2]))))

@@ -1,0 +1,294 @@
+"""Run configuration: defaults, named presets, YAML files and ``key=value`` overrides.
+
+A run is defined by its *resolved* config: the nested dict below after merging, in order, the defaults,
+the architecture's defaults, the training preset, the YAML file and the command-line overrides. The
+resolved config is stored in every run directory and hashed to key the run cache (``lanet_core.runs``).
+
+Every key is documented next to its default. Units: sizes in pixels, learning rate per Adam step.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from lanet_core.errors import ConfigError
+from lanet_core.paths import project_root
+
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "run",  # a readable run name; not part of the run's identity
+    "data": {
+        "manifest": "data_manifests/busi.csv",  # CSV path (relative to the project) or "phantom:n=240,size=128,seed=0"
+        "root": "auto",  # data root the manifest's paths are relative to; "auto" = discovery
+        "image_size": 256,  # S: the network sees S x S images
+        "resize": "squash",  # squash (paper text) | shorter_side_crop (authors' code: shorter side -> S, centre crop)
+        "normalize": "half",  # half: (x - 0.5) / 0.5 as the authors (and the TFLite MobileNetV2) | imagenet
+        "augment": "paper",  # paper: rot90 + random resized crop + flips + colour jitter | none
+        "rotation": "authors",  # authors: always 90/180/270 degrees | any: 0/90/180/270
+        "train_images": "all",  # all | labelled (only location-labelled training images: supervised-only runs)
+        "num_workers": 0,  # DataLoader workers (not part of the run identity)
+    },
+    "model": {
+        "arch": "lanet",  # lanet | classifier | vit | unet | deeplabv3 | rmtl | agn
+        "backbone": "resnet18",  # any timm CNN with >= 4 feature stages (ViT name for arch=vit)
+        "weights": "none",  # none | imagenet | imagenet:<tag> | path to a local weights file
+        "freeze_bn": "auto",  # auto: frozen for BatchNorm-folded converted weights | true | false
+        "use_cam": True,  # channel attention in every CBAM
+        "use_sam": True,  # spatial attention in every CBAM
+        "use_mam": True,  # mask-attention module f_att = f_n + f_n * f_mask
+        "sam": "authors",  # authors: 3x(3x3 conv + BN) 2->8->8->1 | cbam: one 7x7 conv + BN (Woo et al. 2018)
+        "cam_reduction": 16,  # channel-attention MLP reduction ratio r
+        "fusion_stride": 32,  # lesion-map stride: 32 = the paper (input/32); 16 or 8 beyond the paper
+        "fusion_resize": "bilinear",  # bilinear (authors, align_corners=True) | area (average-pool when shrinking)
+        "init": "kaiming",  # LA-Net init: kaiming (authors' code) | xavier (paper text)
+        "drop_rate": 0.0,  # dropout before the classifier (timm classifiers)
+    },
+    "loss": {
+        "lam": 0.5,  # lambda: L = lam * CE + (1 - lam) * (L_w + alpha * L_wo)
+        "alpha": 0.1,  # weight of the pseudo-label loss of images without location labels
+        "tau": 0.8,  # class-confidence gate of the pseudo labels (max softmax probability)
+        "pseudo": "paper",  # paper: 1[P>0.5] where max P_cls > tau | authors: 1[P>=0.8], no gate | none
+        "target_downsample": "area",  # area: fraction of lesion pixels per map cell | bilinear (authors)
+    },
+    "train": {
+        "preset": "authors",  # authors (as-run: lr 1e-4, batch 12) | paper (text: lr 1e-3, batch 8) | custom
+        "lr": 1e-4,
+        "batch_size": 12,
+        "stage1_epochs": 100,  # LA-Net pre-training on location-labelled images (0 = skip)
+        "stage2_epochs": 100,  # joint training (the only stage of single-task baselines)
+        "weight_decay": 0.0,
+        "seed": 0,
+        "select_on": "val",  # val (paper) | test (the authors' as-run test-set selection; recorded)
+        "stage2_init": "fex+lanet",  # fex+lanet (Algorithm 1) | lanet (authors: only LA-Net weights carried over)
+        "device": "auto",  # auto | cpu | cuda
+        "amp": "auto",  # auto: bf16 autocast on CUDA, off on CPU | true | false
+        "channels_last": "auto",  # auto: on for CUDA
+        "progress": True,  # tqdm bars (not part of the run identity)
+    },
+    "eval": {
+        "split": "test",
+        "threshold": 0.5,  # lesion-map binarisation threshold for IoU / Dice
+        "sweep": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],  # thresholds of the IoU / Dice sweep
+        "align_corners": True,  # bilinear upsampling of the lesion map (authors: True)
+        "gt": "binarize",  # binarize: GT = resized mask >= 0.5 | authors: only pixels exactly 1 after resizing
+        "map_store_size": 64,  # lesion maps saved per test image at most this size (for figures)
+    },
+}
+
+# Architecture-specific defaults applied before the preset and the user's file.
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lanet": {},
+    "classifier": {"train": {"stage1_epochs": 0}},
+    "vit": {"model": {"backbone": "vit_small_patch16_224"}, "train": {"stage1_epochs": 0}},
+    "unet": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
+    "deeplabv3": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
+    "rmtl": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
+    "agn": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "authors": {"train": {"lr": 1e-4, "batch_size": 12}},  # the authors' as-run scripts
+    "paper": {"train": {"lr": 1e-3, "batch_size": 8}},  # section 4.3 of the paper
+    "custom": {},
+}
+
+# Keys that do not change results; they are left out of the run's identity (hash).
+NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "train.progress", "train.device")
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "data.resize": ("squash", "shorter_side_crop"),
+    "data.normalize": ("half", "imagenet"),
+    "data.augment": ("paper", "none"),
+    "data.rotation": ("authors", "any"),
+    "data.train_images": ("all", "labelled"),
+    "model.arch": tuple(ARCH_DEFAULTS),
+    "model.sam": ("authors", "cbam"),
+    "model.fusion_resize": ("bilinear", "area"),
+    "model.init": ("kaiming", "xavier"),
+    "model.fusion_stride": (8, 16, 32),
+    "loss.pseudo": ("paper", "authors", "none"),
+    "loss.target_downsample": ("area", "bilinear"),
+    "train.preset": tuple(PRESETS),
+    "train.select_on": ("val", "test"),
+    "train.stage2_init": ("fex+lanet", "lanet"),
+    "eval.gt": ("binarize", "authors"),
+}
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any], *, path: str = "", strict: bool = True) -> dict:
+    """Recursive dict merge; with ``strict`` an unknown key raises :class:`ConfigError`."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        where = f"{path}{key}"
+        if strict and key not in out:
+            valid = ", ".join(sorted(out))
+            raise ConfigError(f"unknown config key {where!r}; valid keys here: {valid}")
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value, path=f"{where}.", strict=strict)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.lr=3e-4"`` -> ``{"train": {"lr": 0.0003}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not KEY=VALUE")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads "1e-4" as text
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _set(cfg: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _numbers(cfg: dict) -> None:
+    """Coerce numeric strings such as ``"1e-4"`` (YAML 1.1 reads them as text)."""
+    for section in ("train", "loss"):
+        for key, value in cfg[section].items():
+            default = DEFAULTS[section].get(key)
+            if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+                if not _FLOAT_RE.fullmatch(value.strip()):
+                    raise ConfigError(f"{section}.{key} must be a number, got {value!r}")
+                cfg[section][key] = float(value)
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check choices and ranges; raises :class:`ConfigError` naming the key."""
+    for dotted, allowed in CHOICES.items():
+        value = _get(cfg, dotted)
+        if value not in allowed:
+            raise ConfigError(f"{dotted} = {value!r} is not one of {list(allowed)}")
+    checks = {
+        "data.image_size": lambda v: isinstance(v, int) and v >= 32 and v % 32 == 0,
+        "train.batch_size": lambda v: isinstance(v, int) and v >= 1,
+        "train.stage1_epochs": lambda v: isinstance(v, int) and v >= 0,
+        "train.stage2_epochs": lambda v: isinstance(v, int) and v >= 1,
+        "train.lr": lambda v: isinstance(v, (int, float)) and v > 0,
+        "loss.lam": lambda v: 0 <= v <= 1,
+        "loss.alpha": lambda v: v >= 0,
+        "loss.tau": lambda v: 0 <= v <= 1,
+        "eval.threshold": lambda v: 0 < v < 1,
+    }
+    for dotted, ok in checks.items():
+        value = _get(cfg, dotted)
+        if not ok(value):
+            raise ConfigError(f"{dotted} = {value!r} is out of range")
+
+
+def resolve_config(user: Mapping[str, Any] | None = None, overrides: Iterable[str] | None = None) -> dict[str, Any]:
+    """Defaults < architecture defaults < preset < ``user`` < ``overrides`` -> a validated resolved config."""
+    user = dict(user or {})
+    over: dict[str, Any] = {}
+    for text in overrides or []:
+        over = deep_merge(over, parse_override(text), strict=False)
+    merged_user = deep_merge(user, over, strict=False)
+    arch = merged_user.get("model", {}).get("arch", DEFAULTS["model"]["arch"])
+    if arch not in ARCH_DEFAULTS:
+        raise ConfigError(f"model.arch = {arch!r} is not one of {list(ARCH_DEFAULTS)}")
+    preset = merged_user.get("train", {}).get("preset", DEFAULTS["train"]["preset"])
+    if preset not in PRESETS:
+        raise ConfigError(f"train.preset = {preset!r} is not one of {list(PRESETS)}")
+    cfg = deep_merge(DEFAULTS, ARCH_DEFAULTS[arch])
+    cfg = deep_merge(cfg, PRESETS[preset])
+    cfg = deep_merge(cfg, merged_user)
+    _numbers(cfg)
+    validate_config(cfg)
+    return cfg
+
+
+def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] | None = None) -> dict[str, Any]:
+    """Resolve a config from a YAML file (or a dict) plus ``key=value`` overrides.
+
+    A relative path is looked up from the working directory, then from the project root and its
+    ``configs/`` folder, so ``lanet train busi_lanet_r18.yaml`` works from anywhere in the project.
+    """
+    if isinstance(source, Mapping):
+        return resolve_config(source, overrides)
+    path = find_config_file(source)
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    try:
+        return resolve_config(user, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def find_config_file(source: str | os.PathLike) -> Path:
+    cand = Path(source)
+    tries = [cand, project_root() / cand, project_root() / "configs" / cand]
+    if cand.suffix == "":
+        tries += [t.with_suffix(".yaml") for t in tries]
+    for t in tries:
+        if t.is_file():
+            return t
+    raise ConfigError(f"config file {source!r} not found (tried {', '.join(str(t) for t in tries)})")
+
+
+def identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that defines the run's results (non-identity keys removed)."""
+    out = copy.deepcopy(dict(cfg))
+    for dotted in NON_IDENTITY_KEYS:
+        parts = dotted.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.get(part, {})
+        node.pop(parts[-1], None)
+    return out
+
+
+def dump_config(cfg: Mapping[str, Any]) -> str:
+    """YAML text of a config with stable key order (sections in schema order)."""
+    return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=None, width=100)
+
+
+def get(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """``get(cfg, "train.lr")``."""
+    return _get(cfg, dotted)
+
+
+def with_overrides(cfg: Mapping[str, Any], **dotted: Any) -> dict[str, Any]:
+    """A copy of a resolved config with dotted keys replaced, re-validated: ``with_overrides(cfg, **{"train.seed": 1})``."""
+    out = copy.deepcopy(dict(cfg))
+    for key, value in dotted.items():
+        try:
+            _get(out, key)
+        except KeyError:
+            raise ConfigError(f"unknown config key {key!r}") from None
+        _set(out, key, value)
+    validate_config(out)
+    return out

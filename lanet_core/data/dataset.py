@@ -1,0 +1,259 @@
+"""A PyTorch dataset over a manifest, with an on-disk cache of resized images and location targets.
+
+Each image is decoded and resized once per (file contents, size, resize policy): the result, a small
+``.npz`` of uint8 arrays, is stored under ``<cache>/images/`` and reused by later epochs and later runs.
+The cache key holds each file's path, size in bytes and modification time, the box text, the size and
+the policy, so a changed file or a new size gets a new entry.
+
+A sample is a dict of tensors:
+
+* ``image``: ``(3, S, S) float32``, normalised (``half``: ``(x - 0.5) / 0.5``; ``imagenet``: mean/std);
+* ``target``: ``(1, S, S) float32`` in [0, 1], the training location target: the lesion mask for
+  ``location_label=mask``, the filled box for ``box``, zeros for ``none`` (soft at resized edges);
+* ``has_location``: bool, ``label``: int64 (0 benign, 1 malignant), ``index``: int64 row number;
+* evaluation samples also carry ``mask``/``has_mask`` and ``box``/``has_box`` (the ground truth
+  available for scoring, whatever the location label).
+
+Training samples are augmented as in the paper (rotation by 90/180/270 degrees, random resized crop,
+horizontal and vertical flips, colour jitter on the image only), image and target with the same
+geometry, seeded per sample from ``(seed, epoch, index)`` so results do not depend on worker count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from lanet_core.data.images import box_to_mask, image_size, read_image, read_mask_union, resize_array
+from lanet_core.data.manifest import atomic_write_bytes, label_index, mask_paths, parse_bbox
+from lanet_core.errors import DataError
+from lanet_core.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+NORMALIZATION = {
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _fingerprint(path: Path) -> str:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+class ImageCache:
+    """Resized uint8 arrays of one manifest row at one size, decoded once and kept on disk and in memory."""
+
+    def __init__(self, data_root: Path, size: int, policy: str = "squash", root: Path | None = None):
+        self.data_root = Path(data_root)
+        self.size = size
+        self.policy = policy
+        self.dir = Path(root) if root is not None else cache_dir() / "images"
+        self._memory: dict[str, dict[str, np.ndarray]] = {}
+        self.decoded = 0  # PNG decodes done by this instance (the warm pass must do none)
+
+    def key(self, row: pd.Series) -> str:
+        parts = [f"v{CACHE_VERSION}", str(self.size), self.policy, _fingerprint(self.data_root / row["image_path"])]
+        parts += [_fingerprint(self.data_root / p) for p in mask_paths(row)]
+        parts.append(str(row["bbox"]))
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+    def get(self, row: pd.Series) -> dict[str, np.ndarray]:
+        """``{"image": (S,S,3) uint8, "mask": (S,S) uint8 (if any), "box": (S,S) uint8 (if any)}``."""
+        key = self.key(row)
+        hit = self._memory.get(key)
+        if hit is not None:
+            return hit
+        path = self.dir / key[:2] / f"{key}.npz"
+        arrays: dict[str, np.ndarray] | None = None
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError) as exc:  # a damaged entry is rebuilt, not trusted
+                log.warning("cache entry %s unreadable (%s); rebuilding", path, exc)
+        if arrays is None:
+            arrays = self._decode(row)
+            buf = _npz_bytes(arrays)
+            atomic_write_bytes(path, buf)
+        self._memory[key] = arrays
+        return arrays
+
+    def _decode(self, row: pd.Series) -> dict[str, np.ndarray]:
+        self.decoded += 1
+        where = f"image_id {row['image_id']!r}"
+        img_path = self.data_root / row["image_path"]
+        try:
+            image = read_image(img_path)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        h, w = image.shape[:2]
+        out = {"image": resize_array(image, self.size, self.policy)}
+        masks = mask_paths(row)
+        if masks:
+            try:
+                union = read_mask_union([self.data_root / p for p in masks], size=(w, h))
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from None
+            out["mask"] = resize_array(union, self.size, self.policy)
+        try:
+            box = parse_bbox(row["bbox"])
+        except ValueError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        if box is not None:
+            if box.is_empty() or not box.inside(w, h):
+                raise DataError(f"{where}: bbox {box} is empty or outside the {w}x{h} image {img_path}")
+            out["box"] = resize_array(box_to_mask(box, h, w), self.size, self.policy)
+        return out
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A per-sample seed from (run seed, epoch, row index), independent of workers and batch order."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class PaperAugment:
+    """The paper's training augmentation on uint8 tensors ``image (3,S,S)`` and ``target (1,S,S)``.
+
+    Rotation by k*90 degrees (k in {1,2,3}: the authors always rotate; ``rotation="any"`` adds k=0), random
+    resized crop (scale 0.75-1, ratio 3/4-4/3, bilinear for image and target), horizontal and vertical
+    flips (p=0.5), then colour jitter (brightness 0.12, contrast 0.12, saturation 0.08, hue 0.08) on the
+    image only. Uses the global torch RNG: call it under :func:`torch.random.fork_rng` with a seed.
+    """
+
+    def __init__(self, size: int, rotation: str = "authors"):
+        self.k_choices = (1, 2, 3) if rotation == "authors" else (0, 1, 2, 3)
+        self.geometry = v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomVerticalFlip(),
+            ]
+        )
+        self.jitter = v2.ColorJitter(brightness=0.12, contrast=0.12, saturation=0.08, hue=0.08)
+
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.k_choices[int(torch.randint(len(self.k_choices), (1,)))]
+        if k:
+            image, target = torch.rot90(image, k, (1, 2)), torch.rot90(target, k, (1, 2))
+        image, target = self.geometry(tv_tensors.Image(image), tv_tensors.Image(target))
+        return self.jitter(image).as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+
+
+class LesionDataset(Dataset):
+    """Manifest rows -> samples (see the module docstring). ``rows`` is a manifest DataFrame subset."""
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        data_root: str | os.PathLike,
+        image_size: int,
+        *,
+        train: bool = False,
+        resize: str = "squash",
+        augment: str = "paper",
+        rotation: str = "authors",
+        normalize: str = "half",
+        seed: int = 0,
+        cache: ImageCache | None = None,
+    ):
+        self.rows = rows.reset_index(drop=True)
+        self.data_root = Path(data_root)
+        self.size = image_size
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.cache = cache or ImageCache(self.data_root, image_size, resize)
+        self.augment = PaperAugment(image_size, rotation) if (train and augment == "paper") else None
+        mean, std = NORMALIZATION[normalize]
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+        bad = sorted(set(self.rows["label"]) - {"benign", "malignant"})
+        if bad:
+            raise DataError(f"unknown label(s) {bad} in the manifest rows; expected benign or malignant")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draw of this epoch (call before iterating)."""
+        self.epoch = epoch
+
+    @property
+    def has_location(self) -> np.ndarray:
+        return (self.rows["location_label"] != "none").to_numpy()
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.rows["label"].map(label_index).to_numpy()
+
+    def warm(self) -> int:
+        """Decode (or load from disk) every row once; returns the number of PNG decodes done."""
+        before = self.cache.decoded
+        for i in range(len(self)):
+            self.cache.get(self.rows.iloc[i])
+        return self.cache.decoded - before
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = self.rows.iloc[index]
+        arrays = self.cache.get(row)
+        image = torch.from_numpy(arrays["image"]).permute(2, 0, 1).contiguous()  # (3,S,S) uint8
+        kind = row["location_label"]
+        if kind == "mask" and "mask" not in arrays:
+            raise DataError(f"image_id {row['image_id']!r}: location_label=mask but no mask_path")
+        if kind == "box" and "box" not in arrays:
+            raise DataError(f"image_id {row['image_id']!r}: location_label=box but no bbox")
+        target = torch.from_numpy(arrays[kind]).unsqueeze(0) if kind in ("mask", "box") else torch.zeros(
+            1, self.size, self.size, dtype=torch.uint8
+        )
+        if self.augment is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+                image, target = self.augment(image, target)
+        sample = {
+            "image": (image.float() / 255.0 - self.mean) / self.std,
+            "target": target.float() / 255.0,
+            "has_location": torch.tensor(kind != "none"),
+            "label": torch.tensor(label_index(row["label"]), dtype=torch.int64),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+        if not self.train:
+            for name in ("mask", "box"):
+                present = name in arrays
+                arr = torch.from_numpy(arrays[name]).unsqueeze(0) if present else torch.zeros(
+                    1, self.size, self.size, dtype=torch.uint8
+                )
+                sample[name] = arr.float() / 255.0
+                sample[f"has_{name}"] = torch.tensor(present)
+        return sample
+
+
+def check_image_sizes(rows: pd.DataFrame, data_root: Path) -> None:
+    """Fail early, naming the row, if an image cannot be opened (cheap header read only)."""
+    for i, row in rows.iterrows():
+        try:
+            image_size(Path(data_root) / row["image_path"])
+        except DataError as exc:
+            raise DataError(f"manifest row {i + 1} (image_id {row['image_id']!r}): {exc}") from None

@@ -1,0 +1,129 @@
+"""Resolve a config's ``data.manifest`` to a manifest file and its data root.
+
+``data.manifest`` is either a CSV path (relative to the project root, e.g. ``data_manifests/busi.csv``;
+its data root is discovered, see :mod:`lanet_core.paths`) or a synthetic-data spec generated on first
+use into the cache and reused afterwards:
+
+* ``phantom:n=240,size=128,seed=0[,location_label=box]`` - still phantom images;
+* ``phantom-video:patients=12,frames=24,size=96,seed=0[,every_nth=2,boxed=2]`` - phantom videos
+  imported through the video-data template importer.
+
+Specs are machine-independent, so configs (and run hashes) are the same on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from lanet_core.data.manifest import read_manifest
+from lanet_core.errors import ConfigError
+from lanet_core.paths import cache_dir, find_data_root, project_root
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
+    """``"phantom:n=240,size=128"`` -> ``("phantom", {"n": 240, "size": 128})`` (numbers parsed)."""
+    kind, _, rest = spec.partition(":")
+    params: dict[str, object] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        if "=" not in item:
+            raise ConfigError(f"data.manifest spec {spec!r}: {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        try:
+            params[k] = int(v)
+        except ValueError:
+            try:
+                params[k] = float(v)
+            except ValueError:
+                params[k] = v
+    return kind, params
+
+
+def _generate_once(spec: str, make) -> Path:
+    """Generate a synthetic dataset into ``<cache>/synthetic/<spec>`` once (atomically via a temp dir)."""
+    slug = hashlib.sha256(spec.encode()).hexdigest()[:16]
+    final = cache_dir() / "synthetic" / slug
+    if (final / "manifest.csv").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{slug}.", dir=final.parent))
+    try:
+        make(tmp)
+        (tmp / "SPEC").write_text(spec + "\n")
+        try:
+            tmp.rename(final)
+        except OSError:  # another process finished first
+            if not (final / "manifest.csv").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _phantom(params: dict) -> callable:
+    from lanet_core.data.phantoms import generate_phantom_dataset
+
+    kw = dict(params)
+    n, size, seed = kw.pop("n", 240), kw.pop("size", 128), kw.pop("seed", 0)
+    return lambda out: generate_phantom_dataset(out, n_images=n, image_size=size, seed=seed, **kw)
+
+
+def _phantom_video(params: dict) -> callable:
+    from lanet_core.data.phantoms import generate_phantom_videos
+    from lanet_core.data.video import prepare_video_dataset
+
+    kw = dict(params)
+    gen = {
+        "n_patients": kw.pop("patients", 12),
+        "frames_per_video": kw.pop("frames", 24),
+        "image_size": kw.pop("size", 96),
+        "boxed_frames_per_video": kw.pop("boxed", 2),
+        "seed": kw.get("seed", 0),
+    }
+    kw.pop("seed", None)
+
+    def make(out: Path) -> None:
+        src = out / "raw"
+        generate_phantom_videos(src, **gen)
+        prepare_video_dataset(src, out / "manifest.csv", data_root=out, seed=gen["seed"], **kw)
+
+    return make
+
+
+def resolve_manifest(spec: str, root: str = "auto") -> tuple[Path, Path]:
+    """``(manifest path, data root)`` for a ``data.manifest`` value and a ``data.root`` value."""
+    if spec.startswith("phantom:") or spec == "phantom":
+        folder = _generate_once(spec, _phantom(parse_spec(spec)[1]))
+        return folder / "manifest.csv", folder
+    if spec.startswith("phantom-video:"):
+        folder = _generate_once(spec, _phantom_video(parse_spec(spec)[1]))
+        return folder / "manifest.csv", folder
+    path = Path(spec)
+    if not path.is_absolute() and not path.is_file():
+        path = project_root() / spec
+    if not path.is_file():
+        raise ConfigError(f"data.manifest {spec!r}: no such file (looked in the working directory and {project_root()})")
+    if root not in ("auto", "", None):
+        return path, Path(root).expanduser()
+    df = read_manifest(path)
+    first = df["image_path"].iloc[0] if len(df) else ""
+    return path, find_data_root(required=[first] if first else [])
+
+
+def load_manifest(spec: str, root: str = "auto") -> tuple[pd.DataFrame, Path, Path]:
+    """``(manifest rows, manifest path, data root)``."""
+    path, data_root = resolve_manifest(spec, root)
+    return read_manifest(path), path, data_root
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

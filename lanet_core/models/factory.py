@@ -1,0 +1,81 @@
+"""Build the model a resolved config describes (LA-Net or any baseline)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from lanet_core.errors import ConfigError
+from lanet_core.models.backbones import freeze_batchnorm
+
+
+def weights_info(weights: str) -> tuple[dict, bool]:
+    """(extra timm kwargs, BatchNorm folded?) for a weights spec; a converted TFLite file needs TF padding."""
+    from lanet_core.models.tflite_mobilenet import backbone_kwargs_for_weights, weights_metadata
+
+    if weights in ("none", "imagenet") or str(weights).startswith("imagenet:"):
+        return {}, False
+    meta = weights_metadata(weights)
+    return backbone_kwargs_for_weights(weights), str(meta.get("bn_folded", "")).lower() == "true"
+
+
+def build_model(cfg: Mapping[str, Any], *, seed: int | None = None) -> nn.Module:
+    """The ``nn.Module`` of ``cfg["model"]`` for input size ``cfg["data"]["image_size"]``.
+
+    ``seed`` (default ``cfg["train"]["seed"]``) seeds the random initialisation, so the same config
+    always starts from the same weights.
+    """
+    m = cfg["model"]
+    torch.manual_seed(cfg["train"]["seed"] if seed is None else seed)
+    extra, bn_folded = weights_info(m["weights"])
+    if m["arch"] == "lanet":
+        from lanet_core.models.lanet import LANet
+
+        model: nn.Module = LANet(
+            m["backbone"],
+            m["weights"],
+            num_classes=2,
+            use_cam=m["use_cam"],
+            use_sam=m["use_sam"],
+            use_mam=m["use_mam"],
+            sam=m["sam"],
+            cam_reduction=m["cam_reduction"],
+            fusion_stride=m["fusion_stride"],
+            fusion_resize=m["fusion_resize"],
+            init=m["init"],
+            backbone_kwargs=extra,
+        )
+    else:
+        from lanet_core.models.baselines import build_baseline
+
+        try:
+            model = build_baseline(
+                m["arch"],
+                backbone=m["backbone"],
+                weights=m["weights"],
+                image_size=cfg["data"]["image_size"],
+                num_classes=2,
+                drop_rate=m["drop_rate"],
+                **extra,
+            )
+        except TypeError as exc:
+            raise ConfigError(f"model.arch={m['arch']}: {exc}") from exc
+    freeze = bn_folded if m["freeze_bn"] == "auto" else bool(m["freeze_bn"])
+    if freeze:  # only the pretrained feature extractor; LA-Net / heads keep learning their statistics
+        freeze_batchnorm(model.component_modules().get("feature extractor", model))
+    model.bn_frozen = freeze  # recorded in describe() and provenance
+    return model
+
+
+# (classification head, lesion head) of each architecture
+ARCH_HEADS: dict[str, tuple[bool, bool]] = {
+    "lanet": (True, True),
+    "rmtl": (True, True),
+    "agn": (True, True),
+    "classifier": (True, False),
+    "vit": (True, False),
+    "unet": (False, True),
+    "deeplabv3": (False, True),
+}

@@ -1,0 +1,311 @@
+"""The run cache: a run is identified by the hash of its resolved config (plus its manifest's contents).
+
+``results/runs/<name>-<hash>/`` holds:
+
+* ``config.yaml``: the resolved config;
+* ``provenance.json``: git commit, package versions, hardware, seed, manifest checksum, wall times;
+* ``history.csv``: one row per epoch (losses, validation metrics, images/s, selection flag);
+* ``metrics.json``: the selected epoch and the test metrics (plus validation metrics of the selection);
+* ``per_image.csv``: one row per test image (probabilities, predictions, IoU/Dice, predicted box, ...);
+* ``lesion_maps.npz``: the test lesion maps (uint8, at most 64 x 64) for figures;
+* ``checkpoints/`` (git-ignored): ``last.pt`` while training (resume), ``best.pt`` after.
+
+``metrics.json`` is written last; its presence marks a finished run. Training a finished config again
+returns the cached result at once; an interrupted run resumes from ``checkpoints/last.pt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from lanet_core.config import dump_config, identity, resolve_config
+from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
+from lanet_core.data.sources import file_sha256, load_manifest
+from lanet_core.errors import ConfigError
+from lanet_core.evaluation import lesion_map_archive, summary_metrics
+from lanet_core.paths import project_root, results_dir
+
+log = logging.getLogger(__name__)
+
+# Bump when a change to the code changes what a config means (invalidates every cached run).
+RUN_FORMAT_VERSION = 1
+PACKAGES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "grad-cam", "numpy", "scipy",
+            "pandas", "scikit-learn", "scikit-image", "pillow")
+
+
+def config_hash(cfg: Mapping[str, Any], manifest_sha256: str) -> str:
+    """12 hex digits of SHA-256 over the canonical JSON of the run's identity and its manifest's checksum."""
+    payload = {"format": RUN_FORMAT_VERSION, "config": identity(cfg), "manifest_sha256": manifest_sha256}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def runs_dir() -> Path:
+    return results_dir() / "runs"
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+    return keep.strip("-") or "run"
+
+
+def run_dir_for(cfg: Mapping[str, Any], manifest_sha256: str, root: Path | None = None) -> Path:
+    """``<results>/runs/<name>-<hash>``; an existing directory with the same hash and another name is reused."""
+    root = Path(root) if root is not None else runs_dir()
+    h = config_hash(cfg, manifest_sha256)
+    existing = sorted(root.glob(f"*-{h}")) if root.is_dir() else []
+    return existing[0] if existing else root / f"{_slug(cfg['name'])}-{h}"
+
+
+def git_state() -> dict[str, Any]:
+    root = project_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", False
+    return {"git_commit": sha or None, "git_dirty": dirty}
+
+
+def hardware() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "hostname": socket.gethostname()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _json(obj: Any) -> str:
+    def default(o):
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        return str(o)
+
+    def clean(o):
+        if isinstance(o, float) and not np.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, np.floating):
+            return clean(float(o))
+        return o
+
+    return json.dumps(clean(obj), indent=2, sort_keys=False, default=default) + "\n"
+
+
+def _csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+
+
+@dataclass
+class RunResult:
+    """A finished run: its directory, config and test metrics (per-image records loaded on demand)."""
+
+    run_dir: Path
+    config: dict
+    metrics: dict
+    cached: bool = False
+    _per_image: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def test(self) -> dict[str, Any]:
+        return self.metrics["test"]
+
+    @property
+    def per_image(self) -> pd.DataFrame:
+        if self._per_image is None:
+            self._per_image = pd.read_csv(self.run_dir / "per_image.csv", keep_default_na=True)
+        return self._per_image
+
+    def summary(self) -> str:
+        t = self.test
+        parts = [f"{self.run_dir.name}{' (cached)' if self.cached else ''}:"]
+        for k, scale in (("accuracy", 100), ("auc", 100), ("f1_macro", 100), ("iou", 1), ("dice", 1), ("iou_box", 1)):
+            v = t.get(k)
+            if v is not None and np.isfinite(v):
+                parts.append(f"{k}={v * scale:.1f}" if scale == 100 else f"{k}={v:.3f}")
+        return " ".join(parts)
+
+
+def load_result(run_dir: Path) -> RunResult | None:
+    """The finished run in ``run_dir``, or ``None`` if it has not finished."""
+    mpath = Path(run_dir) / "metrics.json"
+    if not mpath.is_file():
+        return None
+    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    return RunResult(Path(run_dir), config, json.loads(mpath.read_text()), cached=True)
+
+
+def prepare_run(cfg: Mapping[str, Any]) -> tuple[dict, pd.DataFrame, Path, Path, str]:
+    """(resolved config, manifest rows, data root, run dir, manifest checksum) for a config."""
+    cfg = resolve_config(cfg) if "data" not in cfg or "eval" not in cfg else dict(cfg)
+    d = cfg["data"]
+    rows, mpath, data_root = load_manifest(d["manifest"], d["root"])
+    sha = file_sha256(mpath)
+    return cfg, rows, data_root, run_dir_for(cfg, sha), sha
+
+
+def train_or_load(
+    cfg: Mapping[str, Any],
+    *,
+    force: bool = False,
+    deadline: float | None = None,
+    stop_after_epochs: int | None = None,
+    keep_last_checkpoint: bool = False,
+) -> RunResult:
+    """Return the finished run of ``cfg``, training it first (or resuming it) if needed."""
+    from lanet_core.training.trainer import Trainer
+
+    cfg, rows, data_root, run_dir, sha = prepare_run(cfg)
+    if not force:
+        done = load_result(run_dir)
+        if done is not None:
+            return done
+    elif (run_dir / "metrics.json").exists():
+        (run_dir / "metrics.json").unlink()
+        for stale in ("last.pt", "best.pt"):
+            (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    started = datetime.now(timezone.utc)
+    trainer = Trainer(cfg, rows, data_root, run_dir)
+    model = trainer.fit(deadline=deadline, stop_after_epochs=stop_after_epochs)
+    t_eval = time.time()
+    per, pred, eval_rows = trainer.evaluate(model)
+    trainer.wall["test_eval"] = time.time() - t_eval
+    result = write_records(run_dir, cfg, trainer, per, pred, eval_rows, sha, data_root, started)
+    if not keep_last_checkpoint:
+        (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
+    return result
+
+
+def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, data_root, started) -> RunResult:
+    """Write history, per-image records, lesion maps, provenance, and ``metrics.json`` last."""
+    history = pd.DataFrame(trainer.history)
+    atomic_write_text(run_dir / "history.csv", _csv(history))
+    atomic_write_text(run_dir / "per_image.csv", _csv(per))
+    maps = lesion_map_archive(pred, eval_rows, cfg["eval"]["map_store_size"])
+    if maps:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **maps)
+        atomic_write_bytes(run_dir / "lesion_maps.npz", buf.getvalue())
+    sel = trainer.selected
+    sel_row = history[(history["stage"] == sel["stage"]) & (history["epoch"] == sel["epoch"])].iloc[0].to_dict()
+    prov = {
+        **git_state(),
+        "config_hash": config_hash(cfg, manifest_sha),
+        "run_format": RUN_FORMAT_VERSION,
+        "seed": cfg["train"]["seed"],
+        "manifest": cfg["data"]["manifest"],
+        "manifest_sha256": manifest_sha,
+        "data_root": str(data_root),
+        "model_selection": f"best {trainer.select_split} {trainer.stages[-1].select}, ties broken by the lower loss",
+        "bn_frozen": bool(getattr(trainer, "bn_frozen", False)),
+        "device": str(trainer.device),
+        "amp": trainer.amp,
+        "channels_last": trainer.channels_last,
+        "packages": package_versions(),
+        "hardware": hardware(),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": {k: round(v, 2) for k, v in trainer.wall.items()},
+        "epochs_trained": len(history),
+    }
+    atomic_write_text(run_dir / "provenance.json", _json(prov))
+    metrics = {
+        "run": run_dir.name,
+        "config_hash": prov["config_hash"],
+        "selected": {**sel, "selected_on": trainer.select_split,
+                     "metrics": {k: v for k, v in sel_row.items() if k.startswith(trainer.select_split)}},
+        "test": summary_metrics(per),
+    }
+    atomic_write_text(run_dir / "metrics.json", _json(metrics))
+    return RunResult(run_dir, dict(cfg), json.loads(_json(metrics)), cached=False, _per_image=per)
+
+
+def evaluate_run_dir(run_dir: Path, split: str = "test") -> RunResult:
+    """Re-evaluate a run from ``checkpoints/best.pt`` on ``split`` (the test split rewrites the records)."""
+    from lanet_core.training.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg, rows, data_root, _, sha = prepare_run(cfg)
+    trainer = Trainer(cfg, rows, data_root, run_dir)
+    model = trainer.load_best()
+    per, pred, eval_rows = trainer.evaluate(model, split)
+    if split != cfg["eval"]["split"]:
+        metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
+        return RunResult(run_dir, cfg, metrics, _per_image=per)
+    old = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    metrics = {**old, "test": summary_metrics(per)}
+    atomic_write_text(run_dir / "per_image.csv", _csv(per))
+    atomic_write_text(run_dir / "metrics.json", _json(metrics))
+    return RunResult(run_dir, cfg, metrics, _per_image=per)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def collect_runs(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per run: flattened config (``model.arch`` ...) and test metrics, plus ``run``."""
+    rows = []
+    for r in results:
+        row = {"run": r.run_dir.name, **flatten(r.config)}
+        row.update({k: (np.nan if v is None else v) for k, v in r.test.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)

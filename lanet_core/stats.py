@@ -1,0 +1,421 @@
+"""Statistics for the study: mean ± t-based 95 % CI over repeats, the paper's one-sided t-test, stars, and
+paired per-image bootstrap intervals.
+
+Conventions (LA-Net paper, ``authors-code.md`` §4.3):
+
+* A group of ``n`` repeats (seeds) is summarised as mean ± ``t(0.975, n-1) * sd / sqrt(n)`` (sd with ``ddof=1``).
+  The authors' plot script adds 1e-5 to the SEM; we do not (it only matters for zero-variance groups, where the
+  paper prints ``±0.0`` anyway).
+* Significance: one-sided two-sample t-test with pooled variance, ``ttest_ind(comparison, proposed,
+  alternative="less")`` — a small p says "the comparison method scores lower than the proposed one".
+  Identical repeats (pooled variance 0) make scipy return a meaningless t ≈ 1e14; we report
+  ``note="identical repeats"`` with no t and no p instead.
+* The repeat-level CI only captures training noise. :func:`paired_bootstrap_diff` resamples test images (paired
+  by ``image_id``) to show test-set sampling noise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from lanet_core.errors import DataError
+
+IDENTICAL_REPEATS = "identical repeats"
+TOO_FEW = "n < 2"
+DEGENERATE = "all values identical"
+
+#: Relative tolerance under which a pooled SD (t-test) or a spread of values (bootstrap) counts as zero,
+#: i.e. values equal up to float round-off.
+ZERO_VARIANCE_RTOL = 1e-12
+
+#: Significance thresholds of the paper's plots, from strictest to loosest.
+STAR_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean ± t-based confidence interval of ``n`` finite values (NaNs are not counted in ``n``).
+
+    ``sd`` uses ``ddof=1``; ``sem = sd / sqrt(n)``; ``half_width = t((1+confidence)/2, n-1) * sem``;
+    ``low/high = mean ∓ half_width``. With ``n = 1`` sd, sem, half_width, low and high are NaN; with ``n = 0``
+    everything is NaN. Units are those of the input values.
+    """
+
+    mean: float
+    sd: float
+    sem: float
+    half_width: float
+    low: float
+    high: float
+    n: int
+    confidence: float = 0.95
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TTest:
+    """Result of :func:`one_sided_ttest`. ``statistic``/``pvalue`` are NaN when ``note`` is set."""
+
+    statistic: float
+    pvalue: float
+    df: float
+    n_comparison: int
+    n_proposed: int
+    alternative: str = "less"
+    note: str = ""
+
+    @property
+    def valid(self) -> bool:
+        """True when a p-value was computed."""
+        return not self.note and math.isfinite(self.pvalue)
+
+    @property
+    def label(self) -> str:
+        """Stars for a valid test (see :func:`significance_stars`), else the note."""
+        return significance_stars(self.pvalue) if self.valid else self.note
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A bootstrap confidence interval for a statistic (or a paired difference of statistics).
+
+    ``estimate`` is the statistic on the observed data; ``n`` the number of observations (pairs) used;
+    ``n_dropped`` how many were dropped because a value (or its partner) was NaN or missing. ``note`` explains
+    any fallback: ``"all values identical"`` (degenerate: zero-width interval at the estimate), ``"n < 2"``
+    (no interval), or ``"BCa undefined; percentile used"``.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    n_dropped: int
+    confidence: float
+    method: str
+    n_resamples: int
+    note: str = ""
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# input checking
+
+
+def _as_float_array(values: Iterable[float] | pd.Series | np.ndarray, what: str) -> np.ndarray:
+    """1-D float array of ``values``; non-numeric or infinite entries raise :class:`DataError` naming ``what``."""
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what}: values must be numbers ({exc})") from None
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise DataError(f"{what}: expected a 1-D sequence of numbers, got shape {arr.shape}")
+    if np.isinf(arr).any():
+        raise DataError(f"{what}: infinite value(s) at position(s) {np.flatnonzero(np.isinf(arr)).tolist()}")
+    return arr
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise DataError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# repeats: mean ± CI and the paper's t-test
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> MeanCI:
+    """Mean ± t-based CI of the finite ``values`` (NaNs dropped and not counted in ``n``).
+
+    Example: ``mean_ci([95.1, 95.2, 95.1])`` → mean 95.133, half_width 0.143 (= 4.303 · 0.0577 / √3).
+    """
+    _check_confidence(confidence)
+    arr = _as_float_array(values, "mean_ci")
+    arr = arr[~np.isnan(arr)]
+    n = int(arr.size)
+    nan = float("nan")
+    if n == 0:
+        return MeanCI(nan, nan, nan, nan, nan, nan, 0, confidence)
+    mean = float(arr.mean())
+    if n == 1:
+        return MeanCI(mean, nan, nan, nan, nan, nan, 1, confidence)
+    sd = float(arr.std(ddof=1))
+    sem = sd / math.sqrt(n)
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * sem
+    return MeanCI(mean, sd, sem, half, mean - half, mean + half, n, confidence)
+
+
+def one_sided_ttest(
+    comparison: Iterable[float],
+    proposed: Iterable[float],
+    alternative: Literal["less", "greater", "two-sided"] = "less",
+) -> TTest:
+    """Two-sample pooled-variance t-test of ``comparison`` vs ``proposed`` (the paper's test).
+
+    ``alternative="less"`` tests H1 "mean(comparison) < mean(proposed)"; NaNs are dropped. Returns a
+    :class:`TTest` whose ``note`` is ``"n < 2"`` when either group has fewer than two finite values, or
+    ``"identical repeats"`` when the pooled variance is zero (scipy would return t ≈ 1e14 and a precision
+    warning); in both cases statistic and p-value are NaN.
+    """
+    if alternative not in ("less", "greater", "two-sided"):
+        raise DataError(f"alternative must be 'less', 'greater' or 'two-sided', got {alternative!r}")
+    a = _as_float_array(comparison, "one_sided_ttest comparison")
+    b = _as_float_array(proposed, "one_sided_ttest proposed")
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    na, nb = int(a.size), int(b.size)
+    nan = float("nan")
+    if na < 2 or nb < 2:
+        return TTest(nan, nan, nan, na, nb, alternative, TOO_FEW)
+    df = float(na + nb - 2)
+    pooled_var = ((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / df
+    scale = max(1.0, float(np.abs(np.concatenate([a, b])).max()))
+    if math.sqrt(pooled_var) <= ZERO_VARIANCE_RTOL * scale:
+        return TTest(nan, nan, df, na, nb, alternative, IDENTICAL_REPEATS)
+    with warnings.catch_warnings():
+        # one group with zero spread is fine once the pooled variance is positive; scipy still warns about it
+        warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
+        res = sps.ttest_ind(a, b, equal_var=True, alternative=alternative)
+    return TTest(float(res.statistic), float(res.pvalue), float(res.df), na, nb, alternative, "")
+
+
+def significance_stars(p: float) -> str:
+    """``"***"`` for p ≤ 0.001, ``"**"`` ≤ 0.01, ``"*"`` ≤ 0.05, ``"ns"`` above; ``""`` for NaN/None."""
+    if p is None:
+        return ""
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise DataError(f"a p-value must be a number, got {p!r}") from None
+    if math.isnan(p):
+        return ""
+    if not 0.0 <= p <= 1.0:
+        raise DataError(f"a p-value must lie in [0, 1], got {p!r}")
+    for threshold, stars in STAR_THRESHOLDS:
+        if p <= threshold:
+            return stars
+    return "ns"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# per-image bootstrap
+
+StatisticName = Literal["mean", "median"]
+_STATISTICS: dict[str, Callable[..., np.ndarray]] = {"mean": np.mean, "median": np.median}
+
+
+def _statistic(name: str) -> Callable[..., np.ndarray]:
+    try:
+        return _STATISTICS[name]
+    except KeyError:
+        raise DataError(f"statistic must be one of {sorted(_STATISTICS)}, got {name!r}") from None
+
+
+def _run_bootstrap(
+    data: tuple[np.ndarray, ...],
+    statistic: Callable[..., np.ndarray],
+    *,
+    paired: bool,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
+    method: str,
+) -> tuple[float, float, str, str]:
+    """(low, high, method actually used, note) from scipy's bootstrap; BCa falls back to percentile if undefined."""
+    if n_resamples < 1:
+        raise DataError(f"n_resamples must be positive, got {n_resamples}")
+    methods = {"bca": "BCa", "percentile": "percentile", "basic": "basic"}
+    if method.lower() not in methods:
+        raise DataError(f"bootstrap method must be one of {sorted(methods.values())}, got {method!r}")
+    method = methods[method.lower()]
+    note = ""
+    for attempt in ([method, "percentile"] if method == "BCa" else [method]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy warns (and returns NaN) when BCa is undefined; handled below
+            res = sps.bootstrap(
+                data,
+                statistic,
+                n_resamples=n_resamples,
+                paired=paired,
+                vectorized=True,
+                confidence_level=confidence,
+                method=attempt,
+                rng=np.random.default_rng(seed),
+            )
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            return low, high, attempt, note
+        note = "BCa undefined; percentile used"
+    return float("nan"), float("nan"), method, "bootstrap interval undefined"
+
+
+def bootstrap_mean_ci(
+    values: Iterable[float] | pd.Series,
+    statistic: StatisticName = "mean",
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    method: str = "BCa",
+) -> BootstrapCI:
+    """Bootstrap CI of one method's per-image ``statistic`` (e.g. accuracy = mean of 0/1 ``correct``).
+
+    NaNs are dropped (counted in ``n_dropped``). All-identical values give a zero-width interval at the
+    estimate (``note="all values identical"``); ``n = 1`` gives a NaN interval (``note="n < 2"``).
+    """
+    _check_confidence(confidence)
+    stat = _statistic(statistic)
+    arr = _as_float_array(values, "bootstrap_mean_ci")
+    keep = arr[~np.isnan(arr)]
+    dropped = int(arr.size - keep.size)
+    if keep.size == 0:
+        raise DataError(f"bootstrap_mean_ci: no finite values (all {arr.size} are NaN)")
+    est = float(stat(keep))
+    return _interval_or_degenerate(
+        est, (keep,), keep, stat1=stat, paired=False, dropped=dropped, n_resamples=n_resamples, seed=seed,
+        confidence=confidence, method=method,
+    )
+
+
+def _interval_or_degenerate(
+    estimate: float,
+    data: tuple[np.ndarray, ...],
+    spread: np.ndarray,
+    *,
+    stat1: Callable[..., np.ndarray],
+    paired: bool,
+    dropped: int,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
+    method: str,
+) -> BootstrapCI:
+    """Shared tail of the two bootstrap functions: handle n < 2 and degenerate data, else run scipy.
+
+    ``spread`` is the per-observation quantity whose constancy makes the bootstrap degenerate (the values, or
+    the paired differences).
+    """
+    n = int(spread.size)
+    if n < 2:
+        nan = float("nan")
+        return BootstrapCI(estimate, nan, nan, n, dropped, confidence, method, n_resamples, TOO_FEW)
+    if np.ptp(spread) <= ZERO_VARIANCE_RTOL * max(1.0, float(np.abs(spread).max())):
+        return BootstrapCI(estimate, estimate, estimate, n, dropped, confidence, method, n_resamples, DEGENERATE)
+    if len(data) == 1:
+        statistic = stat1
+    else:
+
+        def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+            return stat1(x, axis=axis) - stat1(y, axis=axis)
+
+    low, high, used, note = _run_bootstrap(
+        data, statistic, paired=paired, n_resamples=n_resamples, seed=seed, confidence=confidence, method=method
+    )
+    return BootstrapCI(estimate, low, high, n, dropped, confidence, used, n_resamples, note)
+
+
+def align_pairs(a: pd.Series, b: pd.Series, what: str = "paired series") -> tuple[pd.DataFrame, int]:
+    """Align two series on their index (e.g. ``image_id``); return (pairs with both values finite, n dropped).
+
+    Duplicate index labels raise :class:`DataError` naming them; ids present in only one series, or NaN on
+    either side, are dropped and counted.
+    """
+    for name, s in (("a", a), ("b", b)):
+        if not isinstance(s, pd.Series):
+            raise DataError(f"{what}: {name} must be a pandas Series indexed by image_id, got {type(s).__name__}")
+        dup = s.index[s.index.duplicated()].unique().tolist()
+        if dup:
+            raise DataError(f"{what}: series {name} has duplicate index label(s) {dup[:5]}; aggregate them first")
+    joined = pd.concat({"a": a, "b": b}, axis=1, join="outer", sort=True)
+    try:
+        joined = joined.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what}: values must be numbers ({exc})") from None
+    complete = joined.dropna()
+    return complete, int(len(joined) - len(complete))
+
+
+def paired_bootstrap_diff(
+    a: pd.Series,
+    b: pd.Series,
+    statistic: StatisticName = "mean",
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    method: str = "BCa",
+) -> BootstrapCI:
+    """Paired bootstrap CI of ``statistic(a) - statistic(b)`` over images.
+
+    ``a`` and ``b`` are per-image values (e.g. 0/1 ``correct`` or ``iou``) indexed by ``image_id``; they are
+    aligned on the index and pairs with a NaN or missing side are dropped (``n_dropped``). Images are resampled
+    jointly (``scipy.stats.bootstrap(..., paired=True)``), BCa by default with a percentile fallback when BCa
+    is undefined. If every paired difference is the same (e.g. identical predictions), the interval has zero
+    width at the estimate and ``note="all values identical"``.
+    """
+    _check_confidence(confidence)
+    stat = _statistic(statistic)
+    pairs, dropped = align_pairs(a, b, "paired_bootstrap_diff")
+    if pairs.empty:
+        raise DataError(
+            f"paired_bootstrap_diff: no image has a finite value in both series "
+            f"({len(a)} and {len(b)} rows, {dropped} dropped)"
+        )
+    x, y = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    est = float(stat(x) - stat(y))
+    return _interval_or_degenerate(
+        est, (x, y), x - y, stat1=stat, paired=True, dropped=dropped, n_resamples=n_resamples, seed=seed,
+        confidence=confidence, method=method,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# tables of runs
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise :class:`DataError` listing every column of ``columns`` missing from ``df``."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{what}: missing column(s) {missing}; available: {list(df.columns)}")
+
+
+def require_numeric(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise :class:`DataError` naming every column of ``columns`` that is not numeric."""
+    bad = {c: str(df[c].dtype) for c in columns if not pd.api.types.is_numeric_dtype(df[c])}
+    if bad:
+        raise DataError(f"{what}: metric column(s) not numeric: {bad}")
+
+
+def summarise_runs(runs: pd.DataFrame, group_cols: Sequence[str], metrics: Sequence[str],
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """Long table of mean ± CI per group and metric.
+
+    ``runs`` has one row per run (seed). Output: one row per (group, metric), groups in order of first
+    appearance and metrics in the given order, columns ``*group_cols, metric, n, mean, sd, sem, half_width,
+    low, high`` (units of the input; ``n`` counts the non-NaN runs of that metric).
+    """
+    group_cols = list(group_cols)
+    metrics = list(metrics)
+    if not group_cols:
+        raise DataError("summarise_runs: group_cols must name at least one column")
+    require_columns(runs, group_cols + metrics, "summarise_runs")
+    require_numeric(runs, metrics, "summarise_runs")
+    rows = []
+    for key, grp in runs.groupby(group_cols, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for m in metrics:
+            ci = mean_ci(grp[m], confidence)
+            rows.append({**dict(zip(group_cols, key)), "metric": m, "n": ci.n, "mean": ci.mean, "sd": ci.sd,
+                         "sem": ci.sem, "half_width": ci.half_width, "low": ci.low, "high": ci.high})
+    columns = group_cols + ["metric", "n", "mean", "sd", "sem", "half_width", "low", "high"]
+    return pd.DataFrame(rows, columns=columns)

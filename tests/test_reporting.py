@@ -1,0 +1,285 @@
+"""Tests for lanet_core.reporting: text formats, comparison / bootstrap tables, writers, palette and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lanet_core.errors import ConfigError, DataError  # noqa: E402
+from lanet_core.reporting import (  # noqa: E402
+    FALLBACK_COLORS,
+    METHOD_COLORS,
+    METRIC_FORMATS,
+    axis_label,
+    bar_ci_plot,
+    comparison_table,
+    format_diff_ci,
+    format_mean_ci,
+    format_metric_ci,
+    line_ci_plot,
+    markdown_table,
+    method_palette,
+    paired_bootstrap_table,
+    plot_context,
+    save_fig,
+    write_table,
+)
+from lanet_core.stats import one_sided_ttest, summarise_runs  # noqa: E402
+
+REF = "R50+LA-Net"
+
+
+@pytest.fixture
+def runs() -> pd.DataFrame:
+    """Tiny runs table: BUSI-like k/82 accuracies (R18 reproduces the paper's 88.6 ± 1.7), IoU for MTL/seg."""
+    rows = []
+    acc = {"R18": [73, 72, 73], "R50": [77, 77, 77], REF: [79, 79, 79], "U-Net": [None] * 3}
+    iou = {"R18": [None] * 3, "R50": [None] * 3, REF: [0.438, 0.432, 0.445], "U-Net": [0.463, 0.459, 0.483]}
+    for size in (256, 512):
+        for method in acc:
+            for seed in range(3):
+                k = acc[method][seed]
+                rows.append({
+                    "method": method, "seed": seed, "image_size": size, "backbone": method.split("+")[0],
+                    "accuracy": np.nan if k is None else k / 82 - (0.0 if size == 256 else 1 / 82),
+                    "iou": np.nan if iou[method][seed] is None else iou[method][seed],
+                })
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- formats
+
+
+def test_format_mean_ci() -> None:
+    assert format_mean_ci(0.951, 0.017) == "95.1 ± 1.7"
+    assert format_mean_ci(0.438333, 0.016163, scale=1, digits=3) == "0.438 ± 0.016"
+    assert format_mean_ci(0.9, float("nan")) == "90.0"
+    assert format_mean_ci(float("nan"), 0.1) == ""
+    assert METRIC_FORMATS["iou"].scale == 1 and METRIC_FORMATS["iou"].digits == 3
+    assert METRIC_FORMATS["accuracy"].scale == 100 and METRIC_FORMATS["accuracy"].digits == 1
+    assert format_metric_ci("dice", 0.543, 0.0179) == "0.543 ± 0.018"
+    assert format_metric_ci("auc", 0.99, 0.004) == "99.0 ± 0.4"
+    assert format_diff_ci("correct", -0.1016, -0.1626, -0.0447) == "-10.2 [-16.3, -4.5]"
+    assert axis_label("accuracy") == "Accuracy (%)" and axis_label("iou") == "IoU"
+    assert axis_label("some_metric") == "Some metric"
+
+
+# ---------------------------------------------------------------- comparison table
+
+
+def test_comparison_table_content(runs: pd.DataFrame) -> None:
+    small = runs[runs.image_size == 256]
+    table = comparison_table(small, ["accuracy", "iou"], REF, extra_cols=["backbone"], order=[REF, "R18"])
+    assert list(table["method"]) == [REF, "R18", "R50", "U-Net"]  # `order` first, the rest by appearance
+    row = table.set_index("method")
+    assert row.loc["R18", "accuracy"] == "88.6 ± 1.7"  # paper Table 5 BUSI R18-256
+    assert row.loc["R18", "n"] == 3 and row.loc["R18", "backbone"] == "R18"
+    expected = one_sided_ttest(np.array([73, 72, 73]) / 82, [79 / 82] * 3)
+    assert row.loc["R18", "accuracy_p"] == pytest.approx(expected.pvalue)
+    assert row.loc["R18", "accuracy_p"] < 0.001 and row.loc["R18", "accuracy_sig"] == "***"
+    assert row.loc["R50", "accuracy"] == "93.9 ± 0.0"
+    assert row.loc["R50", "accuracy_sig"] == "identical repeats" and np.isnan(row.loc["R50", "accuracy_p"])
+    assert row.loc[REF, "accuracy_sig"] == "reference"
+    assert row.loc["U-Net", "accuracy"] == "" and row.loc["U-Net", "accuracy_sig"] == ""
+    assert row.loc["U-Net", "iou"] == "0.468 ± 0.032" and row.loc["U-Net", "iou_sig"] == "ns"
+    assert row.loc[REF, "iou"] == "0.438 ± 0.016"
+    assert row.loc["R18", "accuracy_mean"] == pytest.approx(218 / 246)
+    text_only = comparison_table(small, ["accuracy"], REF, numeric=False)
+    assert list(text_only.columns) == ["method", "n", "accuracy", "accuracy_sig"]
+
+
+def test_comparison_table_matches_reference_within_strata(runs: pd.DataFrame) -> None:
+    table = comparison_table(runs, ["accuracy"], REF, group_cols=("method", "image_size"))
+    assert len(table) == 8
+    r18_512 = table[(table.method == "R18") & (table.image_size == 512)].iloc[0]
+    ref_512 = runs[(runs.method == REF) & (runs.image_size == 512)]["accuracy"]
+    r18_vals = runs[(runs.method == "R18") & (runs.image_size == 512)]["accuracy"]
+    assert r18_512["accuracy_p"] == pytest.approx(one_sided_ttest(r18_vals, ref_512).pvalue)
+    assert r18_512["accuracy"] == "87.4 ± 1.7"
+
+
+def test_comparison_table_errors(runs: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="R101"):
+        comparison_table(runs, ["accuracy"], "R101")
+    with pytest.raises(DataError, match="image_size"):
+        comparison_table(runs, ["accuracy"], REF, extra_cols=["image_size"])  # two sizes per method
+    with pytest.raises(DataError, match="f2"):
+        comparison_table(runs, ["f2"], REF)
+    with pytest.raises(DataError, match="not numeric"):
+        comparison_table(runs.assign(iou="n/a"), ["iou"], REF)
+    with pytest.raises(ConfigError, match="method_col"):
+        comparison_table(runs, ["accuracy"], REF, group_cols=("image_size",))
+
+
+# ---------------------------------------------------------------- paired bootstrap table
+
+
+def _per_image(n: int = 40) -> pd.DataFrame:
+    ids = [f"img{i:03d}" for i in range(n)]
+    rng = np.random.default_rng(0)
+    base_iou = rng.uniform(0.2, 0.7, n)
+    rows = []
+    for seed in range(3):
+        for i, image_id in enumerate(ids):
+            rows.append({"method": REF, "seed": seed, "image_id": image_id, "correct": 1.0,
+                         "iou": base_iou[i]})
+            # "R18": wrong on the first 8 images in every seed; on image 8 only in seed 0
+            wrong = i < 8 or (i == 8 and seed == 0)
+            rows.append({"method": "R18", "seed": seed, "image_id": image_id, "correct": 0.0 if wrong else 1.0,
+                         "iou": np.nan})
+            rows.append({"method": "U-Net", "seed": seed, "image_id": image_id, "correct": np.nan,
+                         "iou": base_iou[i] - 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_paired_bootstrap_table_content() -> None:
+    table = paired_bootstrap_table(_per_image(), REF, n_resamples=1000)
+    assert list(zip(table.method, table.metric)) == [("R18", "correct"), ("R18", "iou"), ("U-Net", "correct"),
+                                                     ("U-Net", "iou")]
+    t = table.set_index(["method", "metric"])
+    r18 = t.loc[("R18", "correct")]
+    # seed-averaged per-image correctness: 8 images 0, one image 2/3, the rest 1
+    assert r18["mean"] == pytest.approx((31 + 2 / 3) / 40)
+    assert r18["diff"] == pytest.approx((31 + 2 / 3) / 40 - 1.0)
+    assert r18["low"] < r18["diff"] < r18["high"] < 0
+    assert r18["n_images"] == 40 and r18["n_seeds"] == 3 and r18["note"] == ""
+    unet = t.loc[("U-Net", "iou")]
+    assert unet["diff"] == pytest.approx(-0.05) and unet["low"] == pytest.approx(-0.05)
+    assert unet["high"] == pytest.approx(-0.05) and unet["note"] == "all values identical"
+    assert unet["diff_ci"] == "-0.050 [-0.050, -0.050]"
+    assert "not applicable" in t.loc[("R18", "iou"), "note"] and pd.isna(t.loc[("R18", "iou"), "n_images"])
+
+
+def test_paired_bootstrap_table_bad_input() -> None:
+    per_image = _per_image(5)
+    per_image = pd.concat([per_image, per_image.iloc[:1]])
+    with pytest.raises(DataError, match="repeat"):
+        paired_bootstrap_table(per_image, REF, n_resamples=100)
+    with pytest.raises(DataError, match="not numeric"):
+        paired_bootstrap_table(_per_image(5).assign(iou="big"), REF, n_resamples=100)
+
+
+# ---------------------------------------------------------------- writers
+
+
+def test_write_table_is_deterministic(tmp_path: Path, runs: pd.DataFrame) -> None:
+    table = comparison_table(runs[runs.image_size == 256], ["accuracy", "iou"], REF)
+    first = write_table(table, "busi_cls", tmp_path / "a", caption="BUSI, 256 px")
+    second = write_table(table, "busi_cls", tmp_path / "b", caption="BUSI, 256 px")
+    assert set(first) == {"csv", "md", "tex"}
+    for ext in first:
+        assert first[ext].read_bytes() == second[ext].read_bytes()
+    again = write_table(table, "busi_cls", tmp_path / "a", caption="BUSI, 256 px")
+    assert again["md"].read_bytes() == second["md"].read_bytes()
+    assert not list((tmp_path / "a").glob(".*tmp"))  # no temporary files left behind
+
+    back = pd.read_csv(first["csv"])
+    assert back["accuracy_mean"].tolist() == pytest.approx(table["accuracy_mean"].tolist(), nan_ok=True)
+    md = first["md"].read_text(encoding="utf-8")
+    assert md.startswith("BUSI, 256 px\n\n| method")
+    assert "| 88.6 ± 1.7 |" in md and "identical repeats" in md
+    lines = md.splitlines()
+    assert set(lines[3].replace("|", "").replace(" ", "")) <= {"-", ":"}  # the rule line
+    tex = first["tex"].read_text(encoding="utf-8")
+    assert r"\toprule" in tex and r"\caption{BUSI, 256 px}" in tex and r"\label{tab:busi_cls}" in tex
+    assert r"88.6 \ensuremath{\pm} 1.7" in tex and r"accuracy\_mean" in tex and "±" not in tex
+
+
+def test_markdown_table_escapes_and_formats() -> None:
+    df = pd.DataFrame({"name": ["a|b", "c"], "p": [4.2e-05, np.nan], "n": [82, 3], "x": [512.0, 0.12345678]})
+    md = markdown_table(df)
+    assert "a\\|b" in md and "4.2e-05" in md and "0.1235" in md and " 512 |" in md and "512.0" not in md
+    header, rule = md.splitlines()[:2]
+    assert rule.split("|")[2].strip().endswith(":")  # numeric column right-aligned
+
+
+def test_write_table_rejects_bad_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="stem"):
+        write_table(pd.DataFrame({"a": [1]}), "../escape", tmp_path)
+
+
+def test_save_fig_byte_identical(tmp_path: Path, runs: pd.DataFrame) -> None:
+    def render(out: Path) -> tuple[Path, Path]:
+        with plot_context("paper"):
+            fig, ax = plt.subplots(figsize=(3, 2))
+            bar_ci_plot(runs[(runs.image_size == 256) & runs.accuracy.notna()], "accuracy", ax, reference=REF)
+            paths = save_fig(fig, "acc", out)
+            plt.close(fig)
+        return paths
+
+    png1, pdf1 = render(tmp_path / "one")
+    png2, pdf2 = render(tmp_path / "two")
+    assert png1.read_bytes() == png2.read_bytes() and pdf1.read_bytes() == pdf2.read_bytes()
+    assert png1.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf1.read_bytes()[:5] == b"%PDF-"
+    assert b"Software" not in png1.read_bytes() and b"CreationDate" not in pdf1.read_bytes()
+
+
+# ---------------------------------------------------------------- palette
+
+
+def test_method_palette_fixed_and_stable() -> None:
+    pal = method_palette(["R18", "R50+LA-Net", "UNet", "R50+LA-Net (0.25)", "mnv2+LA-Net", "Mystery-Net"])
+    assert pal["R18"] == METHOD_COLORS["R18"] == "#d62728"
+    assert pal["R50+LA-Net"] == pal["R50+LA-Net (0.25)"] == "#2ca02c"
+    assert pal["UNet"] == METHOD_COLORS["U-Net"]
+    assert pal["mnv2+LA-Net"] == METHOD_COLORS["MobileNetV2+LA-Net"]
+    assert pal["Mystery-Net"] in FALLBACK_COLORS
+    assert method_palette(["Mystery-Net"]) == {"Mystery-Net": pal["Mystery-Net"]}  # independent of the others
+    known = ["R18", "R50", "EB0", "ViT", "R18+RMTL", "R50+RMTL", "R18+LA-Net", "R50+LA-Net", "U-Net",
+             "DeepLabV3", "AGN", "MobileNetV2", "MobileNetV2+RMTL", "MobileNetV2+LA-Net"]
+    assert len(set(method_palette(known).values())) == len(known)
+    ablation = method_palette(["R18+LA-Net (no CAM)"])["R18+LA-Net (no CAM)"]
+    assert ablation == METHOD_COLORS["R18+LA-Net (no CAM)"] != METHOD_COLORS["R18+LA-Net"]
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_bar_ci_plot_bars_points_and_stars(runs: pd.DataFrame) -> None:
+    data = runs[(runs.image_size == 256) & runs.accuracy.notna()]
+    fig, ax = plt.subplots()
+    bar_ci_plot(data, "accuracy", ax, order=["R18", "R50", REF], reference=REF)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([100 * 218 / 246, 100 * 77 / 82, 100 * 79 / 82])
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["***", "n/a"]  # R18 significantly lower; R50 vs reference: identical repeats
+    assert ax.get_ylabel() == "Accuracy (%)"
+    assert len(ax.collections[-1].get_offsets()) == 3  # one dot per seed (last method)
+    assert [t.get_fontweight() for t in ax.get_xticklabels()][-1] == "bold"
+    plt.close(fig)
+
+
+def test_bar_ci_plot_from_summary_with_given_pvalues(runs: pd.DataFrame) -> None:
+    summary = summarise_runs(runs[runs.image_size == 256], ["method"], ["iou"]).dropna(subset=["mean"])
+    fig, ax = plt.subplots()
+    bar_ci_plot(summary, "iou", ax, pvalues={"U-Net": 0.004})
+    assert [p.get_height() for p in ax.patches] == pytest.approx([0.438333, 0.468333], abs=1e-6)
+    assert [t.get_text() for t in ax.texts] == ["**"]
+    with pytest.raises(DataError, match="R18"):
+        bar_ci_plot(summary, "iou", ax, order=["R18"])
+    with pytest.raises(DataError, match="neither"):
+        bar_ci_plot(summary.drop(columns="metric"), "iou", ax)
+    plt.close(fig)
+
+
+def test_line_ci_plot_means_and_band() -> None:
+    rows = [{"method": m, "label_ratio": r, "seed": s, "iou": 0.3 + 0.1 * r + 0.01 * s + 0.05 * (m == "U-Net")}
+            for m in ("R18+LA-Net", "U-Net") for r in (1.0, 0.25, 0.5) for s in range(3)]
+    fig, ax = plt.subplots()
+    line_ci_plot(pd.DataFrame(rows), "label_ratio", "iou", "method", ax)
+    lines = ax.get_lines()
+    assert len(lines) == 2
+    assert list(lines[0].get_xdata()) == [0.25, 0.5, 1.0]
+    assert list(lines[0].get_ydata()) == pytest.approx([0.335, 0.36, 0.41])
+    assert lines[1].get_color() == METHOD_COLORS["U-Net"]
+    assert ax.get_xlabel() == "Fraction of training images with masks" and ax.get_ylabel() == "IoU"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["R18+LA-Net", "U-Net"]
+    plt.close(fig)
