@@ -102,6 +102,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Keys that do not change results; they are left out of the run's identity (hash).
 NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "train.progress", "train.device")
 
+# Keys added after runs were first recorded, with the value that reproduces the older behaviour: left out
+# of the identity while they hold that value, so adding an option does not invalidate finished runs.
+LATE_KEYS: dict[str, Any] = {}
+
 CHOICES: dict[str, tuple[Any, ...]] = {
     "data.resize": ("squash", "shorter_side_crop"),
     "data.normalize": ("half", "imagenet"),
@@ -262,6 +266,13 @@ def find_config_file(source: str | os.PathLike) -> Path:
 def identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that defines the run's results (non-identity keys removed)."""
     out = copy.deepcopy(dict(cfg))
+    for dotted, neutral in LATE_KEYS.items():
+        try:
+            if _get(out, dotted) == neutral:
+                parts = dotted.split(".")
+                _get(out, ".".join(parts[:-1])).pop(parts[-1])
+        except KeyError:
+            pass
     for dotted in NON_IDENTITY_KEYS:
         parts = dotted.split(".")
         node = out

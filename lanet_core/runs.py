@@ -262,7 +262,7 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         "test": summary_metrics(per),
     }
     atomic_write_text(run_dir / "metrics.json", _json(metrics))
-    return RunResult(run_dir, dict(cfg), json.loads(_json(metrics)), cached=False, _per_image=per)
+    return RunResult(run_dir, dict(cfg), json.loads(_json(metrics)), cached=False)
 
 
 def evaluate_run_dir(run_dir: Path, split: str = "test") -> RunResult:
@@ -280,12 +280,12 @@ def evaluate_run_dir(run_dir: Path, split: str = "test") -> RunResult:
     per, pred, eval_rows = trainer.evaluate(model, split)
     if split != cfg["eval"]["split"]:
         metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
-        return RunResult(run_dir, cfg, metrics, _per_image=per)
+        return RunResult(run_dir, cfg, json.loads(_json(metrics)), _per_image=per)
     old = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     metrics = {**old, "test": summary_metrics(per)}
     atomic_write_text(run_dir / "per_image.csv", _csv(per))
     atomic_write_text(run_dir / "metrics.json", _json(metrics))
-    return RunResult(run_dir, cfg, metrics, _per_image=per)
+    return RunResult(run_dir, cfg, json.loads(_json(metrics)))
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

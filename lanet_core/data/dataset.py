@@ -74,7 +74,10 @@ class ImageCache:
 
     def get(self, row: pd.Series) -> dict[str, np.ndarray]:
         """``{"image": (S,S,3) uint8, "mask": (S,S) uint8 (if any), "box": (S,S) uint8 (if any)}``."""
-        key = self.key(row)
+        try:
+            key = self.key(row)
+        except DataError as exc:
+            raise DataError(f"image_id {row['image_id']!r}: {exc}") from None
         hit = self._memory.get(key)
         if hit is not None:
             return hit

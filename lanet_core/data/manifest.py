@@ -46,6 +46,8 @@ LABELS: tuple[str, ...] = ("benign", "malignant")  # class index 0 = benign, 1 =
 LOCATION_LABELS: tuple[str, ...] = ("mask", "box", "none")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MASK_SEPARATOR = "|"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class ManifestError(DataError):
@@ -152,6 +154,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual default
         os.replace(tmp, path)
     except BaseException:
         try:

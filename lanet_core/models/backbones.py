@@ -45,7 +45,7 @@ def _hub_error(name: str, exc: Exception) -> ConfigError:
         f"could not fetch ImageNet weights for {name!r} from the model hub ({type(exc).__name__}: {exc}). "
         "Without internet, copy a weights file onto this machine and set model.weights=/path/to/file.pth "
         "(timm or torchvision state dict; .safetensors too), or use model.weights=none. "
-        "See README, 'Pretrained weights offline'."
+        "See docs/pretrained_weights.md."
     )
 
 

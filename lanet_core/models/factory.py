@@ -48,20 +48,24 @@ def build_model(cfg: Mapping[str, Any], *, seed: int | None = None) -> nn.Module
             backbone_kwargs=extra,
         )
     else:
-        from lanet_core.models.baselines import build_baseline
+        from lanet_core.models.baselines import baseline_options, build_baseline
 
-        try:
-            model = build_baseline(
-                m["arch"],
-                backbone=m["backbone"],
-                weights=m["weights"],
-                image_size=cfg["data"]["image_size"],
-                num_classes=2,
-                drop_rate=m["drop_rate"],
-                **extra,
-            )
-        except TypeError as exc:
-            raise ConfigError(f"model.arch={m['arch']}: {exc}") from exc
+        accepted = baseline_options(m["arch"])
+        options: dict[str, Any] = {}
+        if "drop_rate" in accepted:
+            options["drop_rate"] = m["drop_rate"]
+        if extra:
+            if "timm_kwargs" not in accepted:
+                raise ConfigError(f"model.arch={m['arch']} cannot take the weights file {m['weights']} (needs {extra})")
+            options["timm_kwargs"] = extra
+        model = build_baseline(
+            m["arch"],
+            backbone=m["backbone"],
+            weights=m["weights"],
+            image_size=cfg["data"]["image_size"],
+            num_classes=2,
+            **options,
+        )
     freeze = bn_folded if m["freeze_bn"] == "auto" else bool(m["freeze_bn"])
     if freeze:  # only the pretrained feature extractor; LA-Net / heads keep learning their statistics
         freeze_batchnorm(model.component_modules().get("feature extractor", model))

@@ -1,0 +1,300 @@
+"""Importers: turn BUSI and BUS-BRA, in their owners' layouts, into manifests (see ``manifest.py``).
+
+Every path written is relative to the data root and independent of where the source folder lives
+(``BUSI/Dataset_BUSI_with_GT/benign/benign (1).png``, ``BUS-BRA/Images/bus_0001-l.png``). Rows are in
+natural id order and written with :func:`write_manifest`, so re-running an importer on the same files
+reproduces every manifest byte for byte. Splits come from the seeded functions of ``splits.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from lanet_core.data.images import image_size, mask_to_box, read_mask_union
+from lanet_core.data.manifest import LABELS, MASK_SEPARATOR, BBox, atomic_write_bytes, write_manifest
+from lanet_core.data.splits import (
+    carve_validation,
+    drop_train_copies_of_test,
+    nested_label_subsets,
+    patient_level_split,
+    restrict_location_labels,
+    sort_natural,
+)
+from lanet_core.data.validate import file_sha256
+from lanet_core.errors import DataError
+from lanet_core.paths import HOW_TO_GET_DATA
+
+log = logging.getLogger(__name__)
+
+BUSI_PREFIX = "BUSI/Dataset_BUSI_with_GT"
+BUSI_REFERENCE_NAME = "busi_reference_split.csv"
+BUSBRA_PREFIX = "BUS-BRA"
+BUSBRA_COLUMNS = ("ID", "Case", "Histology", "Pathology", "BIRADS", "Device", "Width", "Height", "Side", "BBOX")
+
+_BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?\.png$")
+_BUSBRA_BBOX = re.compile(r"^\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
+_MAX_LISTED = 20
+
+
+def _raise_all(problems: list[str], what: str) -> None:
+    """Raise one DataError listing every problem (the first 20, then a count)."""
+    if not problems:
+        return
+    shown = "\n  ".join(problems[:_MAX_LISTED])
+    more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    raise DataError(f"{what}: {len(problems)} problem(s):\n  {shown}{more}")
+
+
+def _ratio_tag(ratio: float) -> str:
+    return f"{round(ratio * 100):d}"
+
+
+# --------------------------------------------------------------------------------------------------- BUSI
+
+
+def _scan_busi_class(folder: Path, label: str) -> tuple[list[dict], list[str]]:
+    """Images of one BUSI class folder with their masks (primary ``_mask`` first, then ``_mask_1``, ...)."""
+    images: dict[str, Path] = {}
+    masks: dict[str, list[tuple[int, Path]]] = {}
+    ignored = []
+    for path in sorted(folder.iterdir()):
+        m = _BUSI_MASK.match(path.name)
+        if m:
+            masks.setdefault(m["stem"], []).append((int(m["k"]) if m["k"] else 0, path))
+        elif path.suffix.lower() == ".png" and path.is_file():
+            images[path.stem] = path
+        else:
+            ignored.append(path.name)
+    if ignored:
+        log.warning("BUSI %s/: ignoring %d non-image file(s): %s", label, len(ignored), ", ".join(ignored))
+    problems = [f"{folder / s}_mask*.png: mask(s) without an image {s}.png" for s in sorted(set(masks) - set(images))]
+    rows = []
+    for stem, image in images.items():
+        found = sorted(masks.get(stem, []))
+        if not found or found[0][0] != 0:
+            problems.append(f"{image}: no mask file {stem}_mask.png")
+            continue
+        rows.append({"image_id": stem, "label": label, "image": image, "masks": [p for _, p in found]})
+    return rows, problems
+
+
+def _busi_row(item: dict) -> dict:
+    """A manifest row for one BUSI image; the bbox is the extent of the union of its masks."""
+    image, masks, label = item["image"], item["masks"], item["label"]
+    width, height = image_size(image)
+    box = mask_to_box(read_mask_union(masks, size=(width, height)))
+    if box is None:
+        raise DataError(f"masks of {image} are all zero: a {label} image needs a lesion")
+    rel = f"{BUSI_PREFIX}/{label}"
+    return {
+        "image_id": item["image_id"],
+        "dataset": "busi",
+        "image_path": f"{rel}/{image.name}",
+        "mask_path": MASK_SEPARATOR.join(f"{rel}/{m.name}" for m in masks),
+        "bbox": str(box),
+        "location_label": "mask",
+        "label": label,
+        "patient_id": item["image_id"],
+        "width": str(width),
+        "height": str(height),
+        "n_masks": str(len(masks)),
+    }
+
+
+def _busi_reference_split(src: Path, out_dir: Path) -> tuple[pd.DataFrame, Path | None]:
+    """The LA-Net authors' BUSI membership; copies it into ``out_dir`` on first use (returns the copy's path)."""
+    kept, beside = out_dir / BUSI_REFERENCE_NAME, src.parent / "reference_split.csv"
+    path = kept if kept.is_file() else beside if beside.is_file() else None
+    if path is None:
+        raise DataError(f"the BUSI reference split is in neither {kept} nor {beside}")
+    ref = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"image_id", "label", "split"} - set(ref.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected image_id,label,split")
+    bad = [f"{path} line {i + 2}: unknown split {s!r}" for i, s in enumerate(ref["split"]) if s not in ("train", "test")]
+    dup = ref["image_id"][ref["image_id"].duplicated()]
+    bad += [f"{path}: image_id {i!r} listed more than once" for i in dup]
+    _raise_all(bad, f"BUSI reference split {path}")
+    copied = None
+    if path == beside:
+        atomic_write_bytes(kept, beside.read_bytes())
+        copied = kept
+        log.info("copied the BUSI reference split %s to %s", beside, kept)
+    return ref, copied
+
+
+def _check_membership(found: pd.DataFrame, ref: pd.DataFrame, src: Path) -> None:
+    """The reference split and the files found must list the same (image_id, label) pairs."""
+    have = set(zip(found["image_id"], found["label"]))
+    want = set(zip(ref["image_id"], ref["label"]))
+    problems = [f"{i!r} ({lab}) is in the reference split but not in {src}" for i, lab in sorted(want - have)]
+    problems += [f"{i!r} ({lab}) is in {src} but not in the reference split" for i, lab in sorted(have - want)]
+    _raise_all(problems, "the BUSI reference split disagrees with the files found")
+
+
+def prepare_busi(
+    src: Path,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    label_ratios: Sequence[float] = (0.25, 0.5, 0.75),
+    ratio_seeds: Sequence[int] = (0, 1, 2),
+) -> list[Path]:
+    """Write ``busi.csv`` and the label-ratio manifests ``busi_loc{25,50,75}_seed{k}.csv`` from BUSI.
+
+    ``src`` is the owners' ``Dataset_BUSI_with_GT`` folder (``benign/``, ``malignant/``; ``normal/`` is skipped).
+    Test = the LA-Net authors' 41 + 41 reference test images; a seeded, class-stratified ``val_fraction`` of
+    the reference train images becomes val. A train image byte-identical to a test image is dropped (logged).
+    In each label-ratio manifest only a nested, class-stratified ``ratio`` of the train images keep
+    ``location_label = mask`` (the rest get ``none``). Returns the paths written.
+    """
+    src, out_dir = Path(src), Path(out_dir)
+    if not src.is_dir():
+        raise DataError(f"BUSI folder {src} not found\n{HOW_TO_GET_DATA}")
+    for sub in sorted(p for p in src.iterdir() if p.is_dir() and p.name not in LABELS):
+        log.info("BUSI: skipping %s/ (the study uses benign vs malignant only)", sub.name)
+    items, problems = [], []
+    for label in LABELS:
+        if not (src / label).is_dir():
+            problems.append(f"{src / label} not found")
+            continue
+        found, bad = _scan_busi_class(src / label, label)
+        items += found
+        problems += bad
+    _raise_all(problems, f"BUSI folder {src}")
+    df = pd.DataFrame([_busi_row(item) for item in items])
+    sha = pd.Series([file_sha256(item["image"]) for item in items], index=df.index)
+
+    ref, copied = _busi_reference_split(src, out_dir)
+    _check_membership(df, ref, src)
+    df["split"] = df["image_id"].map(dict(zip(ref["image_id"], ref["split"])))
+    df, dropped = drop_train_copies_of_test(df, sha)
+    for train_id, test_id in dropped:
+        log.warning("BUSI: dropping train image %r: byte-identical to test image %r", train_id, test_id)
+    df = sort_natural(carve_validation(df, val_fraction, seed))
+
+    written = [copied] if copied else []
+    written.append(write_manifest(df, out_dir / "busi.csv"))
+    train = df[df["split"] == "train"]
+    for k in ratio_seeds:
+        subsets = nested_label_subsets(train, label_ratios, seed=k)
+        for ratio in label_ratios:
+            part = restrict_location_labels(df, subsets[ratio], kept_as="mask")
+            written.append(write_manifest(part, out_dir / f"busi_loc{_ratio_tag(ratio)}_seed{k}.csv"))
+    return written
+
+
+# ------------------------------------------------------------------------------------------------ BUS-BRA
+
+
+def parse_busbra_bbox(text: str) -> BBox:
+    """BUS-BRA's ``"[x,y,w,h]"`` -> ``x1 y1 x2 y2`` in 0-based pixels, exclusive max.
+
+    Checked against the masks: ``x``/``y`` are the 1-based first lesion column/row and ``x + w``/``y + h`` the
+    1-based last ones (MATLAB style), so the 0-based box is ``(x - 1, y - 1, x + w, y + h)``.
+    Raises ValueError for any other text.
+    """
+    m = _BUSBRA_BBOX.match(text.strip())
+    if not m:
+        raise ValueError(f"BBOX must look like '[x,y,w,h]', got {text!r}")
+    x, y, w, h = (int(v) for v in m.groups())
+    return BBox(x - 1, y - 1, x + w, y + h)
+
+
+def _busbra_row(rec: dict, src: Path, line: int, problems: list[str]) -> dict | None:
+    """A manifest row for one line of ``bus_data.csv``; problems are appended to ``problems``."""
+    where = f"{src / 'bus_data.csv'} line {line} ({rec['ID']})"
+    label = rec["Pathology"].strip().lower()
+    if label not in LABELS:
+        problems.append(f"{where}: unknown Pathology {rec['Pathology']!r}")
+    try:
+        box = parse_busbra_bbox(rec["BBOX"])
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        box = None
+    image = src / "Images" / f"{rec['ID']}.png"
+    mask = src / "Masks" / f"{rec['ID'].replace('bus_', 'mask_', 1)}.png"
+    for path in (image, mask):
+        if not path.is_file():
+            problems.append(f"{where}: {path} not found")
+    if not rec["Case"].strip():
+        problems.append(f"{where}: empty Case (patient)")
+    if box is None or not image.is_file() or label not in LABELS:
+        return None
+    width, height = image_size(image)
+    if (str(width), str(height)) != (rec["Width"].strip(), rec["Height"].strip()):
+        log.warning("BUS-BRA %s: bus_data.csv says %sx%s px but the PNG is %dx%d px; using the PNG",
+                    rec["ID"], rec["Width"], rec["Height"], width, height)
+    return {
+        "image_id": rec["ID"],
+        "dataset": "busbra",
+        "image_path": f"{BUSBRA_PREFIX}/Images/{image.name}",
+        "mask_path": f"{BUSBRA_PREFIX}/Masks/{mask.name}",
+        "bbox": str(box),
+        "location_label": "mask",
+        "label": label,
+        "patient_id": f"busbra_{rec['Case'].strip()}",
+        "birads": rec["BIRADS"],
+        "device": rec["Device"],
+        "side": rec["Side"],
+        "histology": rec["Histology"],
+        "width": str(width),
+        "height": str(height),
+    }
+
+
+def _read_busbra(src: Path) -> pd.DataFrame:
+    csv = src / "bus_data.csv"
+    for path in (csv, src / "Images", src / "Masks"):
+        if not path.exists():
+            raise DataError(f"BUS-BRA: {path} not found (expected bus_data.csv, Images/, Masks/)\n{HOW_TO_GET_DATA}")
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    missing = [c for c in BUSBRA_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{csv}: missing column(s) {missing}")
+    dup = table["ID"][table["ID"].duplicated()]
+    problems = [f"{csv}: ID {i!r} listed more than once" for i in dup]
+    rows = [_busbra_row(rec, src, i + 2, problems) for i, rec in enumerate(table.to_dict("records"))]
+    _raise_all(problems, f"BUS-BRA {csv}")
+    return pd.DataFrame(rows)
+
+
+def prepare_busbra(
+    src: Path,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.15,
+    val_fraction: float = 0.15,
+    box_fraction: float = 0.20,
+    box_seeds: Sequence[int] = (0, 1, 2),
+) -> list[Path]:
+    """Write ``busbra.csv`` and the partly box-labelled ``busbra_box{20}_seed{k}[_boxed].csv`` from BUS-BRA.
+
+    ``src`` holds ``bus_data.csv``, ``Images/`` and ``Masks/``. Patient-level split stratified by pathology:
+    ``test_fraction`` of the patients to test, then ``val_fraction`` of the rest to val (seeded).
+    ``busbra_box20_seed{k}.csv``: a seeded, class-stratified ``box_fraction`` of the train images get
+    ``location_label = box``, the other train images ``none``; val and test rows ``box``.
+    ``..._boxed.csv``: only those boxed train images plus all val and test rows. Returns the paths written.
+    """
+    src, out_dir = Path(src), Path(out_dir)
+    df = _read_busbra(src)
+    df["split"] = patient_level_split(df, test_fraction, val_fraction, seed)
+    df = sort_natural(df)
+    written = [write_manifest(df, out_dir / "busbra.csv")]
+    tag = _ratio_tag(box_fraction)
+    evaluation = df["split"] != "train"
+    for k in box_seeds:
+        boxed_ids = nested_label_subsets(df[~evaluation], [box_fraction], seed=k)[box_fraction]
+        part = restrict_location_labels(df, boxed_ids, kept_as="box")
+        part.loc[evaluation, "location_label"] = "box"
+        written.append(write_manifest(part, out_dir / f"busbra_box{tag}_seed{k}.csv"))
+        boxed = part[evaluation | (part["location_label"] == "box")]
+        written.append(write_manifest(boxed, out_dir / f"busbra_box{tag}_seed{k}_boxed.csv"))
+    return written

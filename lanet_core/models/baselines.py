@@ -1,0 +1,106 @@
+"""The paper's baselines as lanet models, behind one entry point :func:`build_baseline`.
+
+Every model maps ``x (B, 3, S, S)`` to :class:`lanet_core.models.output.ModelOutput` (raw logits, no
+activation, no loss), has ``component_modules() -> dict[str, nn.Module]`` (disjoint parts that sum to
+the model's parameters), ``gradcam_layer`` (a module with a tensor output, or ``None`` for segmenters)
+and ``gradcam_reshape_transform`` (``None`` except for ViT). Pretrained weights all go through
+``lanet_core.models.backbones`` ("none", "imagenet", "imagenet:<tag>" or a local file).
+
+==========  ===================================  =========================  ========================
+arch        model                                logits                     lesion_logits
+==========  ===================================  =========================  ========================
+classifier  timm CNN (resnet18, efficientnet_b0)  (B, K)                     None
+vit         timm ViT at ``img_size=S``           (B, K)                     None
+unet        smp U-Net, timm encoder              None                       (B, 1, S, S)
+deeplabv3   smp DeepLabV3, timm encoder          None                       (B, 1, S, S)
+rmtl        Rasaee & Rivaz 2021 (authors' form)  (B, K)                     (B, 1, map_size, map_size)
+agn         Schlemper et al. 2019 (AG-Sononet)   (B, K)                     (B, 1, S/8, S/8)
+==========  ===================================  =========================  ========================
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+import os
+from collections.abc import Callable
+
+import timm
+from torch import nn
+
+from lanet_core.errors import ConfigError
+from lanet_core.models.agn import AGN
+from lanet_core.models.classifiers import DEFAULT_VIT, build_classifier, build_vit
+from lanet_core.models.rmtl import RMTL
+from lanet_core.models.segmenters import build_segmenter
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "classifier": build_classifier,
+    "vit": build_vit,
+    "unet": functools.partial(build_segmenter, "unet"),
+    "deeplabv3": functools.partial(build_segmenter, "deeplabv3"),
+    "rmtl": RMTL,
+    "agn": AGN,
+}
+BASELINE_ARCHS: tuple[str, ...] = tuple(_BUILDERS)
+
+#: Backbone used when none is named: ResNet18 trunks (the paper's main size) except ViT-S/16 for
+#: "vit" (ViT-B/16, the paper's, has 86 M parameters) and ResNet50 for DeepLabV3 (the authors' model).
+DEFAULT_BACKBONES: dict[str, str] = {
+    "classifier": "resnet18",
+    "vit": DEFAULT_VIT,
+    "unet": "resnet18",
+    "deeplabv3": "resnet50",
+    "rmtl": "resnet18",
+    "agn": "resnet18",
+}
+
+_COMMON = {"backbone", "weights", "image_size", "num_classes"}
+
+
+def baseline_options(arch: str) -> tuple[str, ...]:
+    """Names of the extra keyword options ``arch`` accepts (e.g. ``("drop_rate",)`` for "classifier")."""
+    if arch not in _BUILDERS:
+        raise ConfigError(f"unknown baseline arch {arch!r}; expected one of {list(BASELINE_ARCHS)}")
+    params = inspect.signature(_BUILDERS[arch]).parameters
+    return tuple(name for name in params if name not in _COMMON)
+
+
+def build_baseline(
+    arch: str,
+    *,
+    backbone: str | None = None,
+    weights: str | os.PathLike = "none",
+    image_size: int,
+    num_classes: int = 2,
+    **options,
+) -> nn.Module:
+    """Build baseline ``arch`` (one of :data:`BASELINE_ARCHS`) for ``image_size`` px square inputs.
+
+    Args:
+        backbone: timm model name (``None``: :data:`DEFAULT_BACKBONES`); for segmenters the smp encoder.
+        weights: the project's weights spec, applied to the backbone / encoder.
+        num_classes: classifier outputs (ignored by the segmenters, which output one lesion map).
+        options: per-arch extras, see :func:`baseline_options`: ``drop_rate`` (classifier, vit),
+            ``map_size`` (rmtl), ``inter_channels`` (agn).
+    Raises:
+        ConfigError: unknown arch, backbone or option, or an image size the model cannot take.
+    """
+    unknown = set(options) - set(baseline_options(arch))
+    if unknown:
+        raise ConfigError(
+            f"baseline {arch!r} got unknown option(s) {sorted(unknown)}; it accepts {list(baseline_options(arch))}"
+        )
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive number of pixels, got {image_size!r}")
+    image_size = int(image_size)
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be positive, got {num_classes}")
+    backbone = backbone or DEFAULT_BACKBONES[arch]
+    if not timm.is_model(backbone):
+        raise ConfigError(f"unknown timm backbone {backbone!r} for baseline {arch!r}")
+    kwargs = {"image_size": image_size, **options}
+    if arch not in ("unet", "deeplabv3"):
+        kwargs["num_classes"] = num_classes
+    return _BUILDERS[arch](backbone, weights, **kwargs)

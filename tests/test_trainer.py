@@ -1,0 +1,124 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lanet_core.config import resolve_config
+from lanet_core.errors import BudgetExhausted
+from lanet_core.runs import evaluate_run_dir, prepare_run, train_or_load
+from lanet_core.training.trainer import Trainer, plan_stages
+
+
+def tiny_cfg(phantom_dir, **over):
+    cfg = {
+        "name": "tiny",
+        "data": {"manifest": str(phantom_dir / "manifest.csv"), "root": str(phantom_dir), "image_size": 32},
+        "model": {"arch": "lanet", "backbone": "resnet18", "fusion_stride": 8},
+        "train": {"preset": "custom", "lr": 1e-3, "batch_size": 8, "stage1_epochs": 2, "stage2_epochs": 2},
+        "eval": {"sweep": [0.3, 0.5]},
+    }
+    for k, v in over.items():
+        sec, key = k.split("__")
+        cfg.setdefault(sec, {})[key] = v
+    return resolve_config(cfg)
+
+
+def test_stage_plans():
+    assert [s.name for s in plan_stages(resolve_config({}))] == ["stage1", "stage2"]
+    assert [s.loss for s in plan_stages(resolve_config({"model": {"arch": "classifier"}}))] == ["hybrid"]
+    seg = plan_stages(resolve_config({"model": {"arch": "unet"}}))
+    assert seg[0].select == "iou" and seg[0].images == "labelled"
+
+
+def test_train_records_cache_and_determinism(phantom_dir):
+    cfg = tiny_cfg(phantom_dir)
+    first = train_or_load(cfg)
+    d = first.run_dir
+    for name in ("config.yaml", "provenance.json", "history.csv", "metrics.json", "per_image.csv", "lesion_maps.npz"):
+        assert (d / name).is_file(), name
+    assert (d / "checkpoints" / "best.pt").is_file() and not (d / "checkpoints" / "last.pt").exists()
+    hist = pd.read_csv(d / "history.csv")
+    assert hist["stage"].tolist() == ["stage1", "stage1", "stage2", "stage2"]
+    assert hist["selected"].sum() >= 2 and "val_accuracy" in hist and (hist["images_per_s"] > 0).all()
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["seed"] == 0 and prov["packages"]["torch"] and "stage2" in prov["wall_seconds"]
+    per = pd.read_csv(d / "per_image.csv")
+    assert len(per) == first.test["n_images"] and {"p_malignant", "iou", "iou_box", "pred_box", "iou_t0.3"} <= set(per)
+    assert first.metrics["selected"]["selected_on"] == "val"
+    assert yaml.safe_load((d / "config.yaml").read_text()) == cfg
+    # a finished config returns its cached result
+    again = train_or_load(cfg)
+    assert again.cached and again.test == first.test
+    # the same config and seed train to the same numbers (a separate run directory via another seed, then back)
+    other = train_or_load(tiny_cfg(phantom_dir, train__seed=1))
+    assert other.run_dir != d
+    fresh = train_or_load(cfg, force=True)
+    assert not fresh.cached and fresh.test == first.test
+    pd.testing.assert_frame_equal(fresh.per_image, per, check_dtype=False)
+
+
+def test_resume_matches_uninterrupted(phantom_dir):
+    cfg = tiny_cfg(phantom_dir, train__seed=5, model__use_sam=False)
+    full = train_or_load(cfg)
+    ref_per = full.per_image.copy()
+    ref_hist = pd.read_csv(full.run_dir / "history.csv")
+    resumed_cfg = tiny_cfg(phantom_dir, train__seed=5, model__use_sam=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(resumed_cfg, force=True, stop_after_epochs=3)  # interrupted inside stage 2
+    assert (full.run_dir / "checkpoints" / "last.pt").is_file()
+    assert not (full.run_dir / "metrics.json").exists()
+    done = train_or_load(resumed_cfg)
+    assert done.test == full.test
+    pd.testing.assert_frame_equal(done.per_image, ref_per, check_dtype=False)
+    hist = pd.read_csv(done.run_dir / "history.csv")
+    pd.testing.assert_series_equal(hist["train_loss"], ref_hist["train_loss"])
+
+
+def test_budget_stops_cleanly(phantom_dir):
+    cfg = tiny_cfg(phantom_dir, train__seed=7)
+    with pytest.raises(BudgetExhausted):
+        train_or_load(cfg, deadline=0.0)  # already passed: stop after the first epoch, progress kept
+    _, _, _, run_dir, _ = prepare_run(cfg)
+    ck = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["epoch"] == 0 and ck["stage_index"] == 0
+    assert train_or_load(cfg).test["n_images"] > 0
+
+
+def test_test_set_selection_is_explicit_and_recorded(phantom_dir):
+    cfg = tiny_cfg(phantom_dir, train__select_on="test", train__stage1_epochs=0)
+    r = train_or_load(cfg)
+    assert r.metrics["selected"]["selected_on"] == "test"
+    assert "test_accuracy" in pd.read_csv(r.run_dir / "history.csv")
+    assert yaml.safe_load((r.run_dir / "config.yaml").read_text())["train"]["select_on"] == "test"
+
+
+def test_stage2_init_lanet_only_resets_feature_extractor(phantom_dir):
+    cfg = tiny_cfg(phantom_dir, train__stage2_init="lanet")
+    _, rows, root, run_dir, _ = prepare_run(cfg)
+    tr = Trainer(cfg, rows, root, run_dir)
+    model = tr.fresh_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    best = {"state": {k: v.clone() for k, v in model.state_dict().items()}}
+    out = tr.begin_next_stage(model, best)
+    fresh = tr.fresh_model()
+    assert torch.equal(out.feature_extractor.conv1.weight, fresh.feature_extractor.conv1.weight)
+    assert torch.equal(out.lanet.fuse[0].weight, best["state"]["lanet.fuse.0.weight"])
+
+
+def test_classifier_and_segmenter_through_the_same_machinery(phantom_dir):
+    cls = train_or_load(tiny_cfg(phantom_dir, model__arch="classifier", train__stage2_epochs=1))
+    assert cls.test["accuracy"] is not None and "iou" not in cls.test
+    seg = train_or_load(tiny_cfg(phantom_dir, model__arch="unet", train__stage2_epochs=1))
+    assert "accuracy" not in seg.test and seg.test["iou"] is not None
+
+
+def test_evaluate_run_dir(phantom_dir):
+    r = train_or_load(tiny_cfg(phantom_dir, train__seed=2))
+    again = evaluate_run_dir(r.run_dir)
+    assert again.test == r.test
+    val = evaluate_run_dir(r.run_dir, split="val")
+    assert val.metrics["split"] == "val"
