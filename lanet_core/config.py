@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
         "preset": "authors",  # authors (as-run: lr 1e-4, batch 12) | paper (text: lr 1e-3, batch 8) | custom
         "lr": 1e-4,
         "batch_size": 12,
-        "stage1_epochs": 100,  # LA-Net pre-training on location-labelled images (0 = skip)
+        "stage1_epochs": 100,  # LA-Net pre-training on location-labelled images (0 = skip; 0 for other archs)
         "stage2_epochs": 100,  # joint training (the only stage of single-task baselines)
         "weight_decay": 0.0,
         "seed": 0,
@@ -226,6 +226,8 @@ def resolve_config(user: Mapping[str, Any] | None = None, overrides: Iterable[st
     cfg = deep_merge(DEFAULTS, ARCH_DEFAULTS[arch])
     cfg = deep_merge(cfg, PRESETS[preset])
     cfg = deep_merge(cfg, merged_user)
+    if arch != "lanet":
+        cfg["train"]["stage1_epochs"] = 0  # stage 1 is LA-Net's pre-training; baselines train in one stage
     _numbers(cfg)
     validate_config(cfg)
     return cfg

@@ -178,13 +178,13 @@ def load_result(run_dir: Path) -> RunResult | None:
     return RunResult(Path(run_dir), config, json.loads(mpath.read_text()), cached=True)
 
 
-def prepare_run(cfg: Mapping[str, Any]) -> tuple[dict, pd.DataFrame, Path, Path, str]:
+def prepare_run(cfg: Mapping[str, Any], runs_root: Path | None = None) -> tuple[dict, pd.DataFrame, Path, Path, str]:
     """(resolved config, manifest rows, data root, run dir, manifest checksum) for a config."""
     cfg = resolve_config(cfg) if "data" not in cfg or "eval" not in cfg else dict(cfg)
     d = cfg["data"]
     rows, mpath, data_root = load_manifest(d["manifest"], d["root"])
     sha = file_sha256(mpath)
-    return cfg, rows, data_root, run_dir_for(cfg, sha), sha
+    return cfg, rows, data_root, run_dir_for(cfg, sha, runs_root), sha
 
 
 def train_or_load(
@@ -194,11 +194,15 @@ def train_or_load(
     deadline: float | None = None,
     stop_after_epochs: int | None = None,
     keep_last_checkpoint: bool = False,
+    runs_root: Path | None = None,
 ) -> RunResult:
-    """Return the finished run of ``cfg``, training it first (or resuming it) if needed."""
+    """Return the finished run of ``cfg``, training it first (or resuming it) if needed.
+
+    ``runs_root``: the folder of run directories (default ``<results>/runs``).
+    """
     from lanet_core.training.trainer import Trainer
 
-    cfg, rows, data_root, run_dir, sha = prepare_run(cfg)
+    cfg, rows, data_root, run_dir, sha = prepare_run(cfg, runs_root)
     if not force:
         done = load_result(run_dir)
         if done is not None:

@@ -31,8 +31,10 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
+from lanet_core.data.images import mask_to_box
 from lanet_core.data.manifest import LABELS, atomic_write_bytes, write_manifest
-from lanet_core.errors import ConfigError
+from lanet_core.data.video import BOX_COLUMNS, patient_splits, write_template_tables
+from lanet_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +170,6 @@ def lesion_mask(lesion: Lesion, height: int, width: int, *, x_offset: float = 0.
     return rho <= radius
 
 
-def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(x1, y1, x2, y2)`` of the True pixels (exclusive max), or ``None`` for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 # ----------------------------------------------------------------------------------------- tissue
 
 
@@ -266,7 +260,8 @@ def _posterior_factor(mask: np.ndarray, lesion: Lesion) -> np.ndarray:
         xs = np.nonzero(cols)[0]
         centre_row = np.nonzero(mask.any(axis=1))[0].mean()
         bands = sum(np.exp(-0.5 * ((cols_x - x) / (1.0 * s)) ** 2) for x in (xs[0], xs[-1]))
-        factor *= 1.0 - lesion.edge_shadow * np.clip(bands, 0, 1)[None, :] * np.clip((rows - centre_row) / (4.0 * s), 0, 1)
+        below_centre = np.clip((rows - centre_row) / (4.0 * s), 0, 1)
+        factor *= 1.0 - lesion.edge_shadow * np.clip(bands, 0, 1)[None, :] * below_centre
     return factor
 
 
@@ -312,7 +307,7 @@ def render_phantom(
 
     ``lesion`` renders a given lesion (another view of the same patient); by default one is drawn from
     ``rng``. ``meta`` holds the BI-RADS-like descriptors (``shape``, ``margin``, ``orientation``,
-    ``posterior``), ``bbox`` (x1, y1, x2, y2, exclusive) and the lesion's parameters.
+    ``posterior``), ``bbox`` (a :class:`BBox`, exclusive max) and the lesion's parameters.
     """
     if size < MIN_IMAGE_SIZE:
         raise ConfigError(f"phantom image size must be at least {MIN_IMAGE_SIZE} px, got {size}")
@@ -326,8 +321,8 @@ def render_phantom(
 
 
 def _meta(lesion: Lesion, mask: np.ndarray) -> dict[str, Any]:
-    bbox = mask_bbox(mask)
-    taller = bbox is not None and (bbox[3] - bbox[1]) > (bbox[2] - bbox[0])
+    bbox = mask_to_box(mask)
+    taller = bbox is not None and bbox.height > bbox.width
     return {
         "label": LABELS[int(lesion.malignant)],
         "shape": lesion.shape,
@@ -353,7 +348,7 @@ def png_bytes(array: np.ndarray) -> bytes:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array), mode="L").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -390,10 +385,8 @@ def generate_phantom_dataset(
     row as box-supervised (the masks are still written and listed, for scoring). Extra columns:
     ``shape``, ``margin``, ``orientation``, ``posterior``.
     """
-    from lanet_core.data.video import split_patients  # one patient-level split routine for all generated data
-
-    if n_images < 1:
-        raise ConfigError(f"n_images must be at least 1, got {n_images}")
+    if n_images < 1 or seed < 0:
+        raise ConfigError(f"n_images must be at least 1 and seed non-negative, got n_images={n_images}, seed={seed}")
     if image_size < MIN_IMAGE_SIZE:
         raise ConfigError(f"image_size must be at least {MIN_IMAGE_SIZE} px, got {image_size}")
     _check_fraction("malignant_fraction", malignant_fraction)
@@ -412,10 +405,16 @@ def generate_phantom_dataset(
     patients += [(True, c) for c in _patients_of_class(plan_rng, n_malignant, (lo, hi))]
     patients = [patients[i] for i in plan_rng.permutation(len(patients))]
     pids = [f"phantom_p{i:04d}" for i in range(len(patients))]
-    split_of = split_patients(
-        {pid: LABELS[int(m)] for pid, (m, _) in zip(pids, patients)},
-        val_fraction=split_fractions[1], test_fraction=split_fractions[2], seed=seed,
-    )
+    try:
+        split_of = patient_splits(
+            {pid: LABELS[int(m)] for pid, (m, _) in zip(pids, patients)},
+            val_fraction=split_fractions[1], test_fraction=split_fractions[2], seed=seed,
+        )
+    except DataError as exc:
+        raise ConfigError(
+            f"n_images={n_images} gives {len(pids)} patients, too few for a class-stratified {split_fractions} "
+            f"split ({exc}); draw more images or use split_fractions=(1, 0, 0)"
+        ) from exc
 
     rows = []
     index = 0
@@ -431,7 +430,7 @@ def generate_phantom_dataset(
             atomic_write_bytes(out_dir / mask_rel, png_bytes(mask))
             rows.append({
                 "image_id": image_id, "dataset": DATASET_NAME, "image_path": image_rel, "mask_path": mask_rel,
-                "bbox": " ".join(str(v) for v in meta["bbox"]), "location_label": location_label,
+                "bbox": str(meta["bbox"]), "location_label": location_label,
                 "label": meta["label"], "patient_id": pid, "split": split_of[pid],
                 "shape": meta["shape"], "margin": meta["margin"], "orientation": meta["orientation"],
                 "posterior": meta["posterior"],
@@ -506,10 +505,9 @@ def generate_phantom_videos(
     video only) and, phantom-only, ``truth_boxes.csv`` with the true box of every frame (to score
     pseudo-labels; not part of the template). Half the patients (rounded down) are malignant.
     """
-    from lanet_core.data.video import BOX_COLUMNS, write_template_tables
-
-    if n_patients < 1 or videos_per_patient < 1:
-        raise ConfigError("n_patients and videos_per_patient must be at least 1")
+    if n_patients < 1 or videos_per_patient < 1 or seed < 0:
+        raise ConfigError(f"n_patients ({n_patients}) and videos_per_patient ({videos_per_patient}) must be at "
+                          f"least 1, seed ({seed}) non-negative")
     if frames_per_video < 1 or not 0 <= boxed_frames_per_video <= frames_per_video:
         raise ConfigError(
             f"need 0 <= boxed_frames_per_video ({boxed_frames_per_video}) <= frames_per_video ({frames_per_video})"
@@ -533,7 +531,8 @@ def generate_phantom_videos(
             frames_dir = f"frames/{vid}"
             for i, (frame, mask) in enumerate(zip(frames, masks)):
                 atomic_write_bytes(out_dir / frames_dir / f"{i:05d}.png", png_bytes(frame))
-                box = dict(zip(BOX_COLUMNS, (vid, i, *mask_bbox(mask))))
+                b = mask_to_box(mask)
+                box = dict(zip(BOX_COLUMNS, (vid, i, b.x1, b.y1, b.x2, b.y2)))
                 truth.append(box)
                 if i in boxed:
                     boxes.append(box)

@@ -4,7 +4,9 @@
 its data root is discovered, see :mod:`lanet_core.paths`) or a synthetic-data spec generated on first
 use into the cache and reused afterwards:
 
-* ``phantom:n=240,size=128,seed=0[,location_label=box]`` - still phantom images;
+* ``phantom:n=240,size=128,seed=0[,location_label=box][,loc_ratio=0.25,loc_seed=0]`` - still phantom
+  images; ``loc_ratio`` keeps location labels on a seeded, class-stratified share of the training images
+  (the same nested-subset rule as the committed BUSI label-ratio manifests);
 * ``phantom-video:patients=12,frames=24,size=96,seed=0[,every_nth=2,boxed=2]`` - phantom videos
   imported through the video-data template importer.
 
@@ -66,11 +68,24 @@ def _generate_once(spec: str, make) -> Path:
 
 
 def _phantom(params: dict) -> callable:
+    from lanet_core.data.manifest import write_manifest
     from lanet_core.data.phantoms import generate_phantom_dataset
+    from lanet_core.data.splits import nested_label_subsets, restrict_location_labels
 
     kw = dict(params)
     n, size, seed = kw.pop("n", 240), kw.pop("size", 128), kw.pop("seed", 0)
-    return lambda out: generate_phantom_dataset(out, n_images=n, image_size=size, seed=seed, **kw)
+    ratio, ratio_seed = float(kw.pop("loc_ratio", 1.0)), int(kw.pop("loc_seed", 0))
+
+    def make(out: Path) -> None:
+        manifest = generate_phantom_dataset(out, n_images=n, image_size=size, seed=seed, **kw)
+        if ratio < 1.0:
+            df = read_manifest(manifest)
+            train = df[df["split"] == "train"]
+            keep = nested_label_subsets(train, [ratio], ratio_seed)[ratio]
+            kind = train["location_label"].iloc[0] if len(train) else "mask"
+            write_manifest(restrict_location_labels(df, keep, kind), manifest)
+
+    return make
 
 
 def _phantom_video(params: dict) -> callable:
@@ -88,9 +103,8 @@ def _phantom_video(params: dict) -> callable:
     kw.pop("seed", None)
 
     def make(out: Path) -> None:
-        src = out / "raw"
-        generate_phantom_videos(src, **gen)
-        prepare_video_dataset(src, out / "manifest.csv", data_root=out, seed=gen["seed"], **kw)
+        generate_phantom_videos(out, **gen)  # the user template layout: videos.csv, boxes.csv, frames/
+        prepare_video_dataset(out, out / "manifest.csv", data_root=out, seed=gen["seed"], **kw)
 
     return make
 

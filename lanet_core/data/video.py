@@ -27,9 +27,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from lanet_core.data.manifest import LABELS, atomic_write_text, write_manifest
+from lanet_core.data.images import image_size
+from lanet_core.data.manifest import LABELS, REQUIRED_COLUMNS, BBox, atomic_write_text, write_manifest
+from lanet_core.data.splits import stratified_holdout
 from lanet_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def read_videos_table(path: Path) -> pd.DataFrame:
 
     Checks: required values present, ids made of ``[A-Za-z0-9._-]``, unique ``video_id``, label benign or
     malignant, one label per patient, ``frames_dir`` relative, ``first_frame <= last_frame`` integers.
+    ``frames_dir`` is returned with ``/`` separators; missing ``first_frame``/``last_frame`` columns are added empty.
     Raises DataError listing every problem with its line.
     """
     path = Path(path)
@@ -128,6 +130,7 @@ def read_videos_table(path: Path) -> pd.DataFrame:
         frames_dir = PurePosixPath(row["frames_dir"].replace("\\", "/"))
         if row["frames_dir"] and (frames_dir.is_absolute() or ".." in frames_dir.parts):
             problems.add(line, f"frames_dir {row['frames_dir']!r} must be relative to the data root, without '..'")
+        df.at[pos, "frames_dir"] = frames_dir.as_posix() if row["frames_dir"] else ""
         bounds = [_parse_int(row[c]) if row[c] else None for c in RANGE_COLUMNS]
         for col, value in zip(RANGE_COLUMNS, bounds):
             if row[col] and (value is None or value < 0):
@@ -235,7 +238,9 @@ def list_frames(frames_dir: Path, pattern: str = DEFAULT_FRAME_PATTERN) -> dict[
     return dict(sorted(found.items()))
 
 
-def subsample_unboxed(frames: Sequence[int], boxed: Iterable[int], *, every_nth: int = 1, min_gap: int = 0) -> list[int]:
+def subsample_unboxed(
+    frames: Sequence[int], boxed: Iterable[int], *, every_nth: int = 1, min_gap: int = 0
+) -> list[int]:
     """The unboxed frames to keep, ascending.
 
     ``frames`` are all frame indices of a video, ascending. Candidates are the frames at positions
@@ -262,54 +267,29 @@ def subsample_unboxed(frames: Sequence[int], boxed: Iterable[int], *, every_nth:
 # ----------------------------------------------------------------------------------------- splits
 
 
-def _n_held_out(n: int, fraction: float) -> int:
-    """Patients of one class for a held-out split: ``round(n * fraction)``, at least 1 when n >= 3 and fraction > 0."""
-    k = int(round(n * fraction))
-    return max(k, 1) if fraction > 0 and n >= 3 else k
-
-
-def split_patients(
+def patient_splits(
     labels: Mapping[str, str], *, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
 ) -> dict[str, str]:
-    """Patient id -> ``train``/``val``/``test``, stratified by label, seeded.
+    """Patient id -> ``train``/``val``/``test``, stratified by label, seeded; fractions are of all patients.
 
-    Per label (in sorted order), the sorted patients are permuted by ``np.random.default_rng(seed)``; the
-    first ``round(n * test_fraction)`` go to test, the next ``round(n * val_fraction)`` to val (each at least
-    one when the class has 3 or more patients and the fraction is positive), the rest to train (at least
-    one patient when possible).
+    Built on :func:`lanet_core.data.splits.stratified_holdout` (sklearn, ids in natural order): first
+    ``test_fraction`` of the patients go to test, then ``val_fraction / (1 - test_fraction)`` of the rest
+    to val. A zero fraction leaves that split empty. Raises DataError when a class has too few patients.
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{name} must lie in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1.0:
         raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction + test_fraction}")
-    rng = np.random.default_rng(seed)
-    out: dict[str, str] = {}
-    for label in sorted(set(labels.values())):
-        patients = sorted(p for p, lab in labels.items() if lab == label)
-        n = len(patients)
-        n_test = _n_held_out(n, test_fraction)
-        n_val = _n_held_out(n, val_fraction)
-        while n_test + n_val >= n and n_test + n_val > 0 and n > 1:  # keep a training patient
-            if n_val >= n_test:
-                n_val -= 1
-            else:
-                n_test -= 1
-        for rank, i in enumerate(rng.permutation(n)):
-            out[patients[i]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-    return out
+    ids = list(labels)
+    test = stratified_holdout(ids, [labels[p] for p in ids], test_fraction, seed) if test_fraction > 0 else set()
+    rest = [p for p in ids if p not in test]
+    val = (stratified_holdout(rest, [labels[p] for p in rest], val_fraction / (1.0 - test_fraction), seed)
+           if val_fraction > 0 else set())
+    return {p: "test" if p in test else "val" if p in val else "train" for p in ids}
 
 
 # ----------------------------------------------------------------------------------------- importer
-
-
-def _frame_size(path: Path) -> tuple[int, int] | None:
-    """``(width, height)`` from the image header, None if it cannot be read."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception:  # PIL raises several types for unreadable files
-        return None
 
 
 def prepare_video_dataset(
@@ -334,84 +314,96 @@ def prepare_video_dataset(
 
     Rows: every boxed frame (``location_label`` ``box``, ``bbox`` from boxes.csv) and the unboxed frames
     kept by :func:`subsample_unboxed` (``location_label`` ``none``); val and test keep only boxed frames
-    unless ``keep_unboxed_in_eval``. Split by patient (:func:`split_patients`). Extra columns:
+    unless ``keep_unboxed_in_eval``. Split by patient (:func:`patient_splits`). Extra columns:
     ``video_id``, ``frame_index`` and any further column of videos.csv (``device``, ``notes``...).
     Raises DataError listing every problem (naming the CSV line) before anything is written.
     """
     src = Path(src)
     root = Path(data_root) if data_root is not None else src
-    if dataset != dataset.strip() or not _ID_RE.fullmatch(dataset):
+    if not _ID_RE.fullmatch(dataset):
         raise ConfigError(f"dataset name {dataset!r} may only contain letters, digits, '.', '_' and '-'")
     subsample_unboxed([], [], every_nth=every_nth, min_gap=min_gap)  # checks the arguments early
     frame_regex(frame_pattern)
     videos = read_videos_table(src / VIDEOS_CSV)
     boxes = read_boxes_table(src / BOXES_CSV, videos)
+    frames_of = _video_frames(videos, root, frame_pattern, str(src / VIDEOS_CSV))
+    _check_box_frames(boxes, videos, frames_of, root, frame_pattern, str(src / BOXES_CSV))
+    try:
+        split_of = patient_splits(dict(zip(videos["patient_id"], videos["label"])),
+                                  val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    except DataError as exc:
+        raise DataError(f"{src / VIDEOS_CSV}: cannot split its patients by label: {exc}") from exc
 
-    video_problems = _Problems(str(src / VIDEOS_CSV))
+    extra_cols = [c for c in videos.columns if c not in VIDEO_COLUMNS and c not in RANGE_COLUMNS]
+    rows = []
+    for _, video in videos.iterrows():
+        vid, split = video["video_id"], split_of[video["patient_id"]]
+        frames = frames_of[vid]
+        box_of = {b.frame_index: f"{b.x1} {b.y1} {b.x2} {b.y2}" for b in boxes[boxes["video_id"] == vid].itertuples()}
+        unboxed = (subsample_unboxed(list(frames), box_of, every_nth=every_nth, min_gap=min_gap)
+                   if split == "train" or keep_unboxed_in_eval else [])
+        for index in sorted([*box_of, *unboxed]):
+            bbox = box_of.get(index, "")
+            rows.append({
+                "image_id": f"{vid}_{index:05d}", "dataset": dataset,
+                "image_path": f"{video['frames_dir']}/{frames[index]}", "mask_path": "", "bbox": bbox,
+                "location_label": "box" if bbox else "none", "label": video["label"],
+                "patient_id": video["patient_id"], "split": split, "video_id": vid, "frame_index": str(index),
+                **{c: video[c] for c in extra_cols},
+            })
+    manifest = pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, "video_id", "frame_index", *extra_cols])
+    out = Path(out)
+    path = out if out.suffix.lower() == ".csv" else out / f"{dataset}.csv"
+    write_manifest(manifest, path)
+    log.info("wrote %s: %d frames of %d videos; (split, location_label) counts %s", path, len(manifest),
+             len(videos), manifest.groupby(["split", "location_label"]).size().to_dict())
+    for split in sorted(set(split_of.values()) - set(manifest["split"])):
+        log.warning("%s: the %s split has no frames (no boxed frame among its patients)", path, split)
+    return path
+
+
+def _video_frames(videos: pd.DataFrame, root: Path, pattern: str, source: str) -> dict[str, dict[int, str]]:
+    """video_id -> {frame index: file name} within the video's first_frame..last_frame; problems name the line."""
+    problems = _Problems(source)
     frames_of: dict[str, dict[int, str]] = {}
     for pos, row in videos.iterrows():
         frames_dir = root / row["frames_dir"]
         if not frames_dir.is_dir():
-            video_problems.add(_line(int(pos)), f"frames_dir {frames_dir} is not a folder")
+            problems.add(_line(int(pos)), f"frames_dir {frames_dir} is not a folder")
             continue
-        frames = list_frames(frames_dir, frame_pattern)
+        try:
+            frames = list_frames(frames_dir, pattern)
+        except DataError as exc:
+            problems.add(_line(int(pos)), str(exc))
+            continue
         first = _parse_int(row["first_frame"]) if row["first_frame"] else min(frames, default=0)
         last = _parse_int(row["last_frame"]) if row["last_frame"] else max(frames, default=0)
-        frames = {i: name for i, name in frames.items() if first <= i <= last}
-        if not frames:
-            video_problems.add(_line(int(pos)), f"no frame files matching {frame_pattern!r} in {frames_dir}"
-                                                + (f" within frames {first}..{last}" if row["first_frame"] or row["last_frame"] else ""))
-        frames_of[row["video_id"]] = frames
-    video_problems.raise_if_any()
+        frames_of[row["video_id"]] = {i: name for i, name in frames.items() if first <= i <= last}
+        if not frames_of[row["video_id"]]:
+            limits = f" within frames {first}..{last}" if row["first_frame"] or row["last_frame"] else ""
+            problems.add(_line(int(pos)), f"no frame files matching {pattern!r} in {frames_dir}{limits}")
+    problems.raise_if_any()
+    return frames_of
 
-    box_problems = _Problems(str(src / BOXES_CSV))
+
+def _check_box_frames(boxes: pd.DataFrame, videos: pd.DataFrame, frames_of: dict[str, dict[int, str]], root: Path,
+                      pattern: str, source: str) -> None:
+    """Every boxed frame exists, is readable and holds its box; problems name the boxes.csv line."""
+    problems = _Problems(source)
     frames_dir_of = dict(zip(videos["video_id"], videos["frames_dir"]))
     for box in boxes.itertuples(index=False):
         name = frames_of[box.video_id].get(box.frame_index)
-        expected = root / frames_dir_of[box.video_id] / frame_pattern.format(frame_index=box.frame_index)
         if name is None:
-            box_problems.add(box.line, f"frame file missing: {expected}")
+            problems.add(box.line, "frame file missing: "
+                         f"{root / frames_dir_of[box.video_id] / pattern.format(frame_index=box.frame_index)}")
             continue
-        size = _frame_size(root / frames_dir_of[box.video_id] / name)
-        if size is None:
-            box_problems.add(box.line, f"{root / frames_dir_of[box.video_id] / name} cannot be read as an image")
-        elif not (0 <= box.x1 and 0 <= box.y1 and box.x2 <= size[0] and box.y2 <= size[1]):
-            box_problems.add(box.line, f"box {box.x1} {box.y1} {box.x2} {box.y2} lies outside the "
-                                       f"{size[0]}x{size[1]} frame {name} (x2, y2 exclusive, at most width, height)")
-    box_problems.raise_if_any()
-
-    split_of = split_patients(dict(zip(videos["patient_id"], videos["label"])),
-                              val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    extra_cols = [c for c in videos.columns if c not in VIDEO_COLUMNS and c not in RANGE_COLUMNS]
-    box_of = {(b.video_id, b.frame_index): f"{b.x1} {b.y1} {b.x2} {b.y2}" for b in boxes.itertuples(index=False)}
-    rows = []
-    for _, video in videos.iterrows():
-        vid = video["video_id"]
-        split = split_of[video["patient_id"]]
-        frames = frames_of[vid]
-        boxed = {i for (v, i) in box_of if v == vid}
-        keep_unboxed = split == "train" or keep_unboxed_in_eval
-        unboxed = subsample_unboxed(list(frames), boxed, every_nth=every_nth, min_gap=min_gap) if keep_unboxed else []
-        for index in sorted(boxed | set(unboxed)):
-            bbox = box_of.get((vid, index), "")
-            rows.append({
-                "image_id": f"{vid}_{index:05d}", "dataset": dataset,
-                "image_path": (PurePosixPath(video["frames_dir"].replace("\\", "/")) / frames[index]).as_posix(),
-                "mask_path": "", "bbox": bbox, "location_label": "box" if bbox else "none",
-                "label": video["label"], "patient_id": video["patient_id"], "split": split,
-                "video_id": vid, "frame_index": str(index), **{c: video[c] for c in extra_cols},
-            })
-    manifest = pd.DataFrame(rows, columns=[
-        "image_id", "dataset", "image_path", "mask_path", "bbox", "location_label", "label", "patient_id", "split",
-        "video_id", "frame_index", *extra_cols,
-    ])
-    out = Path(out)
-    path = out if out.suffix.lower() == ".csv" else out / f"{dataset}.csv"
-    write_manifest(manifest, path)
-    counts = manifest.groupby(["split", "location_label"]).size().to_dict()
-    log.info("wrote %s: %d frames of %d videos; (split, location_label) counts %s",
-             path, len(manifest), len(videos), counts)
-    for split in ("val", "test"):
-        if (split_of and split in split_of.values()) and not (manifest["split"] == split).any():
-            log.warning("%s: the %s split has no frames (no boxed frame among its patients)", path, split)
-    return path
+        try:
+            width, height = image_size(root / frames_dir_of[box.video_id] / name)
+        except DataError as exc:
+            problems.add(box.line, str(exc))
+            continue
+        if not BBox(box.x1, box.y1, box.x2, box.y2).inside(width, height):
+            problems.add(box.line, f"box {box.x1} {box.y1} {box.x2} {box.y2} lies outside the {width}x{height} "
+                                   f"frame {frames_dir_of[box.video_id]}/{name} "
+                                   "(x2, y2 exclusive, at most width, height)")
+    problems.raise_if_any()

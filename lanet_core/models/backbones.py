@@ -5,7 +5,9 @@
     * ``"imagenet"``: timm's default ImageNet weights through the Hugging Face hub (needs internet);
     * ``"imagenet:<tag>"``: a specific timm tag, e.g. ``"imagenet:tv_in1k"`` (torchvision's weights);
     * a path to a local ``.pth``/``.bin``/``.safetensors`` state dict (timm or torchvision key names),
-      for firewalled machines. Classifier keys in the file are ignored for feature extractors.
+      for firewalled machines. Classifier keys in the file are ignored for feature extractors;
+    * ``"local:<name>"``: ``<name>.safetensors``/``.pth`` looked up in :func:`weights_dirs` (machine-independent
+      in configs); ``local:mobilenetv2_100.tflite_in1k`` is the converted TFLite MobileNetV2.
 """
 
 from __future__ import annotations
@@ -22,9 +24,61 @@ from lanet_core.errors import ConfigError
 N_STAGES = 4
 
 
+# The converted ImageNet MobileNetV2 (lanet convert-weights), built on demand from the TFLite file.
+TFLITE_MOBILENET = "mobilenetv2_100.tflite_in1k"
+TFLITE_SOURCE = "mobilenet_v2_imagenet/tf2_mobilenet_v2_1.0_224_ptq.tflite"
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for ``local:<name>`` weights: the lanet weights cache, ``$LANET_WEIGHTS_DIR``,
+    ``<project>/../shared/weights``."""
+    from lanet_core.paths import cache_dir, project_root
+
+    dirs = [cache_dir() / "weights"]
+    if os.environ.get("LANET_WEIGHTS_DIR"):
+        dirs.append(Path(os.environ["LANET_WEIGHTS_DIR"]).expanduser())
+    dirs.append(project_root().parent / "shared" / "weights")
+    return dirs
+
+
+def resolve_weights(weights: str | os.PathLike | None) -> str:
+    """Turn ``local:<name>`` into the path of ``<name>.safetensors`` / ``.pth`` in :func:`weights_dirs`.
+
+    ``local:mobilenetv2_100.tflite_in1k`` is converted from the TFLite file on first use. Machine-independent
+    names keep run configs (and their hashes) the same everywhere. Other specs are returned unchanged.
+    """
+    w = str(weights) if weights is not None else "none"
+    if not w.startswith("local:"):
+        return w
+    name = w.split(":", 1)[1]
+    for d in weights_dirs():
+        for ext in (".safetensors", ".pth", ".bin"):
+            if (d / f"{name}{ext}").is_file():
+                return str(d / f"{name}{ext}")
+    if name == TFLITE_MOBILENET:
+        for d in weights_dirs():
+            if (d / TFLITE_SOURCE).is_file():
+                from lanet_core.models.tflite_mobilenet import convert_mobilenet_v2_tflite
+
+                return str(convert_mobilenet_v2_tflite(d / TFLITE_SOURCE))
+    raise ConfigError(
+        f"weights {w!r}: no {name}.safetensors/.pth in {', '.join(str(d) for d in weights_dirs())}"
+        + (f" and no {TFLITE_SOURCE} to convert" if name == TFLITE_MOBILENET else "")
+    )
+
+
+def local_weights_available(weights: str) -> bool:
+    """Whether a ``local:`` spec can be resolved here (other specs: True)."""
+    try:
+        resolve_weights(weights)
+    except ConfigError:
+        return False
+    return True
+
+
 def _weights_kwargs(name: str, weights: str | os.PathLike | None) -> tuple[str, dict]:
     """timm ``create_model`` arguments for a weights spec: (model name with tag, kwargs)."""
-    w = str(weights) if weights is not None else "none"
+    w = resolve_weights(weights)
     if w in ("none", "", "random"):
         return name, {"pretrained": False}
     if w == "imagenet":
@@ -51,6 +105,7 @@ def _hub_error(name: str, exc: Exception) -> ConfigError:
 
 def create_model_with_weights(name: str, weights: str | os.PathLike | None = "none", **kwargs) -> nn.Module:
     """``timm.create_model`` with the project's weights spec and a clear error when offline."""
+    weights = resolve_weights(weights)
     full_name, wkw = _weights_kwargs(name, weights)
     kwargs = {**_file_model_kwargs(weights), **kwargs}
     try:

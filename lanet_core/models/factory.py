@@ -13,10 +13,12 @@ from lanet_core.models.backbones import freeze_batchnorm
 
 def weights_info(weights: str) -> tuple[dict, bool]:
     """(extra timm kwargs, BatchNorm folded?) for a weights spec; a converted TFLite file needs TF padding."""
+    from lanet_core.models.backbones import resolve_weights
     from lanet_core.models.tflite_mobilenet import backbone_kwargs_for_weights, weights_metadata
 
     if weights in ("none", "imagenet") or str(weights).startswith("imagenet:"):
         return {}, False
+    weights = resolve_weights(weights)
     meta = weights_metadata(weights)
     return backbone_kwargs_for_weights(weights), str(meta.get("bn_folded", "")).lower() == "true"
 

@@ -2,7 +2,7 @@
 
 Stages (from the config and the model's heads):
 
-* ``stage1`` (``train.stage1_epochs > 0``, models with a lesion head): the feature extractor and LA-Net
+* ``stage1`` (LA-Net with ``train.stage1_epochs > 0``): the feature extractor and LA-Net
   learn ``L_floc`` on the location-labelled training images; selection on validation IoU.
 * ``stage2``: every part learns ``L_hyb`` on the training images named by ``data.train_images``
   (``all`` mixes labelled and unlabelled images in each batch); it starts from the best stage-1 weights
@@ -58,9 +58,9 @@ class Stage:
 
 def plan_stages(cfg: Mapping[str, Any]) -> list[Stage]:
     """The stages a config trains, in order."""
-    has_cls, has_loc = ARCH_HEADS[cfg["model"]["arch"]]
+    has_cls = ARCH_HEADS[cfg["model"]["arch"]][0]
     stages = []
-    if cfg["train"]["stage1_epochs"] > 0 and has_loc:
+    if cfg["train"]["stage1_epochs"] > 0 and cfg["model"]["arch"] == "lanet":
         stages.append(Stage("stage1", cfg["train"]["stage1_epochs"], "floc", "labelled", "iou"))
     images = cfg["data"]["train_images"] if has_cls else "labelled"
     stages.append(Stage("stage2", cfg["train"]["stage2_epochs"], "hybrid", images, "accuracy" if has_cls else "iou"))

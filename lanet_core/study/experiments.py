@@ -1,0 +1,242 @@
+"""The study's experiments as lists of runs, built from a profile (one place for every grid).
+
+Each notebook asks for its experiment by name; the study runner asks for all of them to train ahead of
+rendering. A :class:`RunSpec` carries the display name of the method (the paper's row label), the seed,
+the grouping values (size, ratio, ...) and the resolved config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from lanet_core.models.backbones import local_weights_available
+from lanet_core.study.profiles import Profile
+
+SHORT = {
+    "resnet18": "R18",
+    "resnet50": "R50",
+    "resnet10t": "R10t",
+    "efficientnet_b0": "EB0",
+    "mobilenetv2_100": "MNV2",
+    "vit_small_patch16_224": "ViT-S/16",
+    "vit_base_patch16_224": "ViT-B/16",
+    "vit_tiny_patch16_224": "ViT-Ti/16",
+}
+
+
+def short(backbone: str) -> str:
+    return SHORT.get(backbone, backbone)
+
+
+@dataclass
+class RunSpec:
+    """One run of an experiment."""
+
+    experiment: str
+    method: str  # row label, e.g. "R18+LA-Net"
+    seed: int
+    config: dict[str, Any]
+    group: dict[str, Any] = field(default_factory=dict)  # extra table columns (image_size, ratio, ...)
+    posthoc: tuple[str, ...] = ()  # analyses computed from the checkpoint after training ("gradcam", "external:<key>")
+
+    @property
+    def label(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.group.items())
+        return f"{self.experiment}: {self.method} seed {self.seed}{' ' + extra if extra else ''}"
+
+
+def method_name(arch: str, backbone: str) -> str:
+    """The paper's row labels: R18, R18+LA-Net, R18+RMTL, U-Net, DeepLabV3, AGN, ViT-S/16, EB0."""
+    b = short(backbone)
+    return {
+        "lanet": f"{b}+LA-Net",
+        "classifier": b,
+        "vit": b,
+        "rmtl": f"{b}+RMTL",
+        "unet": "U-Net",
+        "deeplabv3": "DeepLabV3",
+        "agn": "AGN",
+    }[arch]
+
+
+def _model(arch: str, backbone: str, **extra: Any) -> dict[str, Any]:
+    return {"model": {"arch": arch, "backbone": backbone, **extra}}
+
+
+def _data(manifest: str, **extra: Any) -> dict[str, Any]:
+    return {"data": {"manifest": manifest, **extra}}
+
+
+def _spec(p: Profile, exp: str, method: str, seed: int, *updates: dict, group=None, posthoc=(), name=None) -> RunSpec:
+    cfg = p.config(*updates, {"train": {"seed": seed}}, experiment=exp)
+    slug = (name or method).replace("+", "-").replace("/", "").replace(" ", "-").lower()
+    cfg["name"] = f"{exp}-{slug}-s{seed}"
+    return RunSpec(exp, method, seed, cfg, dict(group or {}), tuple(posthoc))
+
+
+def baseline_entries(p: Profile, backbone: str) -> list[tuple[str, str]]:
+    """(arch, backbone) of the profile's baselines (names from the profile's ``baselines`` list)."""
+    table = {
+        "vanilla": ("classifier", backbone),
+        "efficientnet": ("classifier", "efficientnet_b0"),
+        "vit": ("vit", p.vit_backbone),
+        "rmtl": ("rmtl", backbone),
+        "unet": ("unet", backbone),
+        "deeplabv3": ("deeplabv3", backbone),
+        "agn": ("agn", backbone),
+    }
+    return [table[b] for b in p.baselines]
+
+
+def fully_labelled(p: Profile) -> list[RunSpec]:
+    """Tables 5-6: LA-Net and every baseline on BUSI, full location labels, main size and backbone."""
+    bb, out = p.main_backbone, []
+    entries = [("lanet", bb)] + baseline_entries(p, bb)
+    for seed in p.seeds:
+        for arch, b in entries:
+            post = ("gradcam",) if arch in ("lanet", "classifier") and b == bb else ()
+            if arch == "lanet" or (arch == "classifier" and b == bb):
+                post += ("external:busbra",)
+            out.append(_spec(p, "fully_labelled", method_name(arch, b), seed, _data(p.dataset("busi")), _model(arch, b),
+                             group={"image_size": p.main_size}, posthoc=post))
+    return out
+
+
+def depth(p: Profile) -> list[RunSpec]:
+    """Figs 6-7: feature-extractor depth (R18 vs R50) for vanilla, RMTL and LA-Net."""
+    out = []
+    for seed in p.seeds:
+        for bb in p.backbones:
+            for arch in ("classifier", "rmtl", "lanet"):
+                out.append(_spec(p, "depth", method_name(arch, bb), seed, _data(p.dataset("busi")), _model(arch, bb),
+                                 group={"backbone": short(bb), "family": {"classifier": "Vanilla", "rmtl": "RMTL", "lanet": "LA-Net"}[arch]},
+                                 posthoc=("gradcam",) if arch in ("lanet", "classifier") and bb == p.main_backbone else ()))
+    return out
+
+
+def attention_ablation(p: Profile) -> list[RunSpec]:
+    """Tables 7-8: LA-Net without CAM, SAM or MAM (each module really removed)."""
+    bb, out = p.main_backbone, []
+    variants = [("", {}), (" (no CAM)", {"use_cam": False}), (" (no SAM)", {"use_sam": False}), (" (no MAM)", {"use_mam": False})]
+    for seed in p.seeds:
+        for suffix, flags in variants:
+            out.append(_spec(p, "attention_ablation", method_name("lanet", bb) + suffix, seed, _data(p.dataset("busi")),
+                             _model("lanet", bb, **flags)))
+    return out
+
+
+def label_ratio(p: Profile) -> list[RunSpec]:
+    """Figs 8-9: LA-Net on all images with x % location labels; U-Net and RMTL on the x % only."""
+    bb, out = p.main_backbone, []
+    for seed in p.seeds:
+        for r in p.label_ratios:
+            man = p.dataset("busi") if r >= 1.0 else p.dataset("busi_ratio", pct=int(round(r * 100)), ratio=r, seed=seed)
+            for arch, images in (("lanet", "all"), ("unet", "labelled"), ("rmtl", "labelled")):
+                out.append(_spec(p, "label_ratio", method_name(arch, bb), seed, _data(man, train_images=images),
+                                 _model(arch, bb), group={"ratio": r}, name=f"{method_name(arch, bb)}-{int(r * 100)}"))
+    return out
+
+
+def input_size(p: Profile) -> list[RunSpec]:
+    """Figs 10-11: input size (e.g. 128 vs 256 on CPU; 256 vs 512 in the paper)."""
+    bb, out = p.main_backbone, []
+    for seed in p.seeds:
+        for size in p.sizes:
+            out.append(_spec(p, "input_size", method_name("lanet", bb), seed, _data(p.dataset("busi"), image_size=size),
+                             _model("lanet", bb), group={"image_size": size}, name=f"{method_name('lanet', bb)}-{size}"))
+    return out
+
+
+def pretraining(p: Profile) -> list[RunSpec]:
+    """Issue 6: LA-Net and a vanilla classifier with MobileNetV2, ImageNet-pretrained (converted TFLite) vs scratch."""
+    cfg = p.pretrained
+    if not cfg:
+        return []
+    bb, weights = cfg.get("backbone", "mobilenetv2_100"), cfg.get("weights", "local:mobilenetv2_100.tflite_in1k")
+    inits = [("scratch", "none")]
+    if local_weights_available(weights):
+        inits.append(("ImageNet", weights))
+    out = []
+    for seed in p.seeds:
+        for init, w in inits:
+            for arch in ("lanet", "classifier"):
+                m = method_name(arch, bb)
+                out.append(_spec(p, "pretraining", m, seed, _data(p.dataset("busi")), _model(arch, bb, weights=w),
+                                 group={"init": init}, name=f"{m}-{init}"))
+    return out
+
+
+def partial_labels(p: Profile) -> list[RunSpec]:
+    """Tables 3-4, 9-10 on the BUS-BRA stand-in for MBUD (boxes on 20 % of training images).
+
+    s-SSL = all training images (boxes on some, class labels on all); F = the boxed subset only (F-MBUD).
+    """
+    bb, out = p.main_backbone, []
+    for seed in p.seeds:
+        man = p.dataset("busbra_partial", seed=seed)
+        rows = [
+            ("lanet", bb, "all", "s-SSL", ("external:busi",)),
+            ("lanet", bb, "labelled", "F", ()),
+            ("rmtl", bb, "all", "s-SSL", ()),
+            ("rmtl", bb, "labelled", "F", ()),
+            ("classifier", bb, "all", "class labels", ("external:busi",)),
+            ("unet", bb, "labelled", "F", ()),
+            ("deeplabv3", bb, "labelled", "F", ()),
+            ("agn", bb, "labelled", "F", ()),
+        ]
+        for arch, b, images, regime, post in rows:
+            if arch in ("unet", "deeplabv3", "agn", "rmtl") and arch not in p.baselines:
+                continue
+            m = method_name(arch, b)
+            out.append(_spec(p, "partial_labels", f"{m}-{regime}" if regime in ("s-SSL", "F") else m, seed,
+                             _data(man, train_images=images), _model(arch, b),
+                             group={"regime": regime, "family": m}, posthoc=post, name=f"{m}-{regime}"))
+    return out
+
+
+def sensitivity(p: Profile) -> list[RunSpec]:
+    """Beyond the paper: the pseudo-label gate tau and weight alpha of s-SSL (LA-Net, BUS-BRA partial labels)."""
+    s = p.sensitivity
+    if not s:
+        return []
+    bb, out = p.main_backbone, []
+    grid = [(t, 0.1) for t in s.get("tau", [])] + [(0.8, a) for a in s.get("alpha", [])]
+    for seed in s.get("seeds", p.seeds[:1]):
+        for tau, alpha in dict.fromkeys(grid):
+            out.append(_spec(p, "sensitivity", method_name("lanet", bb), seed,
+                             _data(p.dataset("busbra_partial", seed=seed), train_images="all"), _model("lanet", bb),
+                             {"loss": {"tau": tau, "alpha": alpha}}, group={"tau": tau, "alpha": alpha},
+                             name=f"lanet-tau{tau}-alpha{alpha}"))
+    return out
+
+
+EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
+    "fully_labelled": fully_labelled,
+    "pretraining": pretraining,
+    "partial_labels": partial_labels,
+    "attention_ablation": attention_ablation,
+    "label_ratio": label_ratio,
+    "input_size": input_size,
+    "depth": depth,
+    "sensitivity": sensitivity,
+}
+
+# Which experiments each notebook renders (the runner trains them in this order).
+NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
+    "01_data_audit": (),
+    "02_fully_labelled": ("fully_labelled",),
+    "03_pretraining": ("pretraining",),
+    "04_partial_labels": ("partial_labels", "sensitivity"),
+    "05_attention_ablation": ("attention_ablation",),
+    "06_label_ratio": ("label_ratio",),
+    "07_input_size": ("input_size",),
+    "08_depth": ("depth",),
+    "09_gradcam": ("fully_labelled",),
+    "10_lesion_masks": ("fully_labelled",),
+    "11_summary": (),
+}
+
+
+def experiment_runs(name: str, profile: Profile) -> list[RunSpec]:
+    return EXPERIMENTS[name](profile)

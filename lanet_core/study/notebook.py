@@ -1,0 +1,184 @@
+"""What the study's notebooks call: a context (profile, output folders, versions) and the standard tables and
+figures, so a notebook holds only its narrative, its parameters and a few calls.
+
+Every table is written as CSV (raw numbers), Markdown and LaTeX to ``<output>/tables``; every figure as PNG
+and PDF to ``<output>/figures``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from lanet_core import reporting  # noqa: E402
+from lanet_core.evaluation import summary_metrics  # noqa: E402
+from lanet_core.study.profiles import Profile, load_profile  # noqa: E402
+from lanet_core.study.records import ExperimentResults, run_experiment  # noqa: E402
+
+CLS_METRICS = ["accuracy", "precision_macro", "recall_macro", "f1_macro", "auc"]
+LOC_METRICS = ["iou", "dice"]
+BOX_METRICS = ["iou_box", "dice_box"]
+NEAR_DUPLICATES_TABLE = "busi_near_duplicates"
+
+
+@dataclass
+class Study:
+    """The notebook's handle on the study: ``study = setup(profile, train)``."""
+
+    profile: Profile
+    train: bool
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.profile.tables_dir
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.profile.figures_dir
+
+    def experiment(self, name: str) -> ExperimentResults:
+        """Train-or-load the runs of an experiment (load only when ``train`` is False) and report gaps."""
+        res = run_experiment(name, self.profile, train=self.train, progress=True)
+        print(res.status())
+        return res
+
+    def table(self, df: pd.DataFrame, name: str, caption: str | None = None) -> pd.DataFrame:
+        reporting.write_table(df, name, self.tables_dir, caption=caption)
+        return df
+
+    def figure(self, fig, stem: str) -> None:
+        reporting.save_fig(fig, stem, self.figures_dir)
+        plt.close(fig)
+
+    # ------------------------------------------------------------------ standard tables
+    def comparison(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, name: str, *,
+                   caption: str | None = None, group_cols: Sequence[str] = ("method",),
+                   order: Sequence[str] | None = None) -> pd.DataFrame:
+        """Mean ± 95 % CI over seeds per method, one-sided t-tests against ``reference`` (the paper's H0)."""
+        metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
+        if runs.empty or not metrics:
+            print(f"{name}: no finished runs with {metrics}")
+            return pd.DataFrame()
+        if reference not in set(runs["method"]):
+            reference = runs["method"].iloc[0]
+        tab = reporting.comparison_table(runs, metrics, reference, group_cols=group_cols, order=order)
+        return self.table(tab, name, caption)
+
+    def bootstrap(self, res: ExperimentResults, reference: str, name: str, metric_cols=("correct", "iou"),
+                  group_cols: Sequence[str] = ("method",)) -> pd.DataFrame:
+        """Paired per-image bootstrap CI of each method's difference to ``reference`` over the test images."""
+        per = res.per_image()
+        cols = [c for c in metric_cols if c in per]
+        if per.empty or not cols or reference not in set(per["method"]):
+            return pd.DataFrame()
+        tab = reporting.paired_bootstrap_table(per, reference, metric_cols=cols, group_cols=group_cols,
+                                               n_resamples=2000)
+        return self.table(tab, name, "Paired bootstrap over test images (per-image values averaged over seeds)")
+
+    def leak_free_ids(self) -> set[str] | None:
+        """Test image ids without a suspected near-duplicate in train/val (from the data-audit notebook)."""
+        path = self.tables_dir / f"{NEAR_DUPLICATES_TABLE}.csv"
+        if not path.is_file():
+            return None
+        pairs = pd.read_csv(path, dtype=str)
+        suspects = set(pairs.loc[pairs["suspected_leak"] == "True", "test_id"]) if len(pairs) else set()
+        from lanet_core.data.sources import load_manifest
+
+        rows, _, _ = load_manifest(self.profile.dataset("busi"))
+        return set(rows.loc[rows["split"] == "test", "image_id"]) - suspects
+
+    def leak_free(self, res: ExperimentResults, metrics: Sequence[str], reference: str, name: str,
+                  group_cols: Sequence[str] = ("method",)) -> pd.DataFrame:
+        """The same comparison re-scored on the test images with no suspected twin in training."""
+        ids = self.leak_free_ids()
+        per = res.per_image()
+        if ids is None or per.empty:
+            print("leak-free companion: no near-duplicate list yet (run 01_data_audit first)")
+            return pd.DataFrame()
+        keys = ["method", "seed", *[g for g in group_cols if g != "method"]]
+        rows = []
+        for key, df in per[per["image_id"].isin(ids)].groupby(keys, dropna=False):
+            rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), **summary_metrics(df)})
+        runs = pd.DataFrame(rows)
+        print(f"leak-free subset: {len(ids)} test images")
+        return self.comparison(runs, metrics, reference, name, group_cols=group_cols,
+                               caption=f"Re-scored on the {len(ids)} test images without a suspected near-duplicate in training")
+
+    # ------------------------------------------------------------------ standard figures
+    def bars(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, stem: str,
+             order: Sequence[str] | None = None, title: str | None = None) -> None:
+        metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
+        if runs.empty or not metrics:
+            return
+        order = order or list(dict.fromkeys(runs["method"]))
+        with reporting.plot_context():
+            fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6), squeeze=False)
+            for ax, m in zip(axes[0], metrics):
+                sub = runs[runs[m].notna()]
+                ref = reference if reference in set(sub["method"]) else None
+                reporting.bar_ci_plot(sub, m, ax, order=[o for o in order if o in set(sub["method"])],
+                                      palette=reporting.method_palette(order), reference=ref)
+                ax.tick_params(axis="x", rotation=60)
+            if title:
+                fig.suptitle(title)
+            fig.tight_layout()
+            self.figure(fig, stem)
+
+    def lines(self, runs: pd.DataFrame, x: str, metrics: Sequence[str], stem: str, title: str | None = None) -> None:
+        metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
+        if runs.empty or not metrics:
+            return
+        with reporting.plot_context():
+            fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+            for ax, m in zip(axes[0], metrics):
+                sub = runs[runs[m].notna()]
+                reporting.line_ci_plot(sub, x, m, "method", ax, palette=reporting.method_palette(sorted(set(sub["method"]))))
+            if title:
+                fig.suptitle(title)
+            fig.tight_layout()
+            self.figure(fig, stem)
+
+
+def setup(profile: str = "smoke", train: bool = True) -> Study:
+    """The opening cell of every notebook: profile, versions, output folders, deterministic plotting."""
+    prof = load_profile(profile)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    np.set_printoptions(precision=4, suppress=True)
+    versions = {p: metadata.version(p) for p in ("torch", "timm", "segmentation-models-pytorch", "grad-cam", "scipy")}
+    print(f"lanet study, profile {prof.name!r} ({'train missing runs' if train else 'render only'}); "
+          f"seeds {prof.seeds}; output {prof.output}")
+    print(f"python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    prof.tables_dir.mkdir(parents=True, exist_ok=True)
+    prof.figures_dir.mkdir(parents=True, exist_ok=True)
+    return Study(prof, train)
+
+
+def paper_numbers(table: str | None = None) -> pd.DataFrame:
+    """The authors' reported BUSI numbers (mean ± 95 % CI over 3 repeats; authors-code.md section 6)."""
+    df = pd.read_csv(Path(__file__).with_name("paper_numbers.csv"))
+    return df if table is None else df[df["table"] == table].reset_index(drop=True)
+
+
+def with_paper(ours: pd.DataFrame, table: str, metrics: Sequence[str], key: str = "method") -> pd.DataFrame:
+    """Our mean ± CI beside the paper's for the methods both have (metric columns ``<m>`` and ``<m> (paper)``)."""
+    paper = paper_numbers(table)
+    if ours.empty:
+        return ours
+    out = ours[[key] + [m for m in metrics if m in ours]].copy()
+    for m in metrics:
+        if m not in ours:
+            continue
+        lookup = {r["method"]: r["value"] for _, r in paper[paper["metric"] == m].iterrows()}
+        out[f"{m} (paper)"] = out[key].map(lookup).fillna("")
+    return out

@@ -1,0 +1,112 @@
+"""Analyses computed once from a run's checkpoint and stored beside its records (committed, so tables and
+figures re-render without checkpoints):
+
+* ``gradcam.csv`` / ``gradcam_examples.npz``: Grad-CAM (``grad-cam`` package) of the predicted class on the
+  last feature stage, per test image: the share of CAM energy inside the true lesion and the pointing-game
+  hit (the CAM's maximum falls inside the lesion), plus a few CAMs for figures;
+* ``external/<key>.csv`` / ``.json``: the model evaluated on another dataset's test split (external validity).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
+from lanet_core.data.sources import load_manifest
+from lanet_core.evaluation import per_image_records, predict, summary_metrics
+from lanet_core.models.output import LogitsOnly
+from lanet_core.runs import RunResult, _csv, _json
+from lanet_core.training.trainer import Trainer
+
+
+def _trainer(result: RunResult, manifest: str | None = None) -> Trainer:
+    cfg = dict(result.config)
+    d = dict(cfg["data"])
+    if manifest is not None:
+        d["manifest"], d["root"] = manifest, "auto"
+    cfg["data"] = d
+    rows, _, data_root = load_manifest(d["manifest"], d["root"])
+    return Trainer(cfg, rows, data_root, result.run_dir)
+
+
+def has_gradcam(run_dir: Path) -> bool:
+    return (Path(run_dir) / "gradcam.csv").is_file()
+
+
+def cam_scores(cam: np.ndarray, lesion: np.ndarray) -> tuple[float, int]:
+    """(share of CAM energy inside the lesion, pointing-game hit) for one ``(S,S)`` CAM and boolean lesion."""
+    total = float(cam.sum())
+    energy = float(cam[lesion].sum() / total) if total > 0 else float("nan")
+    peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    return energy, int(bool(lesion[peak])) if total > 0 else 0
+
+
+def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8) -> pd.DataFrame:
+    """Grad-CAM records of a classification run's test images (needs ``checkpoints/best.pt``)."""
+    from pytorch_grad_cam import GradCAM
+
+    tr = _trainer(result)
+    model = tr.load_best().eval()
+    if getattr(model, "gradcam_layer", None) is None:
+        raise ValueError(f"{result.run_dir.name}: model has no Grad-CAM layer")
+    rows = tr.rows_for(tr.cfg["eval"]["split"])
+    ds = tr.dataset(rows, train=False)
+    loader = tr.loader(ds, False)
+    recs, examples, ex_ids = [], [], []
+    reshape = getattr(model, "gradcam_reshape_transform", None)
+    with GradCAM(model=LogitsOnly(model), target_layers=[model.gradcam_layer], reshape_transform=reshape) as cam:
+        for b in loader:
+            x = b["image"].to(tr.device)
+            maps = cam(input_tensor=x, targets=None)  # (B, S, S) in [0, 1], predicted class
+            with torch.no_grad():
+                pred = model(x).logits.argmax(1).cpu().numpy()
+            for i in range(len(x)):
+                idx = int(b["index"][i])
+                has = bool(b["has_mask"][i])
+                lesion = (b["mask"][i, 0].numpy() >= 0.5) if has else None
+                energy, hit = cam_scores(maps[i], lesion) if has else (float("nan"), -1)
+                recs.append({
+                    "image_id": rows["image_id"].iloc[idx], "y_true": int(b["label"][i]), "y_pred": int(pred[i]),
+                    "has_mask": int(has), "cam_energy_in_lesion": energy, "pointing_hit": hit if has else np.nan,
+                    "lesion_area": float(lesion.mean()) if has else np.nan,
+                })
+                if len(examples) < n_examples and has:
+                    small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(maps[i])[None, None], (64, 64))
+                    examples.append(np.round(small[0, 0].numpy() * 255).astype(np.uint8))
+                    ex_ids.append(rows["image_id"].iloc[idx])
+    df = pd.DataFrame(recs)
+    atomic_write_text(result.run_dir / "gradcam.csv", _csv(df))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, image_id=np.asarray(ex_ids), cams=np.stack(examples) if examples else np.zeros((0, 64, 64), np.uint8))
+    atomic_write_bytes(result.run_dir / "gradcam_examples.npz", buf.getvalue())
+    return df
+
+
+def external_path(run_dir: Path, key: str) -> Path:
+    return Path(run_dir) / "external" / f"{key}.json"
+
+
+def compute_external(result: RunResult, key: str, manifest: str) -> dict:
+    """Evaluate a finished run on the test split of ``manifest`` (same size and preprocessing)."""
+    tr = _trainer(result, manifest)
+    model = tr.load_best()
+    rows = tr.rows_for("test")
+    ds = tr.dataset(rows, train=False)
+    pred = predict(model, tr.loader(ds, False), tr.device, amp=tr.amp, channels_last=tr.channels_last)
+    e = tr.cfg["eval"]
+    per = per_image_records(pred, ds.rows, threshold=e["threshold"], align_corners=e["align_corners"], gt_mode=e["gt"])
+    summary = {"run": result.run_dir.name, "evaluated_on": manifest, "split": "test", "test": summary_metrics(per)}
+    atomic_write_text(result.run_dir / "external" / f"{key}.csv", _csv(per))
+    atomic_write_text(external_path(result.run_dir, key), _json(summary))
+    return json.loads(_json(summary))
+
+
+def load_external(run_dir: Path, key: str) -> dict | None:
+    p = external_path(run_dir, key)
+    return json.loads(p.read_text()) if p.is_file() else None

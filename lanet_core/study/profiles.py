@@ -1,0 +1,136 @@
+"""Study profiles: one reviewed YAML file each under ``configs/profiles/`` (smoke, cpu, paper).
+
+A profile says which data each experiment uses, the seeds, the sizes and backbones of the ablations,
+the base config applied to every run (schedules), and where its outputs go.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lanet_core.config import deep_merge, resolve_config
+from lanet_core.errors import ConfigError
+from lanet_core.paths import project_root
+
+PROFILE_KEYS = {
+    "name", "description", "output", "seeds", "datasets", "base", "sizes", "backbones", "label_ratios",
+    "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides",
+}
+
+
+@dataclass
+class Profile:
+    """A parsed profile (see ``configs/profiles/*.yaml`` for the meaning of each field)."""
+
+    name: str
+    description: str
+    output: Path
+    seeds: list[int]
+    datasets: dict[str, str]
+    base: dict[str, Any]
+    sizes: list[int]
+    backbones: list[str]
+    label_ratios: list[float]
+    baselines: list[str]
+    vit_backbone: str
+    pretrained: dict[str, Any]
+    sensitivity: dict[str, Any]
+    gradcam: dict[str, Any]
+    notebooks: list[str]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def main_size(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def main_backbone(self) -> str:
+        return self.backbones[0]
+
+    def dataset(self, key: str, **fmt: Any) -> str:
+        if key not in self.datasets:
+            raise ConfigError(f"profile {self.name!r} names no dataset {key!r} (has {sorted(self.datasets)})")
+        return self.datasets[key].format(**fmt)
+
+    def config(self, *updates: dict[str, Any], experiment: str | None = None) -> dict[str, Any]:
+        """Resolved run config: defaults < profile base < per-experiment overrides < ``updates``."""
+        user = copy.deepcopy(self.base)
+        if experiment and experiment in self.overrides:
+            user = deep_merge(user, self.overrides[experiment], strict=False)
+        for u in updates:
+            user = deep_merge(user, u, strict=False)
+        return resolve_config(user)
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.output / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.output / "figures"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.output / "notebooks"
+
+
+def profile_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    cand = project_root() / "configs" / "profiles" / f"{name}.yaml"
+    if not cand.is_file():
+        known = sorted(p.stem for p in (project_root() / "configs" / "profiles").glob("*.yaml"))
+        raise ConfigError(f"unknown profile {name!r}; known profiles: {known}")
+    return cand
+
+
+def load_profile(name: str) -> Profile:
+    """Read and check ``configs/profiles/<name>.yaml`` (or a YAML path)."""
+    path = profile_path(name)
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = set(raw) - PROFILE_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown profile key(s) {sorted(unknown)}; valid: {sorted(PROFILE_KEYS)}")
+    try:
+        out = Path(raw.get("output", f"results/{raw['name']}"))
+        prof = Profile(
+            name=raw["name"],
+            description=raw.get("description", ""),
+            output=out if out.is_absolute() else _results_root(out),
+            seeds=[int(s) for s in raw["seeds"]],
+            datasets=dict(raw["datasets"]),
+            base=dict(raw.get("base", {})),
+            sizes=[int(s) for s in raw["sizes"]],
+            backbones=list(raw["backbones"]),
+            label_ratios=[float(r) for r in raw.get("label_ratios", [0.25, 0.5, 0.75, 1.0])],
+            baselines=list(raw.get("baselines", [])),
+            vit_backbone=raw.get("vit_backbone", "vit_small_patch16_224"),
+            pretrained=dict(raw.get("pretrained", {})),
+            sensitivity=dict(raw.get("sensitivity", {})),
+            gradcam=dict(raw.get("gradcam", {})),
+            notebooks=list(raw["notebooks"]),
+            overrides=dict(raw.get("overrides", {})),
+            path=path,
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{path}: missing profile key {exc.args[0]!r}") from None
+    prof.config()  # the base must resolve
+    return prof
+
+
+def _results_root(rel: Path) -> Path:
+    """Profile outputs are relative to the project root, except that ``$LANET_RESULTS_DIR`` (tests) wins."""
+    import os
+
+    env = os.environ.get("LANET_RESULTS_DIR")
+    if env:
+        parts = rel.parts[1:] if rel.parts and rel.parts[0] == "results" else rel.parts
+        return Path(env).joinpath(*parts)
+    return project_root() / rel

@@ -1,0 +1,149 @@
+"""Train-or-load the runs of an experiment and gather their records into tables."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lanet_core.errors import BudgetExhausted, LanetError
+from lanet_core.runs import RunResult, load_result, prepare_run, train_or_load
+from lanet_core.study import posthoc
+from lanet_core.study.experiments import RunSpec, experiment_runs
+from lanet_core.study.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = [
+    "accuracy", "precision_macro", "recall_macro", "specificity_macro", "f1_macro", "auc", "auc_authors",
+    "precision_malignant", "recall_malignant", "specificity_malignant", "f1_malignant",
+    "iou", "dice", "iou_box", "dice_box",
+]
+
+
+def run_dir_of(spec: RunSpec, profile: Profile) -> Path:
+    return prepare_run(spec.config, profile.output / "runs")[3]
+
+
+def ensure_run(spec: RunSpec, profile: Profile, *, train: bool = True, deadline: float | None = None) -> RunResult | None:
+    """The finished run of ``spec`` (trained if ``train`` and needed), with its post-hoc analyses; None if missing."""
+    root = profile.output / "runs"
+    if train:
+        result = train_or_load(spec.config, runs_root=root, deadline=deadline)
+    else:
+        result = load_result(run_dir_of(spec, profile))
+        if result is None:
+            return None
+    for item in spec.posthoc:
+        _ensure_posthoc(result, item, profile)
+    return result
+
+
+def _ensure_posthoc(result: RunResult, item: str, profile: Profile) -> None:
+    have_ckpt = (result.run_dir / "checkpoints" / "best.pt").is_file()
+    try:
+        if item == "gradcam" and not posthoc.has_gradcam(result.run_dir) and have_ckpt:
+            posthoc.compute_gradcam(result, n_examples=int(profile.gradcam.get("examples", 8)))
+        elif item.startswith("external:"):
+            key = item.split(":", 1)[1]
+            if posthoc.load_external(result.run_dir, key) is None and have_ckpt:
+                posthoc.compute_external(result, key, profile.dataset(key))
+    except LanetError as exc:  # e.g. the other dataset is absent here: the table says so
+        log.warning("%s: %s skipped (%s)", result.run_dir.name, item, exc)
+
+
+@dataclass
+class ExperimentResults:
+    """The runs of one experiment: specs, finished results, and what is still missing."""
+
+    name: str
+    specs: list[RunSpec]
+    results: list[RunResult | None]
+    profile: Profile
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[RunSpec]:
+        return [s for s, r in zip(self.specs, self.results) if r is None]
+
+    def _done(self):
+        return [(s, r) for s, r in zip(self.specs, self.results) if r is not None]
+
+    def runs(self) -> pd.DataFrame:
+        """One row per finished run: method, seed, group columns, test metrics, run directory name."""
+        rows = []
+        for s, r in self._done():
+            row = {"method": s.method, "seed": s.seed, **s.group}
+            row.update({m: (np.nan if r.test.get(m) is None else r.test.get(m)) for m in METRIC_COLUMNS if m in r.test})
+            row["run"] = r.run_dir.name
+            row["epochs"] = r.config["train"]["stage1_epochs"] + r.config["train"]["stage2_epochs"]
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def per_image(self) -> pd.DataFrame:
+        """Per-image test records of every finished run, with method, seed and group columns."""
+        frames = []
+        for s, r in self._done():
+            df = r.per_image.copy()
+            df.insert(0, "method", s.method)
+            df.insert(1, "seed", s.seed)
+            for k, v in s.group.items():
+                df[k] = v
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def gradcam(self) -> pd.DataFrame:
+        frames = []
+        for s, r in self._done():
+            p = r.run_dir / "gradcam.csv"
+            if "gradcam" in s.posthoc and p.is_file():
+                df = pd.read_csv(p)
+                df.insert(0, "method", s.method)
+                df.insert(1, "seed", s.seed)
+                df["run"] = r.run_dir.name
+                frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def external(self, key: str) -> pd.DataFrame:
+        """Test metrics of the runs evaluated on another dataset (``external:<key>``), one row per run."""
+        rows = []
+        for s, r in self._done():
+            if f"external:{key}" not in s.posthoc:
+                continue
+            ext = posthoc.load_external(r.run_dir, key)
+            if ext is None:
+                continue
+            row = {"method": s.method, "seed": s.seed, **s.group, "evaluated_on": key}
+            row.update({m: (np.nan if ext["test"].get(m) is None else ext["test"][m]) for m in METRIC_COLUMNS if m in ext["test"]})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def status(self) -> str:
+        n, m = len(self.specs), len(self.missing)
+        return f"{self.name}: {n - m}/{n} runs finished" + (f"; missing: {', '.join(s.label for s in self.missing[:5])}" + (" ..." if m > 5 else "") if m else "")
+
+
+def run_experiment(name: str, profile: Profile, *, train: bool = True, deadline: float | None = None,
+                   progress: bool = True) -> ExperimentResults:
+    """Train-or-load every run of experiment ``name`` (``train=False``: load only what is finished)."""
+    specs = experiment_runs(name, profile)
+    t0 = time.time()
+    results: list[RunResult | None] = []
+    for i, spec in enumerate(specs):
+        if deadline is not None and time.time() > deadline:
+            raise BudgetExhausted(f"time budget reached before {spec.label}")
+        t = time.time()
+        r = ensure_run(spec, profile, train=train, deadline=deadline)
+        results.append(r)
+        if progress and train and r is not None and not r.cached:
+            print(f"[{name} {i + 1}/{len(specs)}] {spec.method} seed {spec.seed} {spec.group or ''}: "
+                  f"{r.summary()} ({(time.time() - t) / 60:.1f} min)", flush=True)
+    res = ExperimentResults(name, specs, results, profile, time.time() - t0)
+    if res.missing:
+        res.notes.append(res.status())
+    return res

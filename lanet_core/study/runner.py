@@ -1,0 +1,198 @@
+"""``lanet study``: train every run a profile needs (resumable, within a time budget), then execute the
+study's notebooks with papermill into ``<output>/notebooks/``.
+
+Training happens first, notebook by notebook, through the run cache; notebooks then render from the
+cached records (re-executing one never retrains). ``--budget-minutes N`` stops cleanly after about N
+minutes (the epoch in progress finishes and is checkpointed); the next call continues where it stopped.
+``--render-only`` never trains (``make figures``). Each notebook's outcome and time go to
+``<output>/notebooks/status.csv``; a failing notebook stops the study with its name, cell and error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from lanet_core.data.manifest import atomic_write_text
+from lanet_core.errors import BudgetExhausted, ConfigError
+from lanet_core.paths import project_root
+from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
+from lanet_core.study.profiles import Profile, load_profile
+from lanet_core.study.records import ensure_run, run_dir_of
+
+KERNEL = "lanet"
+
+
+def notebooks_source_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def select_notebooks(profile: Profile, only: list[str] | None) -> list[str]:
+    names = list(profile.notebooks)
+    if not only:
+        return names
+    chosen = []
+    for o in only:
+        stem = Path(o).stem
+        match = [n for n in names if n == stem or n.split("_", 1)[-1] == stem or n.startswith(stem)]
+        if not match:
+            raise ConfigError(f"--only {o!r}: no such notebook in profile {profile.name!r} ({names})")
+        chosen += [m for m in match if m not in chosen]
+    return chosen
+
+
+def train_all(profile: Profile, notebooks: list[str], deadline: float | None) -> tuple[int, int]:
+    """Train (or find finished) every run the notebooks need, in notebook order. Returns (done, total)."""
+    seen: set[str] = set()
+    specs = []
+    for nb in notebooks:
+        for exp in NOTEBOOK_EXPERIMENTS.get(nb, ()):
+            if exp in seen:
+                continue
+            seen.add(exp)
+            specs += experiment_runs(exp, profile)
+    total, done = len(specs), 0
+    t_all = time.time()
+    for i, spec in enumerate(specs, 1):
+        if deadline is not None and time.time() > deadline:
+            raise BudgetExhausted(f"time budget reached: {done}/{total} runs finished")
+        t0 = time.time()
+        r = ensure_run(spec, profile, train=True, deadline=deadline)
+        done += 1
+        if not r.cached:
+            print(f"[{i}/{total}] {spec.label}: {r.summary()} in {(time.time() - t0) / 60:.1f} min "
+                  f"(study {(time.time() - t_all) / 60:.0f} min)", flush=True)
+    return done, total
+
+
+def _fingerprint(profile: Profile, nb: str, source: str) -> str:
+    """Notebook source + profile + the metrics of every run it reads: unchanged -> skip re-execution."""
+    h = hashlib.sha256(source.encode())
+    h.update(profile.path.read_bytes() if profile.path else b"")
+    for exp in NOTEBOOK_EXPERIMENTS.get(nb, ()):
+        for spec in experiment_runs(exp, profile):
+            m = run_dir_of(spec, profile) / "metrics.json"
+            h.update(m.read_bytes() if m.is_file() else b"missing")
+    return h.hexdigest()[:16]
+
+
+def kernel_name() -> str:
+    from jupyter_client.kernelspec import find_kernel_specs
+
+    return KERNEL if KERNEL in find_kernel_specs() else "python3"
+
+
+def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
+    """Execute ``notebooks/<nb>.py`` (jupytext percent source) with papermill into the profile's output."""
+    import jupytext
+    import papermill as pm
+
+    src = notebooks_source_dir() / f"{nb}.py"
+    if not src.is_file():
+        raise ConfigError(f"notebook source {src} not found")
+    out = profile.notebooks_dir / f"{nb}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_in = Path(tmp) / f"{nb}.ipynb"
+        jupytext.write(notebook, tmp_in)
+        tmp_out = Path(tmp) / f"{nb}.out.ipynb"
+        try:
+            pm.execute_notebook(
+                str(tmp_in), str(tmp_out), parameters={"profile": profile.name, "train": train},
+                kernel_name=kernel_name(), progress_bar=False, cwd=str(notebooks_source_dir()),
+            )
+        finally:
+            if tmp_out.exists():
+                _strip_volatile(tmp_out)
+                tmp_out.replace(out)
+    return out
+
+
+def _strip_volatile(path: Path) -> None:
+    """Drop machine-specific papermill metadata (env vars, input/output temp paths) from an executed copy."""
+    nb = json.loads(path.read_text())
+    pmeta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("environment_variables", "input_path", "output_path"):
+        pmeta.pop(key, None)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _status_path(profile: Profile) -> Path:
+    return profile.notebooks_dir / "status.csv"
+
+
+def _record(profile: Profile, nb: str, outcome: str, seconds: float, fingerprint: str) -> None:
+    path = _status_path(profile)
+    df = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["notebook", "outcome", "seconds", "finished_utc", "fingerprint"])
+    df = df[df["notebook"] != nb]
+    row = {"notebook": nb, "outcome": outcome, "seconds": round(seconds, 1),
+           "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fingerprint": fingerprint}
+    df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+    order = {n: i for i, n in enumerate(profile.notebooks)}
+    df = df.sort_values("notebook", key=lambda s: s.map(order).fillna(999))
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+
+
+def _last_fingerprint(profile: Profile, nb: str) -> str | None:
+    path = _status_path(profile)
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, dtype=str)
+    hit = df[(df["notebook"] == nb) & (df["outcome"] == "ok")]
+    return None if hit.empty else hit["fingerprint"].iloc[0]
+
+
+def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
+              budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False) -> int:
+    """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code."""
+    import papermill as pm
+
+    prof = load_profile(profile)
+    notebooks = select_notebooks(prof, only)
+    deadline = time.time() + 60 * budget_minutes if budget_minutes else None
+    print(f"lanet study: profile {prof.name} ({prof.description.strip().splitlines()[0] if prof.description else ''}); "
+          f"output {prof.output}", flush=True)
+    t0 = time.time()
+    if not render_only:
+        try:
+            done, total = train_all(prof, notebooks, deadline)
+        except BudgetExhausted as exc:
+            print(f"lanet study: {exc}. Stopped cleanly after {(time.time() - t0) / 60:.1f} min; "
+                  "run the same command again to continue.", flush=True)
+            return 0
+        print(f"lanet study: all {total} runs finished ({(time.time() - t0) / 60:.1f} min in this call)", flush=True)
+        if train_only:
+            return 0
+    for nb in notebooks:
+        src = (notebooks_source_dir() / f"{nb}.py").read_text() if (notebooks_source_dir() / f"{nb}.py").is_file() else ""
+        fp = _fingerprint(prof, nb, src)
+        if not (force or render_only) and _last_fingerprint(prof, nb) == fp and (prof.notebooks_dir / f"{nb}.ipynb").is_file():
+            print(f"  {nb}: up to date", flush=True)
+            continue
+        t = time.time()
+        print(f"  {nb}: executing ...", flush=True)
+        try:
+            execute_notebook(prof, nb, train=not render_only)
+        except pm.PapermillExecutionError as exc:
+            _record(prof, nb, "failed", time.time() - t, fp)
+            cell = exc.source.strip().splitlines()
+            print(
+                f"lanet study: notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+                f"{exc.ename}: {exc.evalue}\n  cell begins: {cell[0] if cell else ''}\n"
+                f"  executed copy with the traceback: {prof.notebooks_dir / (nb + '.ipynb')}",
+                file=sys.stderr, flush=True,
+            )
+            return 1
+        _record(prof, nb, "ok", time.time() - t, fp)
+        print(f"  {nb}: ok in {time.time() - t:.1f} s", flush=True)
+    print(f"lanet study: done in {(time.time() - t0) / 60:.1f} min; tables in {prof.tables_dir}, figures in {prof.figures_dir}",
+          flush=True)
+    return 0
