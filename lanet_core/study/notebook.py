@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 
 from lanet_core import reporting  # noqa: E402
 from lanet_core.evaluation import summary_metrics  # noqa: E402
+from lanet_core.stats import mean_ci  # noqa: E402
 from lanet_core.study.profiles import Profile, load_profile  # noqa: E402
 from lanet_core.study.records import ExperimentResults, run_experiment  # noqa: E402
 
@@ -115,6 +116,52 @@ class Study:
         return self.comparison(runs, metrics, reference, name, group_cols=group_cols,
                                caption=f"Re-scored on the {len(ids)} test images without a suspected near-duplicate in training")
 
+    def difference(self, runs: pd.DataFrame, by: str, a: str, b: str, metrics: Sequence[str], name: str, *,
+                   group_cols: Sequence[str] = ("method",), caption: str | None = None) -> pd.DataFrame:
+        """Per group, the difference of means ``a - b`` of the column ``by`` (e.g. init ImageNet - scratch),
+        with a 95 % CI and a two-sided p from Welch's t-test over seeds ("identical repeats" when both
+        groups have zero variance)."""
+        rows = []
+        if runs.empty or by not in runs:
+            return pd.DataFrame()
+        groups = runs.groupby(list(group_cols), dropna=False) if group_cols else [((), runs)]
+        for key, df in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            row = dict(zip(group_cols, key))
+            for m in metrics:
+                if m not in df:
+                    continue
+                xa = df.loc[df[by] == a, m].dropna().to_numpy(float)
+                xb = df.loc[df[by] == b, m].dropna().to_numpy(float)
+                if len(xa) == 0 or len(xb) == 0:
+                    continue
+                row.update(diff_ci(xa, xb, m))
+            if len(row) > len(group_cols):
+                rows.append(row)
+        out = pd.DataFrame(rows)
+        return self.table(out, name, caption or f"{by}: {a} minus {b}, mean difference with 95 % CI (Welch)") if len(out) else out
+
+    def external(self, in_domain: pd.DataFrame, external: pd.DataFrame, metrics: Sequence[str], name: str,
+                 trained_on: str, tested_on: str) -> pd.DataFrame:
+        """In-domain vs external test metrics of the same runs, mean ± CI over seeds and the drop."""
+        if external.empty:
+            print(f"{name}: no external evaluations yet")
+            return pd.DataFrame()
+        rows = []
+        for method, ext in external.groupby("method"):
+            ind = in_domain[in_domain["method"] == method]
+            row = {"method": method, "trained_on": trained_on, "tested_on": tested_on, "n": len(ext)}
+            for m in metrics:
+                if m not in ext or ext[m].isna().all():
+                    continue
+                fmt = reporting.metric_format(m)
+                ci_in, ci_ex = mean_ci(ind[m]), mean_ci(ext[m])
+                row[f"{m} in-domain"] = reporting.format_mean_ci(ci_in.mean, ci_in.half_width, fmt.scale, fmt.digits)
+                row[f"{m} external"] = reporting.format_mean_ci(ci_ex.mean, ci_ex.half_width, fmt.scale, fmt.digits)
+                row.update({f"{m} drop": diff_ci(ind[m].dropna().to_numpy(float), ext[m].dropna().to_numpy(float), m)[m]})
+            rows.append(row)
+        return self.table(pd.DataFrame(rows), name, f"Trained on {trained_on}, tested on {tested_on} vs in-domain")
+
     # ------------------------------------------------------------------ standard figures
     def bars(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, stem: str,
              order: Sequence[str] | None = None, title: str | None = None) -> None:
@@ -150,6 +197,29 @@ class Study:
             self.figure(fig, stem)
 
 
+def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
+    """``{metric: "diff [low, high]", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples."""
+    from scipy import stats
+
+    fmt = reporting.metric_format(metric)
+    d = float(np.mean(xa) - np.mean(xb))
+    out: dict[str, object] = {f"{metric}_diff": d}
+    if len(xa) < 2 or len(xb) < 2:
+        lo = hi = p = float("nan")
+        note = "n < 2"
+    elif np.std(xa) == 0 and np.std(xb) == 0:
+        lo = hi = d
+        p, note = float("nan"), "identical repeats"
+    else:
+        t = stats.ttest_ind(xa, xb, equal_var=False)
+        ci = t.confidence_interval(0.95)
+        lo, hi, p, note = float(ci.low), float(ci.high), float(t.pvalue), ""
+    out.update({f"{metric}_low": lo, f"{metric}_high": hi, f"{metric}_p": p})
+    text = reporting.format_diff_ci(metric, d, lo, hi)
+    out[metric] = f"{text} ({note})" if note else f"{text} (p={p:.3g})"
+    return out
+
+
 def setup(profile: str = "smoke", train: bool = True) -> Study:
     """The opening cell of every notebook: profile, versions, output folders, deterministic plotting."""
     prof = load_profile(profile)
@@ -170,9 +240,18 @@ def paper_numbers(table: str | None = None) -> pd.DataFrame:
     return df if table is None else df[df["table"] == table].reset_index(drop=True)
 
 
-def with_paper(ours: pd.DataFrame, table: str, metrics: Sequence[str], key: str = "method") -> pd.DataFrame:
-    """Our mean ± CI beside the paper's for the methods both have (metric columns ``<m>`` and ``<m> (paper)``)."""
+PAPER_ALIASES = {"U-Net": "UNet", "ViT-B/16": "ViT", "ViT-S/16": "ViT", "ViT-Ti/16": "ViT"}
+
+
+def with_paper(ours: pd.DataFrame, table: str, metrics: Sequence[str], key: str = "method",
+               size: str | int | None = None) -> pd.DataFrame:
+    """Our mean ± CI beside the paper's for the methods both have (columns ``<m>`` and ``<m> (paper)``).
+
+    ``size``: the paper's input size to compare with (its tables have 256 and 512 px rows).
+    """
     paper = paper_numbers(table)
+    if size is not None:
+        paper = paper[paper["image_size"].astype(str) == str(size)]
     if ours.empty:
         return ours
     out = ours[[key] + [m for m in metrics if m in ours]].copy()
@@ -180,5 +259,9 @@ def with_paper(ours: pd.DataFrame, table: str, metrics: Sequence[str], key: str 
         if m not in ours:
             continue
         lookup = {r["method"]: r["value"] for _, r in paper[paper["metric"] == m].iterrows()}
-        out[f"{m} (paper)"] = out[key].map(lookup).fillna("")
+        def find(name: str) -> str:
+            alias = PAPER_ALIASES.get(name, name)
+            return lookup.get(alias) or lookup.get(f"{alias} (1)", "")  # Table 6 rows carry the label share
+
+        out[f"{m} (paper)"] = out[key].map(find)
     return out

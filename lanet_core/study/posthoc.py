@@ -58,7 +58,7 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
     rows = tr.rows_for(tr.cfg["eval"]["split"])
     ds = tr.dataset(rows, train=False)
     loader = tr.loader(ds, False)
-    recs, examples, ex_ids = [], [], []
+    recs, small_cams = [], {}
     reshape = getattr(model, "gradcam_reshape_transform", None)
     with GradCAM(model=LogitsOnly(model), target_layers=[model.gradcam_layer], reshape_transform=reshape) as cam:
         for b in loader:
@@ -76,11 +76,16 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
                     "has_mask": int(has), "cam_energy_in_lesion": energy, "pointing_hit": hit if has else np.nan,
                     "lesion_area": float(lesion.mean()) if has else np.nan,
                 })
-                if len(examples) < n_examples and has:
+                if has:
                     small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(maps[i])[None, None], (64, 64))
-                    examples.append(np.round(small[0, 0].numpy() * 255).astype(np.uint8))
-                    ex_ids.append(rows["image_id"].iloc[idx])
+                    small_cams[rows["image_id"].iloc[idx]] = np.round(small[0, 0].numpy() * 255).astype(np.uint8)
     df = pd.DataFrame(recs)
+    from lanet_core.study.figures import pick_examples
+
+    masked = df[df["has_mask"] == 1]
+    labels = pd.Series(np.where(masked["y_true"] == 1, "malignant", "benign"), index=masked["image_id"])
+    ex_ids = pick_examples(labels, n_examples) if len(labels) else []  # both classes, deterministic
+    examples = [small_cams[i] for i in ex_ids]
     atomic_write_text(result.run_dir / "gradcam.csv", _csv(df))
     buf = io.BytesIO()
     np.savez_compressed(buf, image_id=np.asarray(ex_ids), cams=np.stack(examples) if examples else np.zeros((0, 64, 64), np.uint8))

@@ -153,8 +153,11 @@ def _last_fingerprint(profile: Profile, nb: str) -> str | None:
 def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
               budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False) -> int:
     """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code."""
+    import logging
+
     import papermill as pm
 
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     prof = load_profile(profile)
     notebooks = select_notebooks(prof, only)
     deadline = time.time() + 60 * budget_minutes if budget_minutes else None

@@ -1,0 +1,500 @@
+"""Qualitative lesion-map and Grad-CAM figures (paper Figs. 5 and 12) and the scores behind them, built from
+run records alone (``lesion_maps.npz``, ``gradcam.csv``, ``gradcam_examples.npz``, ``per_image.csv``), so they
+re-render without checkpoints.
+
+Pieces, bottom up:
+
+* :func:`finished_runs` / :func:`first_run`: the finished runs of an experiment with their directories;
+* :func:`load_maps` (+ :func:`lesion_maps`, :func:`gradcam_cams`): stored ``uint8`` maps as ``{image_id: (h, w)
+  float in [0, 1]}``;
+* :class:`ImageView`: the test images and masks as a run saw them (its size and resize policy) and the
+  bilinear upsampling of a map to that size;
+* :func:`pick_examples`: a deterministic, class-balanced choice of example images;
+* :func:`overlay`, :func:`example_grid`: image / map overlays with the true (and predicted) lesion contours;
+* Grad-CAM scores (:func:`gradcam_per_image`, :func:`gradcam_localisation_table`,
+  :func:`gradcam_paired_table`, :func:`gradcam_score_figure`) and the IoU threshold sweep
+  (:func:`iou_threshold_sweep`, :func:`sweep_table`, :func:`sweep_figure`).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lanet_core import reporting
+from lanet_core.data.images import read_image, read_mask_union, resize_array
+from lanet_core.data.manifest import mask_paths
+from lanet_core.data.sources import load_manifest
+from lanet_core.errors import ConfigError, DataError
+from lanet_core.metrics import upsample_maps
+from lanet_core.stats import require_columns, require_numeric
+from lanet_core.study.records import ExperimentResults
+
+GRADCAM_SCORES: tuple[str, str] = ("cam_energy_in_lesion", "pointing_hit")
+SCORE_LABELS = {"cam_energy_in_lesion": "CAM energy in lesion", "pointing_hit": "Pointing-game hit rate"}
+GT_COLOR = "#00e000"  # true lesion contour on the plain image
+GT_OVERLAY_COLOR = "#ffffff"  # true lesion contour (dashed) on heat-map overlays
+PRED_COLOR = "#ff00ff"  # predicted lesion contour (map > threshold): magenta is not in the jet colour map
+_SWEEP_COL = re.compile(r"^iou_t(\d+(?:\.\d+)?)$")
+
+# ---------------------------------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run: display method name, seed, run directory and resolved config."""
+
+    method: str
+    seed: int
+    run_dir: Path
+    config: dict = field(repr=False)
+
+
+def finished_runs(res: ExperimentResults) -> list[RunRecord]:
+    """The finished runs of an experiment, in registry order (missing runs are left out)."""
+    return [RunRecord(s.method, int(s.seed), r.run_dir, r.config) for s, r in zip(res.specs, res.results)
+            if r is not None]
+
+
+def first_run(runs: Sequence[RunRecord], method: str) -> RunRecord | None:
+    """The run of ``method`` with the smallest seed, or ``None`` if the method has no finished run."""
+    mine = [r for r in runs if r.method == method]
+    return min(mine, key=lambda r: r.seed) if mine else None
+
+
+# ---------------------------------------------------------------------------------------------------- stored maps
+
+
+def load_maps(path: str | Path, key: str) -> dict[str, np.ndarray]:
+    """``{image_id: (h, w) float32 in [0, 1]}`` from an ``.npz`` with ``image_id`` (N,) and ``key`` (N, h, w) uint8.
+
+    Raises :class:`DataError` naming the file when it is missing, unreadable or inconsistent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"map archive not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("image_id", key) if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: missing array(s) {missing}; has {list(z.files)}")
+            ids, maps = z["image_id"], z[key]
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot be read as an .npz archive ({exc})") from exc
+    if maps.ndim != 3 or len(ids) != len(maps):
+        raise DataError(f"{path}: {key!r} must be (N, h, w) with one entry per image_id; "
+                        f"got {maps.shape} for {len(ids)} ids")
+    if len(set(ids.tolist())) != len(ids):
+        raise DataError(f"{path}: duplicate image ids")
+    scale = 255.0 if maps.dtype == np.uint8 else 1.0
+    return {str(i): (m.astype(np.float32) / scale) for i, m in zip(ids.tolist(), maps)}
+
+
+def lesion_maps(run: RunRecord) -> dict[str, np.ndarray]:
+    """The run's test lesion-probability maps ``{image_id: (h, w) in [0, 1]}`` at the stored resolution."""
+    return load_maps(run.run_dir / "lesion_maps.npz", "maps")
+
+
+def gradcam_cams(run: RunRecord) -> dict[str, np.ndarray]:
+    """The run's stored Grad-CAM examples ``{image_id: (64, 64) in [0, 1]}`` (input space, pooled to 64 px)."""
+    return load_maps(run.run_dir / "gradcam_examples.npz", "cams")
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True, eq=False)
+class ImageView:
+    """The images and lesion masks of a manifest as a run saw them: ``size`` x ``size`` px, resize ``policy``.
+
+    ``align_corners`` is the run's evaluation setting, used when maps are upsampled (as the IoU was scored).
+    """
+
+    rows: pd.DataFrame  # manifest rows indexed by image_id
+    data_root: Path
+    size: int
+    policy: str = "squash"
+    align_corners: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "ImageView":
+        """The view of a run's resolved config (``data.manifest/root/image_size/resize``, ``eval.align_corners``)."""
+        try:
+            d, e = cfg["data"], cfg.get("eval", {})
+            spec, root, size = d["manifest"], d.get("root", "auto"), int(d["image_size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"run config {cfg.get('name', '?')!r} lacks data.manifest/image_size ({exc})") from exc
+        rows, path, data_root = load_manifest(spec, root)
+        dup = rows["image_id"][rows["image_id"].duplicated()]
+        if len(dup):
+            raise DataError(f"manifest {path}: duplicate image_id(s) {sorted(set(dup))[:5]}")
+        return cls(rows.set_index("image_id", drop=False), data_root, size, d.get("resize", "squash"),
+                   bool(e.get("align_corners", True)))
+
+    def _row(self, image_id: str) -> pd.Series:
+        if image_id not in self.rows.index:
+            raise DataError(f"image_id {image_id!r} is not in the manifest {self.rows.attrs.get('path', '')}")
+        return self.rows.loc[image_id]
+
+    def labels(self, split: str = "test", masked_only: bool = True) -> pd.Series:
+        """``image_id -> label`` of the ``split`` images (only those with a lesion mask if ``masked_only``)."""
+        rows = self.rows[self.rows["split"] == split]
+        if masked_only:
+            rows = rows[rows["mask_path"].str.strip() != ""]
+        return rows["label"]
+
+    def label(self, image_id: str) -> str:
+        """The class label (``benign`` / ``malignant``) of an image."""
+        return str(self._row(image_id)["label"])
+
+    def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(image (S, S, 3) uint8, mask (S, S) bool or None)``; the mask is the resized union ``>= 0.5``."""
+        row = self._row(image_id)
+        try:
+            image = read_image(self.data_root / row["image_path"])
+            paths = mask_paths(row)
+            h, w = image.shape[:2]
+            mask = read_mask_union([self.data_root / p for p in paths], size=(w, h)) if paths else None
+        except DataError as exc:
+            raise DataError(f"image_id {image_id!r}: {exc}") from None
+        image = resize_array(image, self.size, self.policy)
+        return image, (None if mask is None else resize_array(mask, self.size, self.policy) >= 128)
+
+    def upsample(self, prob: np.ndarray) -> np.ndarray:
+        """A ``(h, w)`` map in [0, 1] resized bilinearly to ``(S, S)`` float32 (as the evaluation upsamples)."""
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.ndim != 2:
+            raise DataError(f"a map must be 2-D (h, w), got shape {prob.shape}")
+        t = upsample_maps(torch.from_numpy(prob)[None, None], self.size, self.align_corners)
+        return np.clip(t[0, 0].numpy(), 0.0, 1.0)
+
+
+def pick_examples(labels: Mapping[str, str] | pd.Series, n: int, *, available: Iterable[Iterable[str]] = (),
+                  seed: int = 0) -> list[str]:
+    """``n`` image ids, alternating over the classes (sorted names), drawn from the ids in ``labels`` that are in
+    every ``available`` collection; within a class a seeded permutation of the sorted ids. Deterministic; fewer
+    than ``n`` when fewer candidates exist.
+    """
+    if n < 1:
+        raise ConfigError(f"pick_examples: n must be >= 1, got {n}")
+    labels = pd.Series(labels, dtype=object) if not isinstance(labels, pd.Series) else labels
+    keep = set(map(str, labels.index))
+    for ids in available:
+        keep &= set(map(str, ids))
+    cand = labels[[str(i) in keep for i in labels.index]]
+    rng = np.random.default_rng(seed)
+    queues = [list(rng.permutation(sorted(map(str, cand.index[cand == c])))) for c in sorted(set(cand))]
+    out: list[str] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(str(q.pop(0)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- overlays
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Jet heat map ``(S, S)`` in [0, 1] blended over ``image`` ``(S, S, 3) uint8``; ``alpha`` = heat-map weight.
+
+    Uses ``pytorch_grad_cam.utils.image.show_cam_on_image``; returns ``(S, S, 3) uint8``.
+    """
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    if image.ndim != 3 or image.shape[2] != 3 or heat.shape != image.shape[:2]:
+        raise DataError(f"overlay: image must be (S, S, 3) and heat (S, S); got {image.shape} and {heat.shape}")
+    if not 0.0 < alpha <= 1.0:
+        raise ConfigError(f"overlay: alpha must be in (0, 1], got {alpha}")
+    heat = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
+    return show_cam_on_image(image.astype(np.float32) / 255.0, heat, use_rgb=True, image_weight=1.0 - alpha)
+
+
+def contours(field_: np.ndarray, level: float = 0.5) -> list[np.ndarray]:
+    """Iso-contours of a 2-D map at ``level`` as ``(K, 2)`` (row, col) arrays (none for a constant map)."""
+    from skimage.measure import find_contours
+
+    arr = np.asarray(field_, dtype=np.float32)
+    if arr.min() == arr.max():
+        return []
+    return find_contours(arr, level)
+
+
+@dataclass
+class ExampleRow:
+    """One figure row: an image (``(S, S, 3) uint8``), its true mask (``(S, S) bool`` or None) and the maps to show
+    (column title -> ``(S, S)`` in [0, 1], or None where the run or the map is missing)."""
+
+    image_id: str
+    label: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    panels: dict[str, np.ndarray | None]
+
+
+def example_rows(view: ImageView, ids: Sequence[str],
+                 sources: Mapping[str, Mapping[str, np.ndarray] | None]) -> list[ExampleRow]:
+    """Rows for :func:`example_grid`: each id's image and mask from ``view`` and, per column, its map from
+    ``sources`` (``{column: {image_id: (h, w) map}}``; a None source = run missing) upsampled to the image size."""
+    out = []
+    for i in ids:
+        image, mask = view.load(i)
+        panels = {col: (view.upsample(src[i]) if src is not None and i in src else None)
+                  for col, src in sources.items()}
+        out.append(ExampleRow(i, view.label(i), image, mask, panels))
+    return out
+
+
+def _draw(ax, lines: list[np.ndarray], color: str, style: str = "-") -> None:
+    for c in lines:
+        ax.plot(c[:, 1], c[:, 0], color=color, linestyle=style, linewidth=1.2)
+
+
+def example_grid(rows: Sequence[ExampleRow], *, contour_columns: Sequence[str] = (), threshold: float = 0.5,
+                 alpha: float = 0.5, cell_inches: float = 1.9, title: str | None = None):
+    """A matplotlib figure: one row per example; column 1 the image with its true lesion contour (green),
+    then one jet overlay per map column with the true contour (white, dashed) and, for ``contour_columns``, the
+    contour of ``map > threshold`` (magenta). Missing maps show "n/a", all-zero maps "all zero". Returns the
+    figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise DataError("example_grid: no example rows")
+    columns = list(rows[0].panels)
+    fig, axes = plt.subplots(len(rows), 1 + len(columns), squeeze=False,
+                             figsize=(cell_inches * (1 + len(columns)), cell_inches * len(rows)))
+    for r, row in enumerate(rows):
+        truth = contours(row.mask) if row.mask is not None else []
+        ax = axes[r, 0]
+        ax.imshow(row.image, interpolation="nearest")
+        _draw(ax, truth, GT_COLOR)
+        ax.set_ylabel(f"{row.image_id}\n{row.label}", fontsize="small")
+        for c, col in enumerate(columns, start=1):
+            ax, heat = axes[r, c], row.panels.get(col)
+            if heat is None:
+                ax.imshow(np.full_like(row.image, 235), interpolation="nearest")
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            else:
+                ax.imshow(overlay(row.image, heat, alpha), interpolation="nearest")
+                _draw(ax, truth, GT_OVERLAY_COLOR, "--")
+                if col in contour_columns:
+                    _draw(ax, contours(heat, threshold), PRED_COLOR)
+                if not heat.max() > 0:
+                    ax.text(0.03, 0.97, "all zero", ha="left", va="top", transform=ax.transAxes, color="white",
+                            fontsize="x-small")
+    for c, col in enumerate(["Image + true lesion"] + columns):
+        axes[0, c].set_title(col, fontsize="small")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlim(-0.5, rows[0].image.shape[1] - 0.5)
+        ax.set_ylim(rows[0].image.shape[0] - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def map_sources(runs: Sequence[RunRecord], columns: Mapping[str, tuple[str, str]]) -> dict[str, dict | None]:
+    """``{column: maps of the first-seed run}`` for ``columns = {title: (method, "lesion" | "gradcam")}``;
+    None where the method has no finished run or no stored maps."""
+    loaders = {"lesion": ("lesion_maps.npz", lesion_maps), "gradcam": ("gradcam_examples.npz", gradcam_cams)}
+    out: dict[str, dict | None] = {}
+    for title, (method, kind) in columns.items():
+        if kind not in loaders:
+            raise ConfigError(f"map_sources: kind {kind!r} for {title!r} must be 'lesion' or 'gradcam'")
+        run = first_run(runs, method)
+        fname, load = loaders[kind]
+        out[title] = load(run) if run is not None and (run.run_dir / fname).is_file() else None
+    return out
+
+
+def examples_figure(res: ExperimentResults, columns: Mapping[str, tuple[str, str]], *, n: int = 4, seed: int = 0,
+                    contour_columns: Sequence[str] = (), title: str | None = None):
+    """Fig. 5 / Fig. 12 style grid for an experiment: ``n`` class-balanced test images with masks that every
+    map column covers (first seed of each method). ``columns = {title: (method, kind)}``; columns whose method has
+    no finished run with stored maps are left out. Returns ``(figure, ids)``, or ``(None, [])`` when no column
+    has maps.
+    """
+    runs = finished_runs(res)
+    sources = {k: v for k, v in map_sources(runs, columns).items() if v is not None}
+    if not sources:
+        return None, []
+    view = ImageView.from_config(first_run(runs, columns[next(iter(sources))][0]).config)
+    present = list(sources.values())
+    ids = pick_examples(view.labels(), n, available=[m.keys() for m in present], seed=seed)
+    if not ids:
+        return None, []
+    fig = example_grid(example_rows(view, ids, sources), contour_columns=contour_columns, title=title)
+    return fig, ids
+
+
+# ---------------------------------------------------------------------------------------------------- Grad-CAM scores
+
+
+def gradcam_per_image(gradcam: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """Per-image Grad-CAM scores of ``methods`` on the test images with a mask that every method scored
+    (``res.gradcam()`` rows: method, seed, image_id, has_mask, cam_energy_in_lesion, pointing_hit).
+
+    ``cam_energy_in_lesion`` is NaN where the CAM is all zero (no energy); such images count as misses in
+    ``pointing_hit``. Adds ``zero_cam`` (1 where the energy is NaN).
+    """
+    require_columns(gradcam, ["method", "seed", "image_id", "has_mask", *GRADCAM_SCORES], "gradcam_per_image")
+    require_numeric(gradcam, ["has_mask", *GRADCAM_SCORES], "gradcam_per_image")
+    df = gradcam[gradcam["method"].isin(methods) & (gradcam["has_mask"] == 1)].copy()
+    common = None
+    for m in methods:
+        ids = set(df.loc[df["method"] == m, "image_id"])
+        common = ids if common is None else common & ids
+    df = df[df["image_id"].isin(common or set())].reset_index(drop=True)
+    df["zero_cam"] = df["cam_energy_in_lesion"].isna().astype(int)
+    return df
+
+
+def gradcam_runs(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, seed): ``n_images``, ``n_zero_cam`` and the mean of each score (NaN energies skipped)."""
+    require_columns(per_image, ["method", "seed", "zero_cam", *GRADCAM_SCORES], "gradcam_runs")
+    g = per_image.groupby(["method", "seed"], sort=False)
+    out = g[list(GRADCAM_SCORES)].mean()
+    out.insert(0, "n_images", g.size())
+    out.insert(1, "n_zero_cam", g["zero_cam"].sum())
+    return out.reset_index()
+
+
+def gradcam_localisation_table(per_image: pd.DataFrame, reference: str, order: Sequence[str] | None = None,
+                               ) -> pd.DataFrame:
+    """Per method: mean ± 95 % CI over seeds of the run-mean CAM energy in the lesion and pointing hit rate
+    (one-sided t-test against ``reference``, :func:`lanet_core.reporting.comparison_table`), plus the number of
+    scored images per run and the total number of zero-energy CAMs (excluded from the energy mean)."""
+    runs = gradcam_runs(per_image)
+    if runs.empty:
+        return pd.DataFrame()
+    tab = reporting.comparison_table(runs, list(GRADCAM_SCORES), reference, order=order)
+    counts = runs.groupby("method", sort=False).agg(images_per_run=("n_images", "max"),
+                                                    zero_energy_cams=("n_zero_cam", "sum"))
+    tab.insert(2, "images_per_run", tab["method"].map(counts["images_per_run"]))
+    tab.insert(3, "zero_energy_cams", tab["method"].map(counts["zero_energy_cams"]))
+    return tab
+
+
+def gradcam_paired_table(per_image: pd.DataFrame, method: str, baseline: str, *, n_resamples: int = 2000,
+                         seed: int = 0) -> pd.DataFrame:
+    """Paired per-image bootstrap CI of ``method`` minus ``baseline`` for each Grad-CAM score (per-image values
+    averaged over seeds first; images where either score is NaN dropped and counted in ``n_dropped``)."""
+    df = per_image[per_image["method"].isin([method, baseline])]
+    if df.empty or not {method, baseline} <= set(df["method"]):
+        return pd.DataFrame()
+    tab = reporting.paired_bootstrap_table(df, baseline, metric_cols=list(GRADCAM_SCORES), n_resamples=n_resamples,
+                                           seed=seed)
+    tab.insert(1, "comparison", f"{method} − {baseline}")
+    return tab.reset_index(drop=True)
+
+
+def gradcam_score_figure(per_image: pd.DataFrame, order: Sequence[str], reference: str | None = None):
+    """Three panels: violin of the per-image CAM energy in the lesion (averaged over seeds), and bars (mean,
+    95 % CI over seeds, seeds as dots) of the run-mean energy and pointing-game hit rate. Returns the figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    palette = reporting.method_palette(order)
+    runs = gradcam_runs(per_image)
+    img = per_image.groupby(["method", "image_id"], sort=False)["cam_energy_in_lesion"].mean().reset_index()
+    with reporting.plot_context():
+        fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.6))
+        finite = img.dropna(subset=["cam_energy_in_lesion"])
+        if len(finite):
+            sns.violinplot(data=finite, x="method", y="cam_energy_in_lesion", hue="method", order=list(order),
+                           hue_order=list(order), palette=palette, cut=0, inner="quartile", legend=False, ax=axes[0])
+        for i, m in enumerate(order):
+            if not (finite["method"] == m).any():
+                axes[0].text(i, 0.5, "no CAM\nenergy", ha="center", va="center", fontsize="small", color="0.4")
+        axes[0].set_xticks(range(len(order)), list(order), rotation=30, ha="right", rotation_mode="anchor")
+        axes[0].set_xlim(-0.5, len(order) - 0.5)
+        axes[0].set_ylim(0, 1)
+        axes[0].set_xlabel("")
+        axes[0].set_ylabel(f"{SCORE_LABELS['cam_energy_in_lesion']} (per image)")
+        for ax, metric in zip(axes[1:], GRADCAM_SCORES):
+            reporting.bar_ci_plot(runs, metric, ax, order=list(order), palette=palette, reference=reference)
+            ax.set_ylabel(SCORE_LABELS[metric] + " (per run)")
+        fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------- IoU sweep
+
+
+def iou_threshold_sweep(per_image: pd.DataFrame, group_cols: Sequence[str] = ("method", "seed")) -> pd.DataFrame:
+    """Long table of the lesion-map threshold sweep: one row per run (``group_cols``) and threshold with the mean
+    per-image IoU over the images with a mask (per_image columns ``iou_t<thr>``). Runs without values (e.g.
+    classifiers) are dropped. Columns: group cols, ``threshold`` (float), ``iou``."""
+    cols = {c: float(m.group(1)) for c in per_image.columns if (m := _SWEEP_COL.match(str(c)))}
+    if per_image.empty or not cols:
+        return pd.DataFrame(columns=[*group_cols, "threshold", "iou"])
+    require_columns(per_image, group_cols, "iou_threshold_sweep")
+    require_numeric(per_image, list(cols), "iou_threshold_sweep")
+    means = per_image.groupby(list(group_cols), sort=False)[list(cols)].mean().reset_index()  # NaN (no mask) skipped
+    means["_run"] = np.arange(len(means))  # keep the runs in order of appearance
+    long = means.melt(id_vars=[*group_cols, "_run"], var_name="column", value_name="iou")
+    long["threshold"] = long["column"].map(cols)
+    long = long.dropna(subset=["iou"]).sort_values(["_run", "threshold"], kind="stable")
+    return long[[*group_cols, "threshold", "iou"]].reset_index(drop=True)
+
+
+def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per method: mean ± 95 % CI over seeds of the IoU at each threshold (text columns ``t=<thr>``,
+    numeric ``t=<thr>_mean``), the number of seeds and the threshold with the highest mean IoU."""
+    from lanet_core.stats import mean_ci
+
+    if sweep.empty:
+        return pd.DataFrame()
+    require_columns(sweep, ["method", "seed", "threshold", "iou"], "sweep_table")
+    methods = list(pd.unique(sweep["method"]))
+    if order is not None:
+        methods = [m for m in order if m in methods] + [m for m in methods if m not in order]
+    rows = []
+    for m in methods:
+        sub = sweep[sweep["method"] == m]
+        row: dict = {"method": m, "n_seeds": int(sub["seed"].nunique())}
+        best, best_mean = np.nan, -np.inf
+        for t, grp in sub.groupby("threshold", sort=True):
+            ci = mean_ci(grp["iou"])
+            row[f"t={t:g}"] = reporting.format_metric_ci("iou", ci.mean, ci.half_width)
+            row[f"t={t:g}_mean"] = ci.mean
+            if np.isfinite(ci.mean) and ci.mean > best_mean:
+                best, best_mean = float(t), ci.mean
+        row["best_threshold"] = best
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    text = [c for c in out.columns if c.startswith("t=") and not c.endswith("_mean")]
+    nums = [f"{c}_mean" for c in text]
+    return out[["method", "n_seeds", *text, "best_threshold", *nums]]
+
+
+def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, threshold: float | None = 0.5):
+    """Mean IoU vs lesion-map threshold per method (95 % CI band over seeds, seeds as dots); a dotted line at the
+    evaluation ``threshold``. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if sweep.empty:
+        raise DataError("sweep_figure: no threshold-sweep values (no run stores iou_t<thr> columns)")
+    levels = list(pd.unique(sweep["method"]))
+    if order is not None:
+        levels = [m for m in order if m in levels] + [m for m in levels if m not in order]
+    with reporting.plot_context():
+        fig, ax = plt.subplots(figsize=(4.6, 3.6))
+        reporting.line_ci_plot(sweep, "threshold", "iou", "method", ax, order=levels)
+        if threshold is not None:
+            ax.axvline(threshold, color="0.5", linestyle=":", linewidth=1)
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0.0), min(high, 1.0))  # IoU lives in [0, 1]; CI bands of few seeds may not
+        ax.set_xlabel("Lesion-map threshold")
+        fig.tight_layout()
+    return fig

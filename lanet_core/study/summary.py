@@ -1,0 +1,276 @@
+"""The study's summary: headline table, the paper's claims checked against our runs, and ``<output>/README.md``.
+
+A claim "A is better than B" is *reproduced* when our mean difference has a 95 % CI (Welch, over seeds)
+entirely on the paper's side, *contradicted* when it is entirely on the other side, and *inconclusive*
+otherwise (the direction is then stated).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lanet_core import reporting
+from lanet_core.data.manifest import atomic_write_text
+from lanet_core.stats import mean_ci
+from lanet_core.study.experiments import method_name, short
+from lanet_core.study.notebook import Study, diff_ci
+
+
+@dataclass
+class Claim:
+    key: str
+    paper: str  # what the paper says
+    where: str  # paper table / figure
+    evidence: str = ""
+    verdict: str = "not run"
+
+
+def _vals(runs: pd.DataFrame, metric: str, **where) -> np.ndarray:
+    if runs.empty or metric not in runs:
+        return np.array([])
+    sel = np.ones(len(runs), bool)
+    for k, v in where.items():
+        if k not in runs:
+            return np.array([])
+        sel &= (runs[k] == v).to_numpy()
+    return runs.loc[sel, metric].dropna().to_numpy(float)
+
+
+def _fmt(metric: str, x: np.ndarray) -> str:
+    f = reporting.metric_format(metric)
+    ci = mean_ci(x)
+    return reporting.format_mean_ci(ci.mean, ci.half_width, f.scale, f.digits) + f" (n={len(x)})"
+
+
+def judge(a: np.ndarray, b: np.ndarray, metric: str, la: str, lb: str, expect: str = "greater") -> tuple[str, str]:
+    """(evidence text, verdict) for the claim ``a > b`` (``expect="greater"``), ``a < b`` ("less") or
+    ``a not > b`` ("not_greater")."""
+    if len(a) == 0 or len(b) == 0:
+        return "runs missing", "not run"
+    d = diff_ci(a, b, metric)
+    lo, hi, diff = d[f"{metric}_low"], d[f"{metric}_high"], d[f"{metric}_diff"]
+    text = f"{la} {_fmt(metric, a)} vs {lb} {_fmt(metric, b)}; difference {d[metric]}"
+    if np.isnan(lo):
+        return text, "inconclusive (n < 2)"
+    if diff == 0 and lo == hi:
+        return text, "contradicted (identical repeats, no difference)" if expect != "not_greater" else "reproduced"
+    sign = 1 if expect in ("greater", "not_greater") else -1
+    lo_s, hi_s = sorted((sign * lo, sign * hi))
+    if expect == "not_greater":
+        return text, "contradicted" if lo > 0 else "reproduced"
+    if lo_s > 0:
+        return text, "reproduced"
+    if hi_s < 0:
+        return text, "contradicted"
+    return text, f"inconclusive ({'same' if sign * diff > 0 else 'opposite'} direction, CI includes 0)"
+
+
+def evaluate_claims(study: Study) -> pd.DataFrame:
+    """Each of the paper's BUSI/MBUD claims with our evidence and a verdict."""
+    p = study.profile
+    bb, bb2 = p.main_backbone, (p.backbones[1] if len(p.backbones) > 1 else None)
+    lanet, vanilla = method_name("lanet", bb), method_name("classifier", bb)
+    claims: list[Claim] = []
+
+    fl = study.experiment("fully_labelled").runs()
+    for other, where in ((vanilla, "Table 5"), (method_name("rmtl", bb), "Table 5"), ("EB0", "Table 5"),
+                         (method_name("vit", p.vit_backbone), "Table 5"), ("AGN", "Table 5")):
+        c = Claim(f"cls_vs_{other}", f"LA-Net classifies better than {other} (BUSI accuracy)", where)
+        c.evidence, c.verdict = judge(_vals(fl, "accuracy", method=lanet), _vals(fl, "accuracy", method=other), "accuracy", lanet, other)
+        claims.append(c)
+    c = Claim("auc_vs_vanilla", f"LA-Net has a higher AUC than {vanilla} (BUSI)", "Table 5")
+    c.evidence, c.verdict = judge(_vals(fl, "auc", method=lanet), _vals(fl, "auc", method=vanilla), "auc", lanet, vanilla)
+    claims.append(c)
+    c = Claim("loc_vs_rmtl", "LA-Net localises better than RMTL (BUSI IoU)", "Table 6, Fig. 7a")
+    rm = method_name("rmtl", bb)
+    c.evidence, c.verdict = judge(_vals(fl, "iou", method=lanet), _vals(fl, "iou", method=rm), "iou", lanet, rm)
+    claims.append(c)
+    for seg in ("U-Net", "DeepLabV3"):
+        c = Claim(f"loc_{seg}", f"{seg} localises better than LA-Net on BUSI (IoU)", "Table 6")
+        c.evidence, c.verdict = judge(_vals(fl, "iou", method=seg), _vals(fl, "iou", method=lanet), "iou", seg, lanet)
+        claims.append(c)
+
+    ab = study.experiment("attention_ablation").runs()
+    c = Claim("no_mam_cls", "Removing MAM lowers classification (BUSI accuracy)", "Table 7")
+    c.evidence, c.verdict = judge(_vals(ab, "accuracy", method=lanet), _vals(ab, "accuracy", method=f"{lanet} (no MAM)"),
+                                  "accuracy", "full", "no MAM")
+    claims.append(c)
+    for mod in ("CAM", "SAM"):
+        c = Claim(f"no_{mod.lower()}_loc", f"Removing {mod} lowers localisation (BUSI IoU)", "Table 8")
+        c.evidence, c.verdict = judge(_vals(ab, "iou", method=lanet), _vals(ab, "iou", method=f"{lanet} (no {mod})"),
+                                      "iou", "full", f"no {mod}")
+        claims.append(c)
+
+    lr = study.experiment("label_ratio").runs()
+    if len(lr):
+        lo, hi = lr["ratio"].min(), lr["ratio"].max()
+        for metric, where in (("accuracy", "Fig. 8"), ("iou", "Fig. 9")):
+            c = Claim(f"ratio_{metric}", f"More location labels improve LA-Net ({metric}, {lo:g} -> {hi:g})", where)
+            c.evidence, c.verdict = judge(_vals(lr, metric, method=lanet, ratio=hi), _vals(lr, metric, method=lanet, ratio=lo),
+                                          metric, f"{hi:g}", f"{lo:g}")
+            claims.append(c)
+        for other in ("U-Net", method_name("rmtl", bb)):
+            c = Claim(f"ratio_drop_{other}", f"LA-Net loses less IoU than {other} when location labels go {hi:g} -> {lo:g}", "Fig. 9")
+            drop = lambda m: _per_seed_drop(lr, m, hi, lo, "iou")  # noqa: E731
+            c.evidence, c.verdict = judge(drop(other), drop(lanet), "iou", f"{other} drop", "LA-Net drop")
+            claims.append(c)
+
+    sz = study.experiment("input_size").runs()
+    if len(sz) and sz["image_size"].nunique() >= 2:
+        small, large = sorted(sz["image_size"].unique())[:2]
+        c = Claim("size_loc", f"A larger input localises better ({small} -> {large} px, IoU)", "Fig. 11")
+        c.evidence, c.verdict = judge(_vals(sz, "iou", image_size=large), _vals(sz, "iou", image_size=small), "iou", f"{large} px", f"{small} px")
+        claims.append(c)
+        c = Claim("size_cls", f"Classification is not better at the larger input ({small} -> {large} px, accuracy)", "Fig. 10")
+        c.evidence, c.verdict = judge(_vals(sz, "accuracy", image_size=large), _vals(sz, "accuracy", image_size=small),
+                                      "accuracy", f"{large} px", f"{small} px", expect="not_greater")
+        claims.append(c)
+
+    if bb2:
+        dp = study.experiment("depth").runs()
+        for fam, arch in (("LA-Net", "lanet"), ("Vanilla", "classifier")):
+            c = Claim(f"depth_{fam}", f"{short(bb2)} classifies better than {short(bb)} ({fam}, accuracy)", "Fig. 6")
+            c.evidence, c.verdict = judge(_vals(dp, "accuracy", method=method_name(arch, bb2)), _vals(dp, "accuracy", method=method_name(arch, bb)),
+                                          "accuracy", short(bb2), short(bb))
+            claims.append(c)
+        c = Claim("depth_lanet_vs_vanilla_deep", f"LA-Net improves on the vanilla network with {short(bb2)} too (accuracy)", "Fig. 6")
+        c.evidence, c.verdict = judge(_vals(dp, "accuracy", method=method_name("lanet", bb2)),
+                                      _vals(dp, "accuracy", method=method_name("classifier", bb2)), "accuracy",
+                                      method_name("lanet", bb2), method_name("classifier", bb2))
+        claims.append(c)
+
+    pl = study.experiment("partial_labels").runs()
+    for metric, expect, text, where in (("accuracy", "greater", "s-SSL raises classification over F (LA-Net, accuracy)", "Tables 3, 9"),
+                                        ("iou_box", "less", "s-SSL lowers localisation compared with F (LA-Net, box IoU)", "Tables 4, 10")):
+        c = Claim(f"ssl_{metric}", text + " [BUS-BRA stand-in for MBUD]", where)
+        c.evidence, c.verdict = judge(_vals(pl, metric, method=f"{lanet}-s-SSL"), _vals(pl, metric, method=f"{lanet}-F"),
+                                      metric, "s-SSL", "F", expect=expect)
+        claims.append(c)
+
+    gc = study.experiment("fully_labelled").gradcam()
+    if len(gc):
+        per_run = gc.groupby(["method", "seed"])["cam_energy_in_lesion"].mean().reset_index()
+        c = Claim("gradcam", "LA-Net's Grad-CAM overlaps the lesion more than the vanilla network's (CAM energy in lesion)", "Fig. 12")
+        c.evidence, c.verdict = judge(_vals(per_run, "cam_energy_in_lesion", method=lanet),
+                                      _vals(per_run, "cam_energy_in_lesion", method=vanilla), "iou", lanet, vanilla)
+        claims.append(c)
+    return pd.DataFrame([c.__dict__ for c in claims])
+
+
+def _per_seed_drop(runs: pd.DataFrame, method: str, hi: float, lo: float, metric: str) -> np.ndarray:
+    sub = runs[runs["method"] == method]
+    a = sub[sub["ratio"] == hi].set_index("seed")[metric]
+    b = sub[sub["ratio"] == lo].set_index("seed")[metric]
+    both = a.index.intersection(b.index)
+    return (a.loc[both] - b.loc[both]).dropna().to_numpy(float)
+
+
+def compute_hours(study: Study) -> tuple[float, int]:
+    """(CPU/GPU hours of training + evaluation summed over the profile's finished runs, number of runs)."""
+    total, n = 0.0, 0
+    for prov in sorted((study.profile.output / "runs").glob("*/provenance.json")):
+        if not (prov.parent / "metrics.json").is_file():
+            continue
+        wall = json.loads(prov.read_text()).get("wall_seconds", {})
+        total += sum(v for k, v in wall.items() if k != "fit_call")
+        n += 1
+    return total / 3600, n
+
+
+TABLE_INDEX = [
+    ("Table 5 - BUSI classification (fully labelled)", "table5_busi_classification_vs_paper", "fig_busi_fully_labelled"),
+    ("Table 6 - BUSI localisation (fully labelled)", "table6_busi_localisation_vs_paper", None),
+    ("Table 5/6 companion - leak-free test subset", "table5_busi_leak_free", None),
+    ("Table 5/6 companion - paired bootstrap over test images", "table5_busi_paired_bootstrap", None),
+    ("Tables 3, 9 - partly-labelled classification (BUS-BRA stand-in for MBUD)", "table3_busbra_partial_classification", "fig_busbra_partial_labels"),
+    ("Tables 4, 10 - partly-labelled localisation (boxes; masks beyond the paper)", "table4_busbra_partial_localisation", None),
+    ("Tables 9-10 - s-SSL minus fully-labelled subset", "table9_10_ssl_minus_f", None),
+    ("Beyond the paper - s-SSL sensitivity to tau and alpha", "sensitivity_tau_alpha", "fig_sensitivity_tau"),
+    ("Beyond the paper - external validity BUSI -> BUS-BRA", "external_busi_to_busbra", None),
+    ("Beyond the paper - external validity BUS-BRA -> BUSI", "external_busbra_to_busi", None),
+    ("Table 7 - attention ablation, classification", "table7_busi_attention_classification_vs_paper", "fig_attention_ablation"),
+    ("Table 8 - attention ablation, localisation", "table8_busi_attention_localisation_vs_paper", None),
+    ("Figs. 8-9 - number of location labels", "fig8_9_label_ratio", "fig8_label_ratio_classification"),
+    ("Figs. 10-11 - input size", "input_size_difference", "fig11_input_size_localisation"),
+    ("Figs. 6-7 - feature-extractor depth", "fig6_7_depth", "fig6_depth_classification"),
+    ("Fig. 12 - Grad-CAM, measured", "gradcam_localisation", "fig12_gradcam"),
+    ("Fig. 5 - predicted lesion masks; IoU threshold sweep", "iou_threshold_sweep", "fig5_lesion_masks"),
+    ("Beyond the paper - ImageNet pretraining (MobileNetV2) vs scratch", "pretraining_difference", "fig_pretraining"),
+    ("Data audit - counts and near-duplicates", "data_counts", "fig4_examples"),
+]
+
+
+def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str) -> Path:
+    """``<output>/README.md``: conditions, compute, headline, claims, then every table beside the paper's."""
+    out = study.profile.output
+    hours, n_runs = compute_hours(study)
+    md = [
+        f"# Results of the `{study.profile.name}` profile",
+        "",
+        "Generated by `notebooks/11_summary.py` (`make figures` re-renders it from the run records; "
+        "`make study` trains what is missing). Every number below comes from the run records under `runs/`.",
+        "",
+        "## Conditions",
+        "",
+        conditions.strip(),
+        "",
+        f"Compute: {hours:.1f} hours of training and evaluation over {n_runs} finished runs "
+        "(sum of per-run wall times from `runs/*/provenance.json`).",
+        "",
+        "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet, test-set selection)",
+        "",
+        reporting.markdown_table(headline) if len(headline) else "(no runs yet)",
+        "",
+        "## The paper's claims, checked",
+        "",
+        "Verdict rule: reproduced = our 95 % CI of the difference (Welch, over seeds) lies on the paper's side; "
+        "contradicted = on the other side; inconclusive = the CI includes 0.",
+        "",
+        reporting.markdown_table(claims[["where", "paper", "evidence", "verdict"]]) if len(claims) else "",
+        "",
+        "## Tables and figures",
+        "",
+    ]
+    for title, table, fig in TABLE_INDEX:
+        md.append(f"### {title}")
+        md.append("")
+        tpath = study.tables_dir / f"{table}.md"
+        md.append(tpath.read_text().strip() if tpath.is_file() else "(not produced yet)")
+        md.append("")
+        links = [f"[`tables/{table}.csv`](tables/{table}.csv)"]
+        if fig and (study.figures_dir / f"{fig}.png").is_file():
+            links.append(f"[`figures/{fig}.png`](figures/{fig}.png)")
+        md.append("Files: " + ", ".join(links))
+        md.append("")
+    path = out / "README.md"
+    atomic_write_text(path, "\n".join(md) + "\n")
+    return path
+
+
+def headline_table(study: Study) -> pd.DataFrame:
+    """Main-backbone LA-Net and the baselines on BUSI: accuracy, AUC, F1, IoU, Dice, with the paper's values."""
+    from lanet_core.study.notebook import with_paper
+
+    runs = study.experiment("fully_labelled").runs()
+    if runs.empty:
+        return runs
+    metrics = ["accuracy", "auc", "f1_macro", "iou", "dice"]
+    rows = []
+    for method, df in runs.groupby("method", sort=False):
+        row = {"method": method, "n": len(df)}
+        for m in metrics:
+            if df[m].notna().any():
+                f = reporting.metric_format(m)
+                ci = mean_ci(df[m].dropna())
+                row[m] = reporting.format_mean_ci(ci.mean, ci.half_width, f.scale, f.digits)
+        rows.append(row)
+    ours = pd.DataFrame(rows)
+    cls = with_paper(ours, "T1", ["accuracy", "auc", "f1_macro"], size="256")
+    loc = with_paper(ours, "T2", ["iou", "dice"], size="256")
+    merged = cls.merge(loc, on="method", how="left")
+    return merged

@@ -1,0 +1,50 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (lanet)
+#     language: python
+#     name: lanet
+# ---
+
+# %% [markdown]
+# # Summary: headline table, the paper's claims checked, and the results README
+#
+# Collects the headline numbers (BUSI, fully labelled) beside the authors', checks each of the paper's claims
+# against our runs (reproduced / contradicted / inconclusive, from the 95 % CI of the difference over seeds)
+# and writes `<output>/README.md` with every table of the study next to the paper's numbers.
+
+# %% tags=["parameters"]
+profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
+train: bool = True  # False: render from finished run records only
+
+# %%
+from lanet_core.study.notebook import setup
+from lanet_core.study.summary import compute_hours, evaluate_claims, headline_table, write_readme
+
+study = setup(profile, train)
+headline = study.table(headline_table(study), "headline_busi", "BUSI, fully labelled: ours vs the paper")
+headline
+
+# %%
+claims = study.table(evaluate_claims(study), "claims", "The paper's claims checked against our runs")
+claims[["where", "paper", "verdict"]]
+
+# %%
+hours, n_runs = compute_hours(study)
+print(f"{n_runs} finished runs, {hours:.1f} hours of training and evaluation")
+conditions = f"""
+Profile `{study.profile.name}` (`configs/profiles/{study.profile.name}.yaml`): {study.profile.description.strip()}
+
+Differences from the paper's conditions that matter when reading the numbers: no ImageNet-pretrained ResNet
+weights are reachable here, so every ResNet feature extractor starts from scratch (the paper's and the
+authors' start from ImageNet, and the authors' stage 2 from a classifier trained on BUSI+MBUD); model
+selection uses the validation split (the authors selected on the test set); inputs are
+{study.profile.main_size} px (paper: 256 px); schedules are short. The paper's numbers are quoted from the
+authors' result CSVs (mean ± 95 % CI over their 3 unseeded repeats).
+"""
+print(write_readme(study, headline, claims, conditions))
