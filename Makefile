@@ -42,8 +42,10 @@ figures: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
+## make sync: regenerate the paired .ipynb from the reviewed .py sources, stripped of outputs
 sync: install
-	$(VENV)/bin/jupytext --sync notebooks/*.py
+	$(VENV)/bin/jupytext --quiet --to ipynb --update-metadata '{"jupytext": {"formats": "ipynb,py:percent"}}' notebooks/*.py
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 lint: install
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb

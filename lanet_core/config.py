@@ -68,8 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "select_on": "val",  # val (paper) | test (the authors' as-run test-set selection; recorded)
         "stage2_init": "fex+lanet",  # fex+lanet (Algorithm 1) | lanet (authors: only LA-Net weights carried over)
         "device": "auto",  # auto | cpu | cuda
-        "amp": "auto",  # auto: bf16 autocast on CUDA, off on CPU | true | false
-        "channels_last": "auto",  # auto: on for CUDA
+        "amp": "auto",  # bf16 autocast: auto = on for CUDA only | true (also on CPU: ~2x on AVX512-BF16 CPUs) | false
+        "channels_last": "auto",  # auto: on for CUDA only | true | false
         "progress": True,  # tqdm bars (not part of the run identity)
     },
     "eval": {

@@ -41,7 +41,8 @@ class Predictions:
 
 
 def autocast_for(device: torch.device, enabled: bool):
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if (enabled and device.type == "cuda") else nullcontext()
+    """bf16 autocast on CUDA or CPU when ``enabled`` (``train.amp``); losses are computed in float32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 @torch.no_grad()

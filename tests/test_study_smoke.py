@@ -1,0 +1,73 @@
+"""The whole smoke study through papermill (the CI proof that every notebook runs), plus runner behaviour."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lanet_core.study import runner
+from lanet_core.study.profiles import load_profile
+
+pytestmark = pytest.mark.smoke
+
+
+def test_budget_stops_cleanly_then_continues(capsys):
+    prof = load_profile("smoke")
+    assert runner.run_study("smoke", only=["02_fully_labelled"], budget_minutes=1e-4, train_only=True) == 0
+    assert "Stopped cleanly" in capsys.readouterr().out
+    finished = list((prof.output / "runs").glob("*/metrics.json"))
+    assert len(finished) <= 1  # the deadline had passed: at most the run in progress finished its epoch
+
+
+def test_smoke_study_runs_every_notebook():
+    prof = load_profile("smoke")
+    assert runner.run_study("smoke") == 0
+    status = pd.read_csv(prof.notebooks_dir / "status.csv")
+    assert status["notebook"].tolist() == prof.notebooks
+    assert (status["outcome"] == "ok").all()
+    for nb in prof.notebooks:
+        executed = json.loads((prof.notebooks_dir / f"{nb}.ipynb").read_text())
+        assert executed["metadata"]["papermill"]["parameters"] == {"profile": "smoke", "train": True}
+        assert "environment_variables" not in executed["metadata"]["papermill"]
+    for table in ("data_counts", "busi_near_duplicates", "table5_busi_classification", "table6_busi_localisation",
+                  "table3_busbra_partial_classification", "table7_busi_attention_classification", "fig8_9_label_ratio",
+                  "fig10_11_input_size", "fig6_7_depth", "gradcam_localisation", "iou_threshold_sweep",
+                  "pretraining_difference", "claims", "headline_busi"):
+        for ext in ("csv", "md", "tex"):
+            assert (prof.tables_dir / f"{table}.{ext}").is_file(), f"{table}.{ext}"
+    for fig in ("fig4_examples", "fig_busi_fully_labelled", "fig12_gradcam_scores", "fig5_lesion_masks"):
+        assert (prof.figures_dir / f"{fig}.png").is_file() and (prof.figures_dir / f"{fig}.pdf").is_file(), fig
+    readme = (prof.output / "README.md").read_text()
+    assert "The paper's claims, checked" in readme and "Table 5" in readme
+    claims = pd.read_csv(prof.tables_dir / "claims.csv")
+    assert claims["verdict"].notna().all() and len(claims) >= 15
+
+    # a second call finds every notebook up to date and trains nothing
+    before = {p: p.stat().st_mtime_ns for p in prof.notebooks_dir.glob("*.ipynb")}
+    assert runner.run_study("smoke") == 0
+    assert {p: p.stat().st_mtime_ns for p in prof.notebooks_dir.glob("*.ipynb")} == before
+
+    # render-only re-executes from the records and gives the same tables
+    table = (prof.tables_dir / "table5_busi_classification.csv").read_bytes()
+    assert runner.run_study("smoke", only=["02_fully_labelled"], render_only=True) == 0
+    assert (prof.tables_dir / "table5_busi_classification.csv").read_bytes() == table
+
+
+def test_failing_notebook_is_named(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "nbs"
+    src.mkdir()
+    (src / "99_fail.py").write_text(
+        '# %% tags=["parameters"]\nprofile: str = "smoke"\ntrain: bool = True\n\n# %%\nx = 1\n\n# %%\nraise ValueError("boom")\n'
+    )
+    prof_yaml = tmp_path / "p.yaml"
+    spec = yaml.safe_load(Path(load_profile("smoke").path).read_text())
+    spec.update(name="failing", output=str(tmp_path / "out"), notebooks=["99_fail"])
+    prof_yaml.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(runner, "notebooks_source_dir", lambda: src)
+    assert runner.run_study(str(prof_yaml), train_only=False) == 1
+    err = capsys.readouterr().err
+    assert "notebook 99_fail failed in cell" in err and "ValueError: boom" in err
+    status = pd.read_csv(tmp_path / "out" / "notebooks" / "status.csv")
+    assert status.loc[0, "outcome"] == "failed"
