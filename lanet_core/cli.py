@@ -26,8 +26,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from lanet_core.data import importers
 
-    fn = {"busi": importers.prepare_busi, "busbra": importers.prepare_busbra}[args.dataset]
-    written = fn(Path(args.src), Path(args.out))
+    if args.dataset == "video":
+        from lanet_core.data.video import prepare_video_dataset
+
+        out = Path(args.out) if args.out != "data_manifests" else Path(args.src) / "manifest.csv"
+        written = [prepare_video_dataset(Path(args.src), out, data_root=Path(args.data_root) if args.data_root else None,
+                                         every_nth=args.every_nth, min_gap=args.min_gap, seed=args.seed)]
+    else:
+        fn = {"busi": importers.prepare_busi, "busbra": importers.prepare_busbra}[args.dataset]
+        written = fn(Path(args.src), Path(args.out))
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -127,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_validate)
 
     s = sub.add_parser("prepare", help="write manifests from a dataset in its owners' layout")
-    s.add_argument("dataset", choices=["busi", "busbra"])
-    s.add_argument("--src", required=True, help="BUSI: .../Dataset_BUSI_with_GT; BUS-BRA: the folder with bus_data.csv")
-    s.add_argument("--out", default="data_manifests", help="output folder for the manifests")
+    s.add_argument("dataset", choices=["busi", "busbra", "video"])
+    s.add_argument("--src", required=True,
+                   help="BUSI: .../Dataset_BUSI_with_GT; BUS-BRA: the folder with bus_data.csv; "
+                        "video: the folder with videos.csv and boxes.csv (docs/video_data.md)")
+    s.add_argument("--out", default="data_manifests", help="output folder (busi, busbra) or manifest file (video)")
+    s.add_argument("--data-root", default=None, help="video: folder the frames_dir paths are relative to (default: --src)")
+    s.add_argument("--every-nth", type=int, default=1, help="video: keep every n-th unboxed frame")
+    s.add_argument("--min-gap", type=int, default=0, help="video: drop unboxed frames within this many frames of a kept one")
+    s.add_argument("--seed", type=int, default=0, help="video: seed of the patient-level split")
     s.set_defaults(func=_cmd_prepare)
 
     s = sub.add_parser("download", help="download BUSI or BUS-BRA from the official source (needs internet)")

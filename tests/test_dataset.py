@@ -114,3 +114,19 @@ def test_bad_rows_are_named(tiny, tmp_path):
         ds[3]
     with pytest.raises(DataError, match="unknown label"):
         LesionDataset(bad.assign(label="maybe"), root, 32)
+
+
+@pytest.mark.integration
+def test_real_busi_rows_through_the_dataset(tmp_path):
+    from lanet_core.data.sources import load_manifest
+    from lanet_core.paths import DataRootNotFound
+
+    try:
+        rows, _, root = load_manifest("data_manifests/busi.csv")
+    except DataRootNotFound:
+        pytest.skip("BUSI not available here")
+    sub = rows[rows["image_id"].isin(["benign (4)", "benign (54)", "malignant (15)"])]  # extra RGBA masks, a test image
+    ds = LesionDataset(sub, root, 64, cache=ImageCache(root, 64, root=tmp_path / "c"))
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["image"].shape == (3, 64, 64) and s["has_mask"] and s["target"].sum() > 0

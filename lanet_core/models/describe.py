@@ -42,8 +42,12 @@ def describe_model(cfg: Mapping[str, Any], depth: int = 2) -> str:
     fex = comps.get("feature extractor")
     if fex is not None and hasattr(fex, "feature_info"):
         info = fex.feature_info
+        if isinstance(info, list):  # a full timm model: a list of dicts
+            chans, reds = [d["num_chs"] for d in info], [d["reduction"] for d in info]
+        else:  # a features_only model: a FeatureInfo
+            chans, reds = info.channels(), info.reduction()
         lines += ["", "feature maps (channels @ stride -> size):"]
-        for c, r in zip(info.channels(), info.reduction()):
+        for c, r in zip(chans, reds):
             lines.append(f"  {c:>5} @ /{r:<3} -> {size // r}x{size // r}")
     out = model(torch.zeros(1, 3, size, size))
     lines.append("")
