@@ -27,7 +27,8 @@ from scipy.spatial.distance import cdist  # noqa: E402
 
 from lanet_core.data.images import image_size, mask_to_box, read_image, read_mask_union  # noqa: E402
 from lanet_core.data.manifest import LABELS, SPLITS, BBox, atomic_write_text, mask_paths, parse_bbox  # noqa: E402
-from lanet_core.data.validate import NEAR_DUPLICATE_MAX_DISTANCE, _load_image, file_sha256  # noqa: E402
+from lanet_core.data.manifest import file_sha256  # noqa: E402
+from lanet_core.data.validate import NEAR_DUPLICATE_MAX_DISTANCE, image_fingerprint  # noqa: E402
 from lanet_core.errors import DataError  # noqa: E402
 from lanet_core.paths import cache_dir  # noqa: E402
 
@@ -284,7 +285,7 @@ def _write_hash_cache(path: Path, new: dict[str, str]) -> None:
 def image_fingerprints(ds: AuditSet, cache: bool = True) -> pd.DataFrame:
     """``image_id, sha256, phash`` (16 hex digits = 64 bits) for every row, in manifest order.
 
-    The pHash is the validator's (:func:`lanet_core.data.validate._load_image`: the image decoded as RGB,
+    The pHash is the validator's (:func:`lanet_core.data.validate.image_fingerprint`: the image decoded as RGB,
     ``imagehash.phash``, 8x8). With ``cache``, hashes are kept in ``<cache>/phash/phash64_v1.csv`` keyed by the
     SHA-256 of the file, so a re-run decodes nothing.
     """
@@ -297,7 +298,7 @@ def image_fingerprints(ds: AuditSet, cache: bool = True) -> pd.DataFrame:
         try:
             sha = file_sha256(file)
             if sha not in known and sha not in new:
-                new[sha] = _hash_hex(_load_image(file).phash)
+                new[sha] = _hash_hex(image_fingerprint(file).phash)
         except FileNotFoundError:
             raise DataError(f"{ds.where(i)}: image file not found: {file}") from None
         except (DataError, OSError) as exc:

@@ -38,7 +38,8 @@ import yaml
 
 from lanet_core.config import dump_config, identity, resolve_config
 from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
-from lanet_core.data.sources import file_sha256, load_manifest
+from lanet_core.data.manifest import file_sha256
+from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError
 from lanet_core.evaluation import lesion_map_archive, summary_metrics
 from lanet_core.paths import project_root, results_dir

@@ -105,7 +105,7 @@ def test_fingerprints_are_cached_by_file_content(dup_set, monkeypatch):
     def no_decoding(path):
         raise AssertionError(f"decoded {path} although it is cached")
 
-    monkeypatch.setattr(audit, "_load_image", no_decoding)
+    monkeypatch.setattr(audit, "image_fingerprint", no_decoding)
     pd.testing.assert_frame_equal(audit.image_fingerprints(dup_set), first)
 
 

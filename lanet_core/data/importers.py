@@ -25,7 +25,7 @@ from lanet_core.data.splits import (
     restrict_location_labels,
     sort_natural,
 )
-from lanet_core.data.validate import file_sha256
+from lanet_core.data.manifest import file_sha256
 from lanet_core.errors import DataError
 from lanet_core.paths import HOW_TO_GET_DATA
 

@@ -134,10 +134,3 @@ def load_manifest(spec: str, root: str = "auto") -> tuple[pd.DataFrame, Path, Pa
     path, data_root = resolve_manifest(spec, root)
     return read_manifest(path), path, data_root
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

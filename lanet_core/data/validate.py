@@ -10,7 +10,6 @@ validator sees exactly what training will see.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from lanet_core.data.manifest import (
     REQUIRED_COLUMNS,
     SPLITS,
     BBox,
+    file_sha256,
     mask_paths,
     parse_bbox,
 )
@@ -82,11 +82,6 @@ class Problems(list[Problem]):
 
 # --------------------------------------------------------------------------------------------- file helpers
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 
@@ -219,7 +214,7 @@ class _ImageInfo:
     phash: np.ndarray  # (64,) bool
 
 
-def _load_image(path: Path) -> _ImageInfo:
+def image_fingerprint(path: Path) -> _ImageInfo:
     """Decode an image (DataError naming the file if it cannot be read) and fingerprint it."""
     pixels = read_image(path)  # (H, W, 3) uint8
     phash = imagehash.phash(Image.fromarray(pixels)).hash.flatten()
@@ -235,7 +230,7 @@ def _check_files_of_row(rec: dict, root: Path, where: dict, report: _Report) -> 
             report.error(f"image {rel} not found under {root}", file=rel, **where)
         else:
             try:
-                info = _load_image(root / rel)
+                info = image_fingerprint(root / rel)
             except DataError as exc:
                 report.error(str(exc), file=rel, **where)
     masks = []

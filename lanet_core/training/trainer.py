@@ -167,13 +167,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- losses
     def loss_fn(self, stage: Stage) -> Callable[[ModelOutput, dict], torch.Tensor]:
-        lc = self.cfg["loss"]
-        if stage.loss == "floc":
-            return lambda out, b: localisation_loss(out, b["target"], b["has_location"], lc["target_downsample"]).total
-        return lambda out, b: hybrid_loss(
-            out, b["label"], b["target"], b["has_location"],
-            lam=lc["lam"], alpha=lc["alpha"], tau=lc["tau"], pseudo=lc["pseudo"], downsample=lc["target_downsample"],
-        ).total
+        """The stage's loss as a function of (output, batch), for validation passes."""
+        return lambda out, b: self.batch_loss(stage, out, b).total
 
     def batch_loss(self, stage: Stage, out: ModelOutput, b: dict):
         lc = self.cfg["loss"]
