@@ -160,12 +160,12 @@ def per_image_records(
 def summary_metrics(per_image: pd.DataFrame) -> dict[str, float]:
     """Aggregate metrics from per-image records (so any subset of images can be re-scored)."""
     out: dict[str, float] = {"n_images": int(len(per_image))}
-    if "p_malignant" in per_image:
+    if "p_malignant" in per_image and per_image["p_malignant"].notna().all():
         out.update(M.classification_metrics(per_image["y_true"], per_image["p_malignant"], per_image["y_pred"]))
         out["auc_authors"] = M.auc_authors(
             per_image["y_true"], per_image[["logit_benign", "logit_malignant"]].to_numpy()
         )
-    if "iou" in per_image:
+    if "iou" in per_image and "iou_box" in per_image:
         out.update(M.localisation_metrics(per_image["iou"], per_image["dice"]))
         box = M.localisation_metrics(per_image["iou_box"], per_image["dice_box"])
         out.update(iou_box=box["iou"], dice_box=box["dice"], n_box_images=box["n_loc_images"])

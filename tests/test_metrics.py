@@ -85,3 +85,15 @@ def test_per_image_records_and_summary():
     summ = summary_metrics(per)
     assert summ["accuracy"] == 1.0 and summ["n_loc_images"] == 1
     assert summ["iou_t0.5"] == pytest.approx(summ["iou"])
+
+
+def test_summary_of_mixed_records_skips_absent_heads():
+    """Per-image frames of classifiers and segmenters concatenated (NaN where a head is absent) re-score cleanly."""
+    cls = pd.DataFrame({"image_id": ["a", "b"], "y_true": [0, 1], "y_pred": [0, 1], "p_malignant": [0.2, 0.9],
+                        "logit_benign": [1.0, 0.0], "logit_malignant": [0.0, 1.0], "correct": [1, 1]})
+    seg = pd.DataFrame({"image_id": ["a", "b"], "y_true": [0, 1], "iou": [0.5, 0.7], "dice": [0.6, 0.8],
+                        "iou_box": [np.nan, np.nan], "dice_box": [np.nan, np.nan]})
+    both = pd.concat([cls, seg], ignore_index=True)
+    assert summary_metrics(both.iloc[2:])["iou"] == pytest.approx(0.6)
+    assert "accuracy" not in summary_metrics(both.iloc[2:])
+    assert summary_metrics(both.iloc[:2])["accuracy"] == 1.0

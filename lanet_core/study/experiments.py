@@ -22,6 +22,8 @@ SHORT = {
     "vit_small_patch16_224": "ViT-S/16",
     "vit_base_patch16_224": "ViT-B/16",
     "vit_tiny_patch16_224": "ViT-Ti/16",
+    "test_resnet": "TinyResNet",  # timm's test models: the smoke profile only
+    "test_vit": "TinyViT",
 }
 
 
