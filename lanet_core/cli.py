@@ -111,6 +111,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         budget_minutes=args.budget_minutes,
         render_only=args.render_only,
         train_only=args.train_only,
+        jobs=args.jobs,
     )
 
 
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly after about N minutes")
     s.add_argument("--render-only", action="store_true", help="never train: render from existing run records")
     s.add_argument("--train-only", action="store_true", help="train the runs, do not execute the notebooks")
+    s.add_argument("--jobs", type=int, default=2, help="notebooks executed at a time (default 2)")
     s.set_defaults(func=_cmd_study)
 
     s = sub.add_parser("convert-weights", help="convert the TFLite MobileNetV2 to a timm state dict (safetensors)")

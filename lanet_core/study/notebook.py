@@ -236,7 +236,7 @@ def setup(profile: str = "smoke", train: bool = True) -> Study:
 
 def paper_numbers(table: str | None = None) -> pd.DataFrame:
     """The authors' reported BUSI numbers (mean ± 95 % CI over 3 repeats; authors-code.md section 6)."""
-    df = pd.read_csv(Path(__file__).with_name("paper_numbers.csv"))
+    df = pd.read_csv(Path(__file__).with_name("paper_numbers.csv"), dtype={"image_size": str}, keep_default_na=False)
     return df if table is None else df[df["table"] == table].reset_index(drop=True)
 
 

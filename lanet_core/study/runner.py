@@ -14,6 +14,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,7 +130,15 @@ def _status_path(profile: Profile) -> Path:
     return profile.notebooks_dir / "status.csv"
 
 
+_STATUS_LOCK = threading.Lock()
+
+
 def _record(profile: Profile, nb: str, outcome: str, seconds: float, fingerprint: str) -> None:
+    with _STATUS_LOCK:
+        _record_locked(profile, nb, outcome, seconds, fingerprint)
+
+
+def _record_locked(profile: Profile, nb: str, outcome: str, seconds: float, fingerprint: str) -> None:
     path = _status_path(profile)
     df = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["notebook", "outcome", "seconds", "finished_utc", "fingerprint"])
     df = df[df["notebook"] != nb]
@@ -150,12 +159,50 @@ def _last_fingerprint(profile: Profile, nb: str) -> str | None:
     return None if hit.empty else hit["fingerprint"].iloc[0]
 
 
+def _execute_one(prof: Profile, nb: str, *, force: bool, render_only: bool) -> bool:
+    """Execute one notebook unless up to date; returns False (and prints where) if it failed."""
+    import papermill as pm
+
+    src = notebooks_source_dir() / f"{nb}.py"
+    fp = _fingerprint(prof, nb, src.read_text() if src.is_file() else "")
+    if not (force or render_only) and _last_fingerprint(prof, nb) == fp and (prof.notebooks_dir / f"{nb}.ipynb").is_file():
+        print(f"  {nb}: up to date", flush=True)
+        return True
+    t = time.time()
+    print(f"  {nb}: executing ...", flush=True)
+    try:
+        execute_notebook(prof, nb, train=not render_only)
+    except pm.PapermillExecutionError as exc:
+        _record(prof, nb, "failed", time.time() - t, fp)
+        cell = exc.source.strip().splitlines()
+        print(
+            f"lanet study: notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+            f"{exc.ename}: {exc.evalue}\n  cell begins: {cell[0] if cell else ''}\n"
+            f"  executed copy with the traceback: {prof.notebooks_dir / (nb + '.ipynb')}",
+            file=sys.stderr, flush=True,
+        )
+        return False
+    _record(prof, nb, "ok", time.time() - t, fp)
+    print(f"  {nb}: ok in {time.time() - t:.1f} s", flush=True)
+    return True
+
+
+def _execute_batch(prof: Profile, notebooks: list[str], *, force: bool, render_only: bool, jobs: int) -> bool:
+    """Execute notebooks, ``jobs`` at a time; True if any failed."""
+    if jobs <= 1 or len(notebooks) <= 1:
+        return not all(_execute_one(prof, nb, force=force, render_only=render_only) for nb in notebooks)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        oks = list(pool.map(lambda nb: _execute_one(prof, nb, force=force, render_only=render_only), notebooks))
+    return not all(oks)
+
+
 def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
-              budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False) -> int:
+              budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False,
+              jobs: int = 2) -> int:
     """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code."""
     import logging
-
-    import papermill as pm
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     prof = load_profile(profile)
@@ -174,28 +221,15 @@ def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool =
         print(f"lanet study: all {total} runs finished ({(time.time() - t0) / 60:.1f} min in this call)", flush=True)
         if train_only:
             return 0
-    for nb in notebooks:
-        src = (notebooks_source_dir() / f"{nb}.py").read_text() if (notebooks_source_dir() / f"{nb}.py").is_file() else ""
-        fp = _fingerprint(prof, nb, src)
-        if not (force or render_only) and _last_fingerprint(prof, nb) == fp and (prof.notebooks_dir / f"{nb}.ipynb").is_file():
-            print(f"  {nb}: up to date", flush=True)
-            continue
-        t = time.time()
-        print(f"  {nb}: executing ...", flush=True)
-        try:
-            execute_notebook(prof, nb, train=not render_only)
-        except pm.PapermillExecutionError as exc:
-            _record(prof, nb, "failed", time.time() - t, fp)
-            cell = exc.source.strip().splitlines()
-            print(
-                f"lanet study: notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-                f"{exc.ename}: {exc.evalue}\n  cell begins: {cell[0] if cell else ''}\n"
-                f"  executed copy with the traceback: {prof.notebooks_dir / (nb + '.ipynb')}",
-                file=sys.stderr, flush=True,
-            )
+    # 01_data_audit first (the leak-free companions read its near-duplicate list), 11_summary last (it reads
+    # every table); the notebooks in between are independent and run `jobs` at a time.
+    first = [nb for nb in notebooks if nb == prof.notebooks[0]]
+    last = [nb for nb in notebooks if nb == prof.notebooks[-1] and nb not in first]
+    middle = [nb for nb in notebooks if nb not in first + last]
+    for batch in (first, middle, last):
+        failed = _execute_batch(prof, batch, force=force, render_only=render_only, jobs=jobs)
+        if failed:
             return 1
-        _record(prof, nb, "ok", time.time() - t, fp)
-        print(f"  {nb}: ok in {time.time() - t:.1f} s", flush=True)
     print(f"lanet study: done in {(time.time() - t0) / 60:.1f} min; tables in {prof.tables_dir}, figures in {prof.figures_dir}",
           flush=True)
     return 0
