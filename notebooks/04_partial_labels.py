@@ -33,12 +33,12 @@ profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
 train: bool = True  # False: render from finished run records only
 
 # %%
-from lanet_core.study.notebook import BOX_METRICS, CLS_METRICS, LOC_METRICS, setup
+from lanet_core.study.notebook import BOX_METRICS, CLS_METRICS, LOC_METRICS, reference_method, setup
 
 study = setup(profile, train)
 res = study.experiment("partial_labels")
 runs = res.runs()
-reference = next((m for m in runs["method"] if m.endswith("LA-Net-s-SSL")), None) if len(runs) else None
+reference = reference_method(runs, "LA-Net-s-SSL")
 runs.groupby(["method"])[["accuracy", "auc", "iou_box", "iou"]].mean().round(3) if len(runs) else runs
 
 # %% [markdown]

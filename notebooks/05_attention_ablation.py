@@ -25,12 +25,12 @@ profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
 train: bool = True  # False: render from finished run records only
 
 # %%
-from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, setup, with_paper
+from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, reference_method, setup, with_paper
 
 study = setup(profile, train)
 res = study.experiment("attention_ablation")
 runs = res.runs()
-reference = next((m for m in runs["method"] if m.endswith("+LA-Net")), None) if len(runs) else None
+reference = reference_method(runs)
 
 # %%
 cls = study.comparison(runs, CLS_METRICS, reference, "table7_busi_attention_classification",

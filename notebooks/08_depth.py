@@ -23,12 +23,12 @@ profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
 train: bool = True  # False: render from finished run records only
 
 # %%
-from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, setup
+from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, reference_method, setup
 
 study = setup(profile, train)
 res = study.experiment("depth")
 runs = res.runs()
-reference = next((m for m in runs["method"] if m.endswith("+LA-Net")), None) if len(runs) else None
+reference = reference_method(runs)
 runs.groupby(["family", "backbone"])[["accuracy", "auc", "iou"]].mean().round(3) if len(runs) else runs
 
 # %%

@@ -197,6 +197,11 @@ class Study:
             self.figure(fig, stem)
 
 
+def reference_method(runs: pd.DataFrame, suffix: str = "+LA-Net") -> str | None:
+    """The LA-Net row the comparisons test against: the first method whose name ends with ``suffix``."""
+    return next((m for m in runs["method"] if m.endswith(suffix)), None) if len(runs) else None
+
+
 def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
     """``{metric: "diff [low, high]", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples."""
     from scipy import stats
