@@ -101,6 +101,8 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
     out = profile.notebooks_dir / f"{nb}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(src)
+    notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python (lanet)", "language": "python"})
+    notebook.metadata.setdefault("language_info", {"name": "python"})
     with tempfile.TemporaryDirectory() as tmp:
         tmp_in = Path(tmp) / f"{nb}.ipynb"
         jupytext.write(notebook, tmp_in)
