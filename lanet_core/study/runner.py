@@ -120,11 +120,15 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
 
 
 def _strip_volatile(path: Path) -> None:
-    """Drop machine-specific papermill metadata (env vars, input/output temp paths) from an executed copy."""
+    """Drop machine- and time-specific papermill metadata (env vars, temp paths, timestamps, durations) from an
+    executed copy, so re-rendering unchanged records gives an unchanged notebook (times go to status.csv)."""
     nb = json.loads(path.read_text())
     pmeta = nb.get("metadata", {}).get("papermill", {})
-    for key in ("environment_variables", "input_path", "output_path"):
+    for key in ("environment_variables", "input_path", "output_path", "start_time", "end_time", "duration"):
         pmeta.pop(key, None)
+    for cell in nb.get("cells", []):
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
