@@ -71,6 +71,7 @@ class Study:
         if runs.empty or not metrics:
             print(f"{name}: no finished runs with {metrics}")
             return pd.DataFrame()
+        runs = runs[runs[metrics].notna().any(axis=1)]  # e.g. classifiers in a localisation table
         if reference not in set(runs["method"]):
             reference = runs["method"].iloc[0]
         tab = reporting.comparison_table(runs, metrics, reference, group_cols=group_cols, order=order)
