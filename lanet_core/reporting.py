@@ -340,6 +340,22 @@ def _with_index(df: pd.DataFrame) -> pd.DataFrame:
     return df if default else df.reset_index()
 
 
+#: Suffixes of the numeric companions of a formatted metric column (``accuracy`` -> ``accuracy_mean`` ...).
+NUMERIC_COMPANIONS = ("n", "mean", "sd", "half_width", "low", "high", "t", "p", "diff")
+
+
+def display_columns(df: pd.DataFrame) -> list[str]:
+    """The columns a reader needs: drops numeric ``<m>_<suffix>`` companions of a text column ``<m>``.
+
+    A comparison table holds ``accuracy`` ("95.1 ± 1.7"), ``accuracy_sig`` and the raw numbers
+    ``accuracy_mean``, ``accuracy_sd``, ... (:data:`NUMERIC_COMPANIONS`); the CSV keeps them all, the
+    Markdown and LaTeX renderings show the text and the stars only.
+    """
+    text = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
+    companions = {f"{t}_{s}" for t in text for s in NUMERIC_COMPANIONS}
+    return [c for c in df.columns if not (c in companions and pd.api.types.is_numeric_dtype(df[c]))]
+
+
 def markdown_table(df: pd.DataFrame, float_format: FloatFormat = "{:.4g}", na_rep: str = "") -> str:
     """A GitHub-flavoured Markdown table (numeric columns right-aligned), padded for plain-text reading."""
     df = _with_index(df)
@@ -387,8 +403,12 @@ def write_table(
     out_dir: str | Path,
     caption: str | None = None,
     float_format: FloatFormat = "{:.4g}",
+    compact: bool = True,
 ) -> dict[str, Path]:
     """Write ``name.csv`` (raw numbers, full precision), ``name.md`` and ``name.tex`` into ``out_dir``.
+
+    With ``compact`` the Markdown and LaTeX files show only :func:`display_columns` (formatted metrics and
+    significance, not their numeric companions); the CSV always holds every column.
 
     Writes are atomic and deterministic (byte-identical on re-run). ``float_format`` (a ``str.format``
     pattern or a callable) applies to the Markdown and LaTeX renderings only. The caption heads the Markdown
@@ -402,13 +422,14 @@ def write_table(
     out_dir.mkdir(parents=True, exist_ok=True)
     df = _with_index(df)
     caption = caption or None
-    md = markdown_table(df, float_format)
+    shown = df[display_columns(df)] if compact else df
+    md = markdown_table(shown, float_format)
     if caption:
         md = f"{caption}\n\n{md}"
     texts = {
         "csv": df.to_csv(index=False, lineterminator="\n"),
         "md": md,
-        "tex": latex_table(df, caption=caption, label=f"tab:{name}" if caption else None,
+        "tex": latex_table(shown, caption=caption, label=f"tab:{name}" if caption else None,
                            float_format=float_format),
     }
     paths = {}

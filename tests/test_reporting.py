@@ -21,6 +21,7 @@ from lanet_core.reporting import (  # noqa: E402
     axis_label,
     bar_ci_plot,
     comparison_table,
+    display_columns,
     format_diff_ci,
     format_mean_ci,
     format_metric_ci,
@@ -190,7 +191,18 @@ def test_write_table_is_deterministic(tmp_path: Path, runs: pd.DataFrame) -> Non
     assert set(lines[3].replace("|", "").replace(" ", "")) <= {"-", ":"}  # the rule line
     tex = first["tex"].read_text(encoding="utf-8")
     assert r"\toprule" in tex and r"\caption{BUSI, 256 px}" in tex and r"\label{tab:busi_cls}" in tex
-    assert r"88.6 \ensuremath{\pm} 1.7" in tex and r"accuracy\_mean" in tex and "±" not in tex
+    assert r"88.6 \ensuremath{\pm} 1.7" in tex and "±" not in tex
+    # the readable renderings show text and stars; the numeric companions live in the CSV only
+    assert "accuracy_mean" not in md and r"accuracy\_mean" not in tex and "accuracy_sig" in md
+    full = write_table(table, "busi_cls_full", tmp_path / "a", compact=False)
+    assert "accuracy_mean" in full["md"].read_text(encoding="utf-8")
+
+
+def test_display_columns_drops_numeric_companions_only() -> None:
+    df = pd.DataFrame({"method": ["a"], "n": [3], "accuracy": ["90.0 ± 1.0"], "accuracy_sig": ["ns"],
+                       "accuracy_mean": [0.9], "accuracy_p": [0.2], "iou_mean": [0.4], "auc_diff": [0.1]})
+    # iou_mean and auc_diff stay: there is no text column "iou" or "auc" that they accompany
+    assert display_columns(df) == ["method", "n", "accuracy", "accuracy_sig", "iou_mean", "auc_diff"]
 
 
 def test_markdown_table_escapes_and_formats() -> None:
