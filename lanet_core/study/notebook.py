@@ -115,6 +115,7 @@ class Study:
         runs = pd.DataFrame(rows)
         print(f"leak-free subset: {len(ids)} test images")
         return self.comparison(runs, metrics, reference, name, group_cols=group_cols,
+                               order=list(pd.unique(per["method"])),  # the full table's order, not alphabetical
                                caption=f"Re-scored on the {len(ids)} test images without a suspected near-duplicate in training")
 
     def difference(self, runs: pd.DataFrame, by: str, a: str, b: str, metrics: Sequence[str], name: str, *,
