@@ -117,9 +117,12 @@ def resolve_manifest(spec: str, root: str = "auto") -> tuple[Path, Path]:
     if spec.startswith("phantom-video:"):
         folder = _generate_once(spec, _phantom_video(parse_spec(spec)[1]))
         return folder / "manifest.csv", folder
-    path = Path(spec)
-    if not path.is_absolute() and not path.is_file():
-        path = project_root() / spec
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        # the project's manifests first, then the working directory; always made absolute, because the study
+        # runner executes notebooks in parallel threads and papermill changes the process's cwd while it runs
+        in_project = project_root() / spec
+        path = in_project if in_project.is_file() else path.absolute()
     if not path.is_file():
         raise ConfigError(f"data.manifest {spec!r}: no such file (looked in the working directory and {project_root()})")
     if root not in ("auto", "", None):
