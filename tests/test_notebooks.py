@@ -46,3 +46,26 @@ def test_parameters_cell_and_no_model_code(src):
     assert not defined, f"{src.name} defines {[d.name for d in defined]}: put it in lanet_core"
     for banned in (".backward(", "torch.optim", "nn.Module", "train_epoch"):
         assert banned not in code, f"{src.name} contains {banned!r}"
+
+
+def test_executed_copies_are_stripped_of_volatile_metadata(tmp_path):
+    """Re-rendering unchanged records must give a byte-identical executed notebook (no times, random ids)."""
+    import json
+
+    from lanet_core.study.runner import _strip_volatile
+
+    def executed(cell_id: str, start: str):
+        return {"cells": [{"cell_type": "code", "id": cell_id, "source": "1", "outputs": [], "execution_count": 1,
+                           "metadata": {"papermill": {"start_time": start}, "execution": {"t": start}}}],
+                "metadata": {"papermill": {"start_time": start, "duration": 1.5, "parameters": {"profile": "smoke"}}},
+                "nbformat": 4, "nbformat_minor": 5}
+
+    a, b = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
+    a.write_text(json.dumps(executed("3f2a9c1b", "2026-01-01T00:00")))
+    b.write_text(json.dumps(executed("77aa0e12", "2026-02-02T11:11")))
+    _strip_volatile(a)
+    _strip_volatile(b)
+    assert a.read_bytes() == b.read_bytes()
+    nb = json.loads(a.read_text())
+    assert nb["metadata"]["papermill"] == {"parameters": {"profile": "smoke"}}  # parameters are kept
+    assert nb["cells"][0]["id"] == "cell-000"

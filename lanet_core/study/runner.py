@@ -126,7 +126,9 @@ def _strip_volatile(path: Path) -> None:
     pmeta = nb.get("metadata", {}).get("papermill", {})
     for key in ("environment_variables", "input_path", "output_path", "start_time", "end_time", "duration"):
         pmeta.pop(key, None)
-    for cell in nb.get("cells", []):
+    for i, cell in enumerate(nb.get("cells", [])):
+        if "id" in cell:
+            cell["id"] = f"cell-{i:03d}"  # jupytext draws random cell ids on every conversion
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
