@@ -55,7 +55,10 @@ def test_executed_copies_are_stripped_of_volatile_metadata(tmp_path):
     from lanet_core.study.runner import _strip_volatile
 
     def executed(cell_id: str, start: str):
-        return {"cells": [{"cell_type": "code", "id": cell_id, "source": "1", "outputs": [], "execution_count": 1,
+        # the kernel splits one cell's stdout into chunks wherever timing falls
+        chunks = [["a\n", "b\n"], ["c\n"]] if start.startswith("2026-01") else [["a\n"], ["b\n", "c\n"]]
+        outputs = [{"output_type": "stream", "name": "stdout", "text": t} for t in chunks]
+        return {"cells": [{"cell_type": "code", "id": cell_id, "source": "1", "outputs": outputs, "execution_count": 1,
                            "metadata": {"papermill": {"start_time": start}, "execution": {"t": start}}}],
                 "metadata": {"papermill": {"start_time": start, "duration": 1.5, "parameters": {"profile": "smoke"}}},
                 "nbformat": 4, "nbformat_minor": 5}
@@ -69,3 +72,4 @@ def test_executed_copies_are_stripped_of_volatile_metadata(tmp_path):
     nb = json.loads(a.read_text())
     assert nb["metadata"]["papermill"] == {"parameters": {"profile": "smoke"}}  # parameters are kept
     assert nb["cells"][0]["id"] == "cell-000"
+    assert nb["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": ["a\n", "b\n", "c\n"]}]

@@ -119,6 +119,28 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
     return out
 
 
+def _merge_streams(outputs: list[dict]) -> list[dict]:
+    """Consecutive stream outputs of the same stream (stdout/stderr) joined into one, as Jupyter displays them."""
+    merged: list[dict] = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            text = out.get("text", "")
+            prev["text"] = _lines(prev.get("text", "")) + _lines(text)
+            continue
+        merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = _lines(out.get("text", ""))
+    return merged
+
+
+def _lines(text: str | list[str]) -> list[str]:
+    joined = "".join(text) if isinstance(text, list) else text
+    return joined.splitlines(keepends=True)
+
+
 def _strip_volatile(path: Path) -> None:
     """Drop machine- and time-specific papermill metadata (env vars, temp paths, timestamps, durations) from an
     executed copy, so re-rendering unchanged records gives an unchanged notebook (times go to status.csv)."""
@@ -129,6 +151,8 @@ def _strip_volatile(path: Path) -> None:
     for i, cell in enumerate(nb.get("cells", [])):
         if "id" in cell:
             cell["id"] = f"cell-{i:03d}"  # jupytext draws random cell ids on every conversion
+        if cell.get("outputs"):
+            cell["outputs"] = _merge_streams(cell["outputs"])  # the kernel splits stdout where timing falls
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
