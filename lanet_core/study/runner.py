@@ -120,25 +120,22 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
 
 
 def _merge_streams(outputs: list[dict]) -> list[dict]:
-    """Consecutive stream outputs of the same stream (stdout/stderr) joined into one, as Jupyter displays them."""
+    """Consecutive outputs of the same stream (stdout/stderr) joined into one, as Jupyter displays them."""
     merged: list[dict] = []
     for out in outputs:
-        prev = merged[-1] if merged else None
-        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
-                and prev.get("name") == out.get("name")):
+        if out.get("output_type") == "stream":
             text = out.get("text", "")
-            prev["text"] = _lines(prev.get("text", "")) + _lines(text)
-            continue
+            text = "".join(text) if isinstance(text, list) else text
+            prev = merged[-1] if merged else None
+            if prev is not None and prev.get("output_type") == "stream" and prev.get("name") == out.get("name"):
+                prev["text"] += text
+                continue
+            out = {**out, "text": text}
         merged.append(out)
     for out in merged:
         if out.get("output_type") == "stream":
-            out["text"] = _lines(out.get("text", ""))
+            out["text"] = out["text"].splitlines(keepends=True)
     return merged
-
-
-def _lines(text: str | list[str]) -> list[str]:
-    joined = "".join(text) if isinstance(text, list) else text
-    return joined.splitlines(keepends=True)
 
 
 def _strip_volatile(path: Path) -> None:
