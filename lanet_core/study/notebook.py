@@ -58,8 +58,8 @@ class Study:
         reporting.write_table(df, name, self.tables_dir, caption=caption)
         return df
 
-    def figure(self, fig, stem: str) -> None:
-        reporting.save_fig(fig, stem, self.figures_dir)
+    def figure(self, fig, stem: str, dpi: int = 200) -> None:
+        reporting.save_fig(fig, stem, self.figures_dir, dpi=dpi)
         plt.close(fig)
 
     # ------------------------------------------------------------------ standard tables
