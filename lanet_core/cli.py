@@ -112,6 +112,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         render_only=args.render_only,
         train_only=args.train_only,
         jobs=args.jobs,
+        shard=args.shard,
     )
 
 
@@ -120,6 +121,28 @@ def _cmd_convert_weights(args: argparse.Namespace) -> int:
 
     out = convert_mobilenet_v2_tflite(Path(args.src), Path(args.out) if args.out else None)
     print(f"wrote {out}")
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from lanet_core.data.packs import PACK_ENV, build_pack
+    from lanet_core.errors import ConfigError
+    from lanet_core.data.sources import load_manifest
+
+    frames, roots = [], set()
+    for spec in args.manifest:
+        rows, _, root = load_manifest(spec, args.data_root or "auto")
+        frames.append(rows)
+        roots.add(root)
+    if len(roots) != 1:
+        raise ConfigError(f"the manifests resolve to different data roots {sorted(map(str, roots))}; pack them separately")
+    rows = pd.concat(frames, ignore_index=True)
+    meta = build_pack(rows, roots.pop(), args.size, args.resize, Path(args.out))
+    size_mb = Path(args.out).stat().st_size / 2**20
+    print(f"wrote {args.out}: {len(meta['entries'])} entries ({len(rows)} manifest rows, sizes {meta['sizes']}, "
+          f"{args.resize}), {size_mb:.1f} MiB; use it with {PACK_ENV}={Path(args.out).resolve()}")
     return 0
 
 
@@ -195,7 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--render-only", action="store_true", help="never train: render from existing run records")
     s.add_argument("--train-only", action="store_true", help="train the runs, do not execute the notebooks")
     s.add_argument("--jobs", type=int, default=2, help="notebooks executed at a time (default 2)")
+    s.add_argument("--shard", default=None, metavar="K/N",
+                   help="with --train-only: train the K-th of N interleaved shares of the unfinished runs "
+                        "(start N processes, K = 0..N-1, to train in parallel)")
     s.set_defaults(func=_cmd_study)
+
+    s = sub.add_parser("pack", help="write a portable image pack (resized arrays) for a machine without the data")
+    s.add_argument("--manifest", action="append", required=True, help="manifest CSV (repeat for several)")
+    s.add_argument("--size", type=int, action="append", required=True, help="image size in px (repeat for several)")
+    s.add_argument("--resize", default="squash", help="resize policy of the configs that will use it")
+    s.add_argument("--data-root", default=None)
+    s.add_argument("--out", required=True, help="output .npz")
+    s.set_defaults(func=_cmd_pack)
 
     s = sub.add_parser("convert-weights", help="convert the TFLite MobileNetV2 to a timm state dict (safetensors)")
     s.add_argument("--src", default="../shared/weights/mobilenet_v2_imagenet/tf2_mobilenet_v2_1.0_224_ptq.tflite")

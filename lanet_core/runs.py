@@ -39,6 +39,7 @@ import yaml
 from lanet_core.config import dump_config, identity, resolve_config
 from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
 from lanet_core.data.manifest import file_sha256
+from lanet_core.data.packs import configured_packs
 from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError
 from lanet_core.evaluation import lesion_map_archive, summary_metrics
@@ -84,6 +85,9 @@ def git_state() -> dict[str, Any]:
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         sha, dirty = "", False
+    if not sha and os.environ.get("LANET_GIT_COMMIT"):
+        # a copy of the working tree without .git (e.g. sent to a lent GPU machine): the sender names the commit
+        sha, dirty = os.environ["LANET_GIT_COMMIT"], bool(os.environ.get("LANET_GIT_DIRTY"))
     return {"git_commit": sha or None, "git_dirty": dirty}
 
 
@@ -246,6 +250,7 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         "manifest": cfg["data"]["manifest"],
         "manifest_sha256": manifest_sha,
         "data_root": str(data_root),
+        "image_packs": [str(x) for x in configured_packs()] or None,
         "model_selection": f"best {trainer.select_split} {trainer.stages[-1].select}, ties broken by the lower loss",
         "bn_frozen": bool(getattr(trainer, "bn_frozen", False)),
         "device": str(trainer.device),

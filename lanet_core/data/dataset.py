@@ -35,6 +35,7 @@ from torchvision.transforms import v2
 
 from lanet_core.data.images import box_to_mask, image_size, read_image, read_mask_union, resize_array
 from lanet_core.data.manifest import atomic_write_bytes, label_index, mask_paths, parse_bbox
+from lanet_core.data.packs import ImagePacks, portable_key
 from lanet_core.errors import DataError
 from lanet_core.paths import cache_dir
 
@@ -58,13 +59,18 @@ def _fingerprint(path: Path) -> str:
 class ImageCache:
     """Resized uint8 arrays of one manifest row at one size, decoded once and kept on disk and in memory."""
 
-    def __init__(self, data_root: Path, size: int, policy: str = "squash", root: Path | None = None):
+    def __init__(self, data_root: Path, size: int, policy: str = "squash", root: Path | None = None,
+                 packs: "ImagePacks | None | bool" = None):
+        """``packs``: image packs consulted for rows whose source image is missing (:mod:`lanet_core.data.packs`);
+        None reads ``$LANET_IMAGE_PACKS`` when first needed, False never uses packs."""
         self.data_root = Path(data_root)
         self.size = size
         self.policy = policy
         self.dir = Path(root) if root is not None else cache_dir() / "images"
         self._memory: dict[str, dict[str, np.ndarray]] = {}
+        self._packs = packs
         self.decoded = 0  # PNG decodes done by this instance (the warm pass must do none)
+        self.from_packs = 0  # rows served from image packs
 
     def key(self, row: pd.Series) -> str:
         parts = [f"v{CACHE_VERSION}", str(self.size), self.policy, _fingerprint(self.data_root / row["image_path"])]
@@ -77,7 +83,10 @@ class ImageCache:
         try:
             key = self.key(row)
         except DataError as exc:
-            raise DataError(f"image_id {row['image_id']!r}: {exc}") from None
+            packed = self._from_packs(row)
+            if packed is None:
+                raise DataError(f"image_id {row['image_id']!r}: {exc}{self._packs_hint()}") from None
+            return packed
         hit = self._memory.get(key)
         if hit is not None:
             return hit
@@ -95,6 +104,31 @@ class ImageCache:
             atomic_write_bytes(path, buf)
         self._memory[key] = arrays
         return arrays
+
+    def _pack_lookup(self) -> ImagePacks | None:
+        if self._packs is None:
+            self._packs = ImagePacks.from_env() or False
+        return self._packs or None
+
+    def _from_packs(self, row: pd.Series) -> dict[str, np.ndarray] | None:
+        packs = self._pack_lookup()
+        if packs is None:
+            return None
+        key = "pack:" + portable_key(row, self.size, self.policy)
+        hit = self._memory.get(key)
+        if hit is None:
+            hit = packs.get(key[5:])
+            if hit is None:
+                return None
+            self._memory[key] = hit
+            self.from_packs += 1
+        return hit
+
+    def _packs_hint(self) -> str:
+        packs = self._pack_lookup()
+        if packs is None:
+            return ""
+        return f" (and not in the image packs {', '.join(map(str, packs.paths))} at {self.size} px, {self.policy})"
 
     def _decode(self, row: pd.Series) -> dict[str, np.ndarray]:
         self.decoded += 1

@@ -24,7 +24,8 @@ import pandas as pd
 
 from lanet_core.data.manifest import read_manifest
 from lanet_core.errors import ConfigError
-from lanet_core.paths import cache_dir, find_data_root, project_root
+from lanet_core.data.packs import configured_packs
+from lanet_core.paths import DataRootNotFound, cache_dir, data_root_candidates, find_data_root, project_root
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
@@ -129,7 +130,14 @@ def resolve_manifest(spec: str, root: str = "auto") -> tuple[Path, Path]:
         return path, Path(root).expanduser()
     df = read_manifest(path)
     first = df["image_path"].iloc[0] if len(df) else ""
-    return path, find_data_root(required=[first] if first else [])
+    try:
+        return path, find_data_root(required=[first] if first else [])
+    except DataRootNotFound:
+        if not configured_packs():
+            raise
+        # no data here, but image packs are configured: rows are served from the packs (a row missing
+        # from them fails with its image_id when it is first read)
+        return path, data_root_candidates()[0]
 
 
 def load_manifest(spec: str, root: str = "auto") -> tuple[pd.DataFrame, Path, Path]:

@@ -49,8 +49,26 @@ def select_notebooks(profile: Profile, only: list[str] | None) -> list[str]:
     return chosen
 
 
-def train_all(profile: Profile, notebooks: list[str], deadline: float | None) -> tuple[int, int]:
-    """Train (or find finished) every run the notebooks need, in notebook order. Returns (done, total)."""
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"2/8"`` -> ``(2, 8)``: this process trains every 8th unfinished run, starting at the third."""
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected K/N with integers, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise ConfigError(f"--shard {text!r}: need 0 <= K < N")
+    return k, n
+
+
+def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
+              shard: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Train (or find finished) every run the notebooks need, in notebook order. Returns (done, total).
+
+    ``shard=(k, n)`` trains only the k-th of n interleaved shares of the runs unfinished at the start, so that
+    n processes (or machines sharing the run folder) train disjoint runs at once.
+    """
     seen: set[str] = set()
     specs = []
     for nb in notebooks:
@@ -59,6 +77,14 @@ def train_all(profile: Profile, notebooks: list[str], deadline: float | None) ->
                 continue
             seen.add(exp)
             specs += experiment_runs(exp, profile)
+    if shard is not None:
+        unique = {}
+        for spec in specs:
+            d = run_dir_of(spec, profile)
+            if d not in unique and not (d / "metrics.json").is_file():
+                unique[d] = spec
+        specs = list(unique.values())[shard[0]::shard[1]]
+        print(f"lanet study: shard {shard[0]}/{shard[1]}: {len(specs)} of {len(unique)} unfinished runs", flush=True)
     total, done = len(specs), 0
     t_all = time.time()
     for i, spec in enumerate(specs, 1):
@@ -229,20 +255,23 @@ def _execute_batch(prof: Profile, notebooks: list[str], *, force: bool, render_o
 
 def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
               budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False,
-              jobs: int = 2) -> int:
+              jobs: int = 2, shard: str | None = None) -> int:
     """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code."""
     import logging
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     prof = load_profile(profile)
     notebooks = select_notebooks(prof, only)
+    shard_kn = parse_shard(shard)
+    if shard_kn is not None and not train_only:
+        raise ConfigError("--shard trains a share of the runs: use it with --train-only, then render once")
     deadline = time.time() + 60 * budget_minutes if budget_minutes else None
     print(f"lanet study: profile {prof.name} ({prof.description.strip().splitlines()[0] if prof.description else ''}); "
           f"output {prof.output}", flush=True)
     t0 = time.time()
     if not render_only:
         try:
-            done, total = train_all(prof, notebooks, deadline)
+            done, total = train_all(prof, notebooks, deadline, shard_kn)
         except BudgetExhausted as exc:
             print(f"lanet study: {exc}. Stopped cleanly after {(time.time() - t0) / 60:.1f} min; "
                   "run the same command again to continue.", flush=True)
