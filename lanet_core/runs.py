@@ -78,6 +78,11 @@ def run_dir_for(cfg: Mapping[str, Any], manifest_sha256: str, root: Path | None 
 
 
 def git_state() -> dict[str, Any]:
+    """``git_commit`` and ``git_dirty`` of the code that runs; ``$LANET_GIT_COMMIT`` (with ``$LANET_GIT_DIRTY``)
+    overrides them for a copy of the working tree whose ``.git`` is absent or stale (e.g. one sent to a lent GPU
+    machine: the sender names the commit it sent)."""
+    if os.environ.get("LANET_GIT_COMMIT"):
+        return {"git_commit": os.environ["LANET_GIT_COMMIT"], "git_dirty": bool(os.environ.get("LANET_GIT_DIRTY"))}
     root = project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -85,9 +90,6 @@ def git_state() -> dict[str, Any]:
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         sha, dirty = "", False
-    if not sha and os.environ.get("LANET_GIT_COMMIT"):
-        # a copy of the working tree without .git (e.g. sent to a lent GPU machine): the sender names the commit
-        sha, dirty = os.environ["LANET_GIT_COMMIT"], bool(os.environ.get("LANET_GIT_DIRTY"))
     return {"git_commit": sha or None, "git_dirty": dirty}
 
 

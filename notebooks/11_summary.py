@@ -24,7 +24,8 @@ train: bool = True  # False: render from finished run records only
 
 # %%
 from lanet_core.study.notebook import setup
-from lanet_core.study.summary import compute_hours, evaluate_claims, headline_table, write_readme
+from lanet_core.study.summary import (compute_hours, evaluate_claims, hardware_check, hardware_check_summary,
+                                     headline_table, runs_by_device, write_readme)
 
 study = setup(profile, train)
 headline = study.table(headline_table(study), "headline_busi", "BUSI, fully labelled: ours vs the paper")
@@ -33,6 +34,18 @@ headline
 # %%
 claims = study.table(evaluate_claims(study), "claims", "The paper's claims checked against our runs")
 claims[["where", "paper", "verdict"]]
+
+# %% [markdown]
+# Where the runs were trained (a run is identified by its config, so CPU and GPU runs can meet in one table),
+# and the hardware check: study runs trained again on another device, or twice on the same one.
+
+# %%
+by_device = study.table(runs_by_device(study), "runs_by_device", "Finished runs and hours per experiment and device")
+check_runs = hardware_check(study)
+if len(check_runs):
+    study.table(check_runs, "hardware_check", "The same config and seed trained again: study run vs retrained")
+check = hardware_check_summary(check_runs, study)
+by_device, check
 
 # %%
 hours, n_runs = compute_hours(study)
@@ -47,4 +60,4 @@ selection uses the validation split (the authors selected on the test set); inpu
 {study.profile.main_size} px (paper: 256 px); schedules are short. The paper's numbers are quoted from the
 authors' result CSVs (mean ± 95 % CI over their 3 unseeded repeats).
 """
-print(write_readme(study, headline, claims, conditions))
+print(write_readme(study, headline, claims, conditions, by_device, check))

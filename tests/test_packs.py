@@ -86,3 +86,13 @@ def test_run_from_pack_equals_run_from_files(data_copy, tmp_path, monkeypatch, c
     a = pd.read_csv(from_files.run_dir / "per_image.csv")
     b = pd.read_csv(from_pack.run_dir / "per_image.csv")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_git_commit_override_for_copies_without_git(monkeypatch):
+    from lanet_core.runs import git_state
+
+    monkeypatch.delenv("LANET_GIT_DIRTY", raising=False)
+    monkeypatch.setenv("LANET_GIT_COMMIT", "abc123")
+    assert git_state() == {"git_commit": "abc123", "git_dirty": False}
+    monkeypatch.setenv("LANET_GIT_DIRTY", "1")
+    assert git_state()["git_dirty"] is True

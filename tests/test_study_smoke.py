@@ -46,6 +46,10 @@ def test_smoke_study_runs_every_notebook():
     assert "The paper's claims, checked" in readme and "Table 5" in readme
     claims = pd.read_csv(prof.tables_dir / "claims.csv")
     assert claims["verdict"].notna().all() and len(claims) >= 15
+    by_device = pd.read_csv(prof.tables_dir / "runs_by_device.csv")
+    total = by_device[by_device["experiment"] == "all (unique runs)"]
+    assert total["device"].tolist() == ["cpu"] and total["runs"].iloc[0] == len(list((prof.output / "runs").glob("*/metrics.json")))
+    assert "## Hardware" in readme
 
     # a second call finds every notebook up to date and trains nothing
     before = {p: p.stat().st_mtime_ns for p in prof.notebooks_dir.glob("*.ipynb")}

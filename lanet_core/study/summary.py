@@ -182,6 +182,98 @@ def compute_hours(study: Study) -> tuple[float, int]:
     return total / 3600, n
 
 
+def _provenance(run_dir: Path) -> dict:
+    path = run_dir / "provenance.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _device_kind(prov: dict) -> str:
+    """``"cpu"`` or the GPU's name (``"cuda: NVIDIA H200"``) a run was trained on."""
+    dev = str(prov.get("device", "?"))
+    if dev.startswith("cuda"):
+        return f"cuda: {prov.get('hardware', {}).get('gpu') or 'GPU'}"
+    return dev
+
+
+def _hours(prov: dict) -> float:
+    return sum(v for k, v in prov.get("wall_seconds", {}).items() if k != "fit_call") / 3600
+
+
+def runs_by_device(study: Study) -> pd.DataFrame:
+    """One row per experiment (and a total over unique runs): finished runs and hours on each device."""
+    from lanet_core.study.experiments import EXPERIMENTS, experiment_runs
+    from lanet_core.study.records import run_dir_of
+
+    rows, seen = [], {}
+    for exp in EXPERIMENTS:
+        counts: dict[str, list[float]] = {}
+        for spec in experiment_runs(exp, study.profile):
+            d = run_dir_of(spec, study.profile)
+            if not (d / "metrics.json").is_file():
+                continue
+            prov = _provenance(d)
+            seen[d] = prov
+            counts.setdefault(_device_kind(prov), []).append(_hours(prov))
+        for dev, hours in sorted(counts.items()):
+            rows.append({"experiment": exp, "device": dev, "runs": len(hours), "hours": round(sum(hours), 2)})
+    totals: dict[str, list[float]] = {}
+    for prov in seen.values():
+        totals.setdefault(_device_kind(prov), []).append(_hours(prov))
+    for dev, hours in sorted(totals.items()):
+        rows.append({"experiment": "all (unique runs)", "device": dev, "runs": len(hours), "hours": round(sum(hours), 2)})
+    return pd.DataFrame(rows, columns=["experiment", "device", "runs", "hours"])
+
+
+HARDWARE_CHECK_METRICS = ("accuracy", "auc", "f1_macro", "iou", "iou_box")
+
+
+def hardware_check(study: Study) -> pd.DataFrame:
+    """Runs retrained under ``<output>/hardware_check/<check>/runs/`` against the study's run of the same config.
+
+    Each check folder holds runs whose config hash equals a study run's (same config and seed) but that were
+    trained again, e.g. a CPU run's config retrained on a GPU, or a GPU run repeated on the GPU. One row per
+    (check, run, metric): the study run's value, the retrained value, and their difference (retrained - study).
+    """
+    root = study.profile.output / "hardware_check"
+    rows = []
+    for check in sorted(p for p in root.glob("*") if (p / "runs").is_dir()):
+        for d in sorted((check / "runs").glob("*/metrics.json")):
+            run = d.parent.name
+            ref = study.profile.output / "runs" / run
+            if not (ref / "metrics.json").is_file():
+                continue
+            a = json.loads((ref / "metrics.json").read_text())["test"]
+            b = json.loads(d.read_text())["test"]
+            for m in HARDWARE_CHECK_METRICS:
+                if a.get(m) is None or b.get(m) is None:
+                    continue
+                rows.append({"check": check.name, "run": run, "study_device": _device_kind(_provenance(ref)),
+                             "check_device": _device_kind(_provenance(d.parent)), "metric": m,
+                             "study": a[m], "retrained": b[m], "difference": b[m] - a[m]})
+    return pd.DataFrame(rows, columns=["check", "run", "study_device", "check_device", "metric", "study",
+                                       "retrained", "difference"])
+
+
+def hardware_check_summary(check: pd.DataFrame, study: Study | None = None) -> pd.DataFrame:
+    """Per check and metric: pairs, identical pairs, mean and largest |difference|; with ``study``, also the
+    seed-to-seed standard deviation of that metric (median over the fully-labelled methods) for scale."""
+    cols = ["check", "metric", "pairs", "identical", "mean_abs_difference", "max_abs_difference", "seed_sd"]
+    if check.empty:
+        return pd.DataFrame(columns=cols)
+    g = check.assign(abs_diff=check["difference"].abs()).groupby(["check", "metric"], sort=False)
+    out = g.agg(pairs=("abs_diff", "size"), identical=("abs_diff", lambda x: int((x < 1e-12).sum())),
+                mean_abs_difference=("abs_diff", "mean"), max_abs_difference=("abs_diff", "max")).reset_index()
+    sd = {}
+    if study is not None:
+        runs = study.experiment("fully_labelled").runs()
+        for m in out["metric"].unique():
+            if m in runs:
+                per_method = runs.groupby("method")[m].std(ddof=1).dropna()
+                sd[m] = float(per_method.median()) if len(per_method) else np.nan
+    out["seed_sd"] = out["metric"].map(sd).astype(float)
+    return out[cols]
+
+
 TABLE_INDEX = [
     ("Table 5 - BUSI classification (fully labelled)", "table5_busi_classification_vs_paper", "fig_busi_fully_labelled"),
     ("Table 6 - BUSI localisation (fully labelled)", "table6_busi_localisation_vs_paper", None),
@@ -205,8 +297,27 @@ TABLE_INDEX = [
 ]
 
 
-def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str) -> Path:
-    """``<output>/README.md``: conditions, compute, headline, claims, then every table beside the paper's."""
+def _hardware_section(by_device: pd.DataFrame | None, check: pd.DataFrame | None) -> list[str]:
+    if by_device is None or by_device.empty:
+        return []
+    md = ["## Hardware", "",
+          "Where each experiment's runs were trained (`device` in each run's `provenance.json`) and the hours they "
+          "took. A run is identified by its config, not its device, so runs of one table can come from different "
+          "machines; the check below measures what that does.", "",
+          reporting.markdown_table(by_device), ""]
+    if check is not None and not check.empty:
+        md += ["Hardware check (`hardware_check/<check>/runs/`: the same config and seed trained again; "
+               "`gpu_replicates_of_cpu_runs` = CPU runs retrained on the GPU, `gpu_repeats` = GPU runs trained "
+               "twice on the GPU). Differences are retrained minus study run, as fractions; `seed_sd` is the "
+               "seed-to-seed standard deviation of the metric (median over the fully-labelled methods) for scale.",
+               "", reporting.markdown_table(check.round(4)), "",
+               "Per run: [`tables/hardware_check.csv`](tables/hardware_check.csv).", ""]
+    return md
+
+
+def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str,
+                 by_device: pd.DataFrame | None = None, check: pd.DataFrame | None = None) -> Path:
+    """``<output>/README.md``: conditions, compute (by device), headline, claims, then every table beside the paper's."""
     out = study.profile.output
     hours, n_runs = compute_hours(study)
     md = [
@@ -222,6 +333,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         f"Compute: {hours:.1f} hours of training and evaluation over {n_runs} finished runs "
         "(sum of per-run wall times from `runs/*/provenance.json`).",
         "",
+        *_hardware_section(by_device, check),
         "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet, test-set selection)",
         "",
         reporting.markdown_table(headline) if len(headline) else "(no runs yet)",
