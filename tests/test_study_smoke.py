@@ -78,3 +78,28 @@ def test_failing_notebook_is_named(tmp_path, monkeypatch, capsys):
     assert "notebook 99_fail failed in cell" in err and "ValueError: boom" in err
     status = pd.read_csv(tmp_path / "out" / "notebooks" / "status.csv")
     assert status.loc[0, "outcome"] == "failed"
+
+
+def test_shards_are_disjoint_and_cover_the_unfinished_runs(tmp_path):
+    import dataclasses
+
+    from lanet_core.errors import ConfigError
+    from lanet_core.study.experiments import experiment_runs
+    from lanet_core.study.records import run_dir_of
+
+    prof = dataclasses.replace(load_profile("smoke"), output=tmp_path)  # nothing finished there
+    specs = experiment_runs("fully_labelled", prof) + experiment_runs("depth", prof)  # depth reuses some runs
+    everything = runner.shard_specs(specs, prof, (0, 1))
+    dirs = [run_dir_of(s, prof) for s in everything]
+    assert len(set(dirs)) == len(dirs)
+    parts = [[run_dir_of(s, prof) for s in runner.shard_specs(specs, prof, (k, 3))] for k in range(3)]
+    assert sorted(sum(parts, [])) == sorted(dirs) and all(parts)
+    done = dirs[0]
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")
+    assert done not in [run_dir_of(s, prof) for s in runner.shard_specs(specs, prof, (0, 1))]
+    for bad in ("3/3", "x/2", "1"):
+        with pytest.raises(ConfigError, match="--shard"):
+            runner.parse_shard(bad)
+    with pytest.raises(ConfigError, match="--train-only"):
+        runner.run_study("smoke", shard="0/2")

@@ -62,6 +62,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+def shard_specs(specs: list, profile: Profile, shard: tuple[int, int]) -> list:
+    """The k-th of n interleaved shares of the distinct runs in ``specs`` that are unfinished now."""
+    unique = {}
+    for spec in specs:
+        d = run_dir_of(spec, profile)
+        if d not in unique and not (d / "metrics.json").is_file():
+            unique[d] = spec
+    return list(unique.values())[shard[0]::shard[1]]
+
+
 def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
               shard: tuple[int, int] | None = None) -> tuple[int, int]:
     """Train (or find finished) every run the notebooks need, in notebook order. Returns (done, total).
@@ -78,13 +88,9 @@ def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
             seen.add(exp)
             specs += experiment_runs(exp, profile)
     if shard is not None:
-        unique = {}
-        for spec in specs:
-            d = run_dir_of(spec, profile)
-            if d not in unique and not (d / "metrics.json").is_file():
-                unique[d] = spec
-        specs = list(unique.values())[shard[0]::shard[1]]
-        print(f"lanet study: shard {shard[0]}/{shard[1]}: {len(specs)} of {len(unique)} unfinished runs", flush=True)
+        n_unfinished = len(shard_specs(specs, profile, (0, 1)))
+        specs = shard_specs(specs, profile, shard)
+        print(f"lanet study: shard {shard[0]}/{shard[1]}: {len(specs)} of {n_unfinished} unfinished runs", flush=True)
     total, done = len(specs), 0
     t_all = time.time()
     for i, spec in enumerate(specs, 1):
