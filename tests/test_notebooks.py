@@ -56,8 +56,11 @@ def test_executed_copies_are_stripped_of_volatile_metadata(tmp_path):
 
     def executed(cell_id: str, start: str):
         # the kernel splits one cell's stdout into chunks wherever timing falls
+        # and interleaves stderr (warnings, logging) with it
         chunks = [["a\n", "b\n"], ["c\n"]] if start.startswith("2026-01") else [["a\n"], ["b\n", "c\n"]]
         outputs = [{"output_type": "stream", "name": "stdout", "text": t} for t in chunks]
+        warn = {"output_type": "stream", "name": "stderr", "text": "w\n"}
+        outputs = [warn] + outputs if start.startswith("2026-01") else outputs[:1] + [warn] + outputs[1:]
         return {"cells": [{"cell_type": "code", "id": cell_id, "source": "1", "outputs": outputs, "execution_count": 1,
                            "metadata": {"papermill": {"start_time": start}, "execution": {"t": start}}}],
                 "metadata": {"papermill": {"start_time": start, "duration": 1.5, "parameters": {"profile": "smoke"}}},
@@ -72,4 +75,5 @@ def test_executed_copies_are_stripped_of_volatile_metadata(tmp_path):
     nb = json.loads(a.read_text())
     assert nb["metadata"]["papermill"] == {"parameters": {"profile": "smoke"}}  # parameters are kept
     assert nb["cells"][0]["id"] == "cell-000"
-    assert nb["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": ["a\n", "b\n", "c\n"]}]
+    assert nb["cells"][0]["outputs"] == [{"name": "stdout", "output_type": "stream", "text": ["a\n", "b\n", "c\n"]},
+                                         {"name": "stderr", "output_type": "stream", "text": ["w\n"]}]

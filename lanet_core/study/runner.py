@@ -152,21 +152,29 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
 
 
 def _merge_streams(outputs: list[dict]) -> list[dict]:
-    """Consecutive outputs of the same stream (stdout/stderr) joined into one, as Jupyter displays them."""
+    """Each run of consecutive stream outputs becomes one stdout then one stderr output.
+
+    The kernel splits a cell's streams into chunks, and interleaves stdout and stderr, wherever timing falls;
+    grouping them makes re-rendered notebooks byte-identical (order between the two streams is not kept).
+    """
     merged: list[dict] = []
+    block: dict[str, str] = {}
+
+    def flush() -> None:
+        for name in ("stdout", "stderr"):
+            if name in block:
+                merged.append({"name": name, "output_type": "stream", "text": block[name].splitlines(keepends=True)})
+        block.clear()
+
     for out in outputs:
         if out.get("output_type") == "stream":
             text = out.get("text", "")
             text = "".join(text) if isinstance(text, list) else text
-            prev = merged[-1] if merged else None
-            if prev is not None and prev.get("output_type") == "stream" and prev.get("name") == out.get("name"):
-                prev["text"] += text
-                continue
-            out = {**out, "text": text}
+            block[out.get("name", "stdout")] = block.get(out.get("name", "stdout"), "") + text
+            continue
+        flush()
         merged.append(out)
-    for out in merged:
-        if out.get("output_type") == "stream":
-            out["text"] = out["text"].splitlines(keepends=True)
+    flush()
     return merged
 
 
