@@ -114,13 +114,13 @@ class ImageCache:
         packs = self._pack_lookup()
         if packs is None:
             return None
-        key = "pack:" + portable_key(row, self.size, self.policy)
-        hit = self._memory.get(key)
+        key = portable_key(row, self.size, self.policy)
+        hit = self._memory.get(f"pack:{key}")
         if hit is None:
-            hit = packs.get(key[5:])
+            hit = packs.get(key)
             if hit is None:
                 return None
-            self._memory[key] = hit
+            self._memory[f"pack:{key}"] = hit
             self.from_packs += 1
         return hit
 

@@ -88,9 +88,9 @@ def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
             seen.add(exp)
             specs += experiment_runs(exp, profile)
     if shard is not None:
-        n_unfinished = len(shard_specs(specs, profile, (0, 1)))
-        specs = shard_specs(specs, profile, shard)
-        print(f"lanet study: shard {shard[0]}/{shard[1]}: {len(specs)} of {n_unfinished} unfinished runs", flush=True)
+        unfinished = shard_specs(specs, profile, (0, 1))
+        specs = unfinished[shard[0]::shard[1]]
+        print(f"lanet study: shard {shard[0]}/{shard[1]}: {len(specs)} of {len(unfinished)} unfinished runs", flush=True)
     total, done = len(specs), 0
     t_all = time.time()
     for i, spec in enumerate(specs, 1):

@@ -172,14 +172,8 @@ def _per_seed_drop(runs: pd.DataFrame, method: str, hi: float, lo: float, metric
 
 def compute_hours(study: Study) -> tuple[float, int]:
     """(CPU/GPU hours of training + evaluation summed over the profile's finished runs, number of runs)."""
-    total, n = 0.0, 0
-    for prov in sorted((study.profile.output / "runs").glob("*/provenance.json")):
-        if not (prov.parent / "metrics.json").is_file():
-            continue
-        wall = json.loads(prov.read_text()).get("wall_seconds", {})
-        total += sum(v for k, v in wall.items() if k != "fit_call")
-        n += 1
-    return total / 3600, n
+    done = [p.parent for p in sorted((study.profile.output / "runs").glob("*/metrics.json"))]
+    return sum(_hours(_provenance(d)) for d in done), len(done)
 
 
 def _provenance(run_dir: Path) -> dict:
@@ -244,12 +238,12 @@ def hardware_check(study: Study) -> pd.DataFrame:
                 continue
             a = json.loads((ref / "metrics.json").read_text())["test"]
             b = json.loads(d.read_text())["test"]
+            pair = {"check": check.name, "run": run, "study_device": _device_kind(_provenance(ref)),
+                    "check_device": _device_kind(_provenance(d.parent))}
             for m in HARDWARE_CHECK_METRICS:
                 if a.get(m) is None or b.get(m) is None:
                     continue
-                rows.append({"check": check.name, "run": run, "study_device": _device_kind(_provenance(ref)),
-                             "check_device": _device_kind(_provenance(d.parent)), "metric": m,
-                             "study": a[m], "retrained": b[m], "difference": b[m] - a[m]})
+                rows.append({**pair, "metric": m, "study": a[m], "retrained": b[m], "difference": b[m] - a[m]})
     return pd.DataFrame(rows, columns=["check", "run", "study_device", "check_device", "metric", "study",
                                        "retrained", "difference"])
 
