@@ -23,6 +23,11 @@ import pandas as pd
 import torch
 
 from lanet_core.config import load_config
+from lanet_core.precision import cpu_capability, native_bf16, precision_name
+
+PRECISIONS = {"fp32": ["train.amp=false", "train.channels_last=false"],
+              "bf16": ["train.amp=true", "train.channels_last=true"],
+              "auto": ["train.amp=auto", "train.channels_last=auto"]}
 
 
 def _itr(loader):
@@ -48,26 +53,37 @@ def bench_one(cfg: dict, steps: int = 10, warmup: int = 2) -> dict[str, Any]:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         model.train()
-        n, t0 = 0, 0.0
-        for i in range(warmup + steps):
-            if i == warmup:
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                t0, n = time.perf_counter(), 0
-            b = {k: v.to(dev) for k, v in next(it).items()}
-            x = b["image"].contiguous(memory_format=torch.channels_last) if trainer.channels_last else b["image"]
-            from lanet_core.evaluation import autocast_for
+        from lanet_core.evaluation import autocast_for
 
+        def step(b: dict) -> int:
+            b = {k: v.to(dev) for k, v in b.items()}
+            x = b["image"].contiguous(memory_format=torch.channels_last) if trainer.channels_last else b["image"]
             with autocast_for(dev, trainer.amp):
                 out = model(x)
             loss = trainer.batch_loss(stage, out, b).total
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            n += len(x)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        train_ips = n / (time.perf_counter() - t0)
+            return len(x)
+
+        def timed(batches) -> float:
+            """images/s over ``steps`` steps after ``warmup`` steps; ``batches`` yields batches."""
+            n, t0 = 0, 0.0
+            for i in range(warmup + steps):
+                if i == warmup:
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    t0, n = time.perf_counter(), 0
+                n += step(next(batches))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return n / (time.perf_counter() - t0)
+
+        # the bare model step: one fixed batch, no data path
+        fixed = next(it)
+        step_ips = timed(iter(lambda: fixed, None))
+        # the real data path: cache -> augmentation -> DataLoader -> step
+        train_ips = timed(it)
         model.eval()
         n = 0
         with torch.no_grad():
@@ -95,13 +111,21 @@ def bench_one(cfg: dict, steps: int = 10, warmup: int = 2) -> dict[str, Any]:
         "batch_size": cfg["train"]["batch_size"],
         "device": str(dev) + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""),
         "threads": torch.get_num_threads(),
-        "amp": trainer.amp,
+        "precision": precision_name(trainer.amp),
         "channels_last": trainer.channels_last,
         "train_img_per_s": round(train_ips, 2),
+        "step_img_per_s": round(step_ips, 2),
+        "data_path_share": round(max(0.0, 1 - train_ips / step_ips), 3),
         "infer_img_per_s": round(infer_ips, 2),
         "peak_mem_mib": round(peak, 1),
         "peak_mem_kind": "cuda max allocated" if dev.type == "cuda" else "process max RSS",
     }
+
+
+def _cpu_name() -> str:
+    from lanet_core.runs import hardware
+
+    return hardware()["cpu"]
 
 
 def data_pass(cfg: dict) -> dict[str, Any]:
@@ -134,9 +158,16 @@ def run_benchmark(
     batch_size: int | None = None,
     steps: int = 10,
     out_csv: Path | None = None,
+    precisions: Sequence[str] = ("fp32", "bf16"),
 ) -> pd.DataFrame:
-    """Bench every (arch, backbone, size) combination; prints a table, optionally appends to ``out_csv``."""
+    """Bench every (arch, backbone, size, precision); prints a table, optionally appends to ``out_csv``.
+
+    ``precisions``: ``fp32`` and ``bf16`` force the precision (side by side on this machine); ``auto`` is what
+    a run with ``train.amp: auto`` uses here.
+    """
     base = load_config(config, overrides)
+    cap = cpu_capability()
+    print(f"cpu capability: {json.dumps(cap)}; native bf16 on CPU: {native_bf16(torch.device('cpu'))}", flush=True)
     archs = archs or [base["model"]["arch"]]
     backbones = backbones or [base["model"]["backbone"]]
     results, passes = [], []
@@ -145,8 +176,9 @@ def run_benchmark(
         passes.append(data_pass(cfg))
         print("data path:", json.dumps(passes[-1]), flush=True)
         for arch in archs:
-            for bb in backbones:
-                extra = [f"data.image_size={size}", f"model.arch={arch}", f"model.backbone={bb}", "train.progress=false"]
+            for bb, prec in ((b, p) for b in backbones for p in precisions):
+                extra = [f"data.image_size={size}", f"model.arch={arch}", f"model.backbone={bb}", "train.progress=false",
+                         *PRECISIONS[prec]]
                 if batch_size:
                     extra.append(f"train.batch_size={batch_size}")
                 cfg = load_config(config, [*overrides, *extra])
@@ -155,9 +187,10 @@ def run_benchmark(
                     capture_output=True, text=True,
                 )
                 if proc.returncode != 0:
-                    print(f"bench {arch}/{bb}/{size} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    print(f"bench {arch}/{bb}/{size}/{prec} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                     continue
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
+                res.update(cpu=_cpu_name(), cpu_isa=cap["isa"], cpu_native_bf16=bool(cap["avx512_bf16"] or cap["amx"]))
                 results.append(res)
                 print(json.dumps(res), flush=True)
     df = pd.DataFrame(results)

@@ -97,6 +97,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         steps=args.steps,
         out_csv=Path(args.out) if args.out else None,
+        precisions=["fp32", "bf16"] if args.precision == "both" else [args.precision],
     )
     return 0
 
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=None)
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--out", default=None, help="append results to this CSV")
+    s.add_argument("--precision", choices=["both", "fp32", "bf16", "auto"], default="both",
+                   help="both (default): fp32 and bf16 autocast side by side; auto: what train.amp=auto picks here")
     s.set_defaults(func=_cmd_bench)
 
     s = sub.add_parser("study", help="run the study's notebooks with papermill for a profile")

@@ -68,8 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "select_on": "val",  # val (paper) | test (the authors' as-run test-set selection; recorded)
         "stage2_init": "fex+lanet",  # fex+lanet (Algorithm 1) | lanet (authors: only LA-Net weights carried over)
         "device": "auto",  # auto | cpu | cuda
-        "amp": "auto",  # bf16 autocast: auto = on for CUDA only | true (also on CPU: ~2x on AVX512-BF16 CPUs) | false
-        "channels_last": "auto",  # auto: on for CUDA only | true | false
+        "amp": "auto",  # bf16 autocast: auto = where native (CUDA bf16; CPU AVX512-BF16/AMX), else fp32 | true | false
+        "channels_last": "auto",  # auto: on for CUDA and wherever bf16 autocast runs | true | false
         "progress": True,  # tqdm bars (not part of the run identity)
     },
     "eval": {
@@ -106,6 +106,14 @@ NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "
 # of the identity while they hold that value, so adding an option does not invalidate finished runs.
 LATE_KEYS: dict[str, Any] = {}
 
+# Values hashed as another value. Precision is an execution choice, like the device: ``auto`` (bf16 where
+# the hardware has it natively) and ``true`` both say "bf16 autocast allowed", and every committed run was
+# recorded as ``true`` on hardware with native bf16. What actually ran is in each run's provenance.
+IDENTITY_ALIASES: dict[str, dict[Any, Any]] = {
+    "train.amp": {"auto": True},
+    "train.channels_last": {"auto": True},
+}
+
 CHOICES: dict[str, tuple[Any, ...]] = {
     "data.resize": ("squash", "shorter_side_crop"),
     "data.normalize": ("half", "imagenet"),
@@ -123,6 +131,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.select_on": ("val", "test"),
     "train.stage2_init": ("fex+lanet", "lanet"),
     "eval.gt": ("binarize", "authors"),
+    "train.amp": ("auto", True, False),
+    "train.channels_last": ("auto", True, False),
 }
 
 
@@ -268,6 +278,13 @@ def find_config_file(source: str | os.PathLike) -> Path:
 def identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that defines the run's results (non-identity keys removed)."""
     out = copy.deepcopy(dict(cfg))
+    for dotted, aliases in IDENTITY_ALIASES.items():
+        try:
+            value = _get(out, dotted)
+        except KeyError:
+            continue
+        if isinstance(value, str) and value in aliases:
+            _set(out, dotted, aliases[value])
     for dotted, neutral in LATE_KEYS.items():
         try:
             if _get(out, dotted) == neutral:

@@ -44,6 +44,7 @@ from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError
 from lanet_core.evaluation import lesion_map_archive, summary_metrics
 from lanet_core.paths import project_root, results_dir
+from lanet_core import precision
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,8 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         "device": str(trainer.device),
         "amp": trainer.amp,
         "channels_last": trainer.channels_last,
+        "precision": precision.precision_name(trainer.amp),
+        "cpu_capability": precision.cpu_capability(),
         "packages": package_versions(),
         "hardware": hardware(),
         "started_utc": started.isoformat(timespec="seconds"),

@@ -38,6 +38,7 @@ from lanet_core.errors import BudgetExhausted, ConfigError
 from lanet_core.evaluation import Predictions, autocast_for, per_image_records, predict, summary_metrics
 from lanet_core.models.factory import ARCH_HEADS, build_model
 from lanet_core.models.output import ModelOutput
+from lanet_core.precision import resolve_amp, resolve_channels_last
 from lanet_core.training.losses import hybrid_loss, localisation_loss
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,6 @@ def epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, 7919, stage_index, epoch]).generate_state(1)[0])
 
 
-def _flag(value: Any, device: torch.device) -> bool:
-    return device.type == "cuda" if value == "auto" else bool(value)
-
-
 def _progress(iterable, enabled: bool, desc: str):
     if not enabled or os.environ.get("TQDM_DISABLE"):
         return iterable
@@ -114,8 +111,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(self.cfg["train"]["device"])
-        self.amp = _flag(self.cfg["train"]["amp"], self.device)
-        self.channels_last = _flag(self.cfg["train"]["channels_last"], self.device)
+        self.amp = resolve_amp(self.cfg["train"]["amp"], self.device)
+        self.channels_last = resolve_channels_last(self.cfg["train"]["channels_last"], self.device, self.amp)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:

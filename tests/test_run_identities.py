@@ -1,0 +1,57 @@
+"""Committed run records keep their identity: no code change may silently retrain a finished run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lanet_core.config import identity, resolve_config
+from lanet_core.data.manifest import file_sha256
+from lanet_core.paths import project_root
+from lanet_core.runs import config_hash
+from lanet_core.study.experiments import EXPERIMENTS
+from lanet_core.study.profiles import load_profile
+
+RUNS = project_root() / "results" / "runs"
+RUN_DIRS = sorted(p for p in RUNS.glob("*") if (p / "metrics.json").is_file())
+
+
+def test_there_are_committed_runs() -> None:
+    assert len(RUN_DIRS) >= 100
+
+
+@pytest.mark.parametrize("run_dir", RUN_DIRS, ids=[p.name for p in RUN_DIRS])
+def test_committed_record_hash_matches_its_directory(run_dir: Path) -> None:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    # re-resolving the stored config (today's defaults, aliases and late keys) must give the same identity
+    resolved = resolve_config(cfg)
+    h = config_hash(resolved, prov["manifest_sha256"])
+    assert run_dir.name.endswith("-" + h), f"{run_dir.name}: config now hashes to {h}"
+
+
+def test_cpu_profile_specs_find_their_committed_records() -> None:
+    """Every run the cpu profile asks for that existed before is found (the profile's text changed, not its runs)."""
+    prof = load_profile("cpu")
+    committed = {p.name.rsplit("-", 1)[1] for p in RUN_DIRS}
+    missing = []
+    for exp in ("fully_labelled", "attention_ablation", "label_ratio", "input_size", "depth", "partial_labels",
+                "sensitivity"):
+        for spec in EXPERIMENTS[exp](prof):
+            if "LA-Net-fine" in spec.method:  # added after the committed study (new runs)
+                continue
+            sha = file_sha256(project_root() / spec.config["data"]["manifest"])
+            if config_hash(spec.config, sha) not in committed:
+                missing.append(spec.label)
+    assert not missing, f"profile runs without a committed record: {missing[:5]}"
+
+
+def test_precision_auto_and_true_share_an_identity() -> None:
+    a = resolve_config({"train": {"amp": "auto", "channels_last": "auto"}})
+    b = resolve_config({"train": {"amp": True, "channels_last": True}})
+    c = resolve_config({"train": {"amp": False}})
+    assert identity(a) == identity(b)
+    assert identity(a) != identity(c)
