@@ -106,8 +106,13 @@ def per_image_records(
     sweep: list[float] | tuple[float, ...] = (),
     align_corners: bool = True,
     gt_mode: str = "binarize",
+    tuned_threshold: float | None = None,
 ) -> pd.DataFrame:
-    """One row per image: ids, class outputs, localisation scores (NaN where not applicable)."""
+    """One row per image: ids, class outputs, localisation scores (NaN where not applicable).
+
+    ``tuned_threshold`` (chosen on the validation split, :func:`tune_threshold`) adds ``iou_tuned`` and
+    ``dice_tuned`` beside the scores at ``threshold`` (the paper's 0.5).
+    """
     n = len(pred.index)
     size = pred.mask.shape[-1]
     rec: dict[str, list | np.ndarray] = {
@@ -130,6 +135,8 @@ def per_image_records(
         cols: dict[str, list] = {k: [] for k in ("iou", "dice", "iou_box", "dice_box", "lesion_max", "lesion_area", "pred_box")}
         sweep_cols: dict[str, list] = {f"iou_t{t:g}": [] for t in sweep}
         sweep_cols.update({f"iou_box_t{t:g}": [] for t in sweep})
+        if tuned_threshold is not None:
+            sweep_cols.update(iou_tuned=[], dice_tuned=[])
         for i in range(n):
             p = up[i]
             binary = p > threshold
@@ -145,6 +152,10 @@ def per_image_records(
             cols["dice"].append(dice)
             cols["iou_box"].append(ib)
             cols["dice_box"].append(db)
+            if tuned_threshold is not None:
+                it, dt = M.iou_dice(p > tuned_threshold, gt_mask) if gt_mask is not None else (np.nan, np.nan)
+                sweep_cols["iou_tuned"].append(it)
+                sweep_cols["dice_tuned"].append(dt)
             for t in sweep:
                 bt = p > t
                 sweep_cols[f"iou_t{t:g}"].append(M.iou_dice(bt, gt_mask)[0] if gt_mask is not None else np.nan)
@@ -170,10 +181,37 @@ def summary_metrics(per_image: pd.DataFrame) -> dict[str, float]:
         box = M.localisation_metrics(per_image["iou_box"], per_image["dice_box"])
         out.update(iou_box=box["iou"], dice_box=box["dice"], n_box_images=box["n_loc_images"])
         for col in per_image.columns:
-            if col.startswith("iou_t") or col.startswith("iou_box_t"):
+            if col.startswith("iou_t") or col.startswith("iou_box_t") or col == "dice_tuned":
                 vals = per_image[col].to_numpy(dtype=float)
                 out[col] = float(np.nanmean(vals)) if np.any(~np.isnan(vals)) else float("nan")
     return out
+
+
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 ... 0.95
+
+
+def tune_threshold(
+    pred: Predictions,
+    rows: pd.DataFrame,
+    *,
+    align_corners: bool = True,
+    gt_mode: str = "binarize",
+    grid: tuple[float, ...] = THRESHOLD_GRID,
+) -> dict[str, float] | None:
+    """The lesion threshold maximising mean IoU on the images of ``pred`` (pass the *validation* split only).
+
+    Ties go to the threshold closest to 0.5. Returns ``{"threshold", "iou", "iou_at_0.5", "n_images"}``, or
+    ``None`` when no image has a mask.
+    """
+    if pred.lesion_prob is None:
+        return None
+    per = per_image_records(pred, rows, threshold=0.5, sweep=grid, align_corners=align_corners, gt_mode=gt_mode)
+    n = int(per["has_mask"].sum())
+    if n == 0:
+        return None
+    means = {t: float(np.nanmean(per[f"iou_t{t:g}"])) for t in grid}
+    best = max(grid, key=lambda t: (round(means[t], 12), -abs(t - 0.5)))
+    return {"threshold": float(best), "iou": means[best], "iou_at_0.5": float(np.nanmean(per["iou"])), "n_images": n}
 
 
 def lesion_map_archive(pred: Predictions, rows: pd.DataFrame, max_size: int = 64) -> dict[str, np.ndarray]:

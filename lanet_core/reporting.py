@@ -63,6 +63,8 @@ METRIC_FORMATS: dict[str, MetricFormat] = {
     "f1_malignant": MetricFormat("F1, malignant (%)", **_PCT),
     "iou": MetricFormat("IoU", 1.0, 3),
     "dice": MetricFormat("Dice", 1.0, 3),
+    "iou_tuned": MetricFormat("IoU at the validation-tuned threshold", 1.0, 3),
+    "dice_tuned": MetricFormat("Dice at the validation-tuned threshold", 1.0, 3),
     "iou_box": MetricFormat("IoU (box)", 1.0, 3),
     "dice_box": MetricFormat("Dice (box)", 1.0, 3),
     "p_malignant": MetricFormat("P(malignant)", 1.0, 3),

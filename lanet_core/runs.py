@@ -16,6 +16,7 @@ returns the cached result at once; an interrupted run resumes from ``checkpoints
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -225,15 +226,36 @@ def train_or_load(
     trainer = Trainer(cfg, rows, data_root, run_dir)
     model = trainer.fit(deadline=deadline, stop_after_epochs=stop_after_epochs)
     t_eval = time.time()
-    per, pred, eval_rows = trainer.evaluate(model)
+    tuned = trainer.tune_lesion_threshold(model)
+    per, pred, eval_rows = trainer.evaluate(model, tuned_threshold=tuned["threshold"] if tuned else None)
+    alternatives = evaluate_alternatives(trainer, model)
     trainer.wall["test_eval"] = time.time() - t_eval
-    result = write_records(run_dir, cfg, trainer, per, pred, eval_rows, sha, data_root, started)
+    result = write_records(run_dir, cfg, trainer, per, pred, eval_rows, sha, data_root, started,
+                           lesion_threshold=tuned, alternatives=alternatives)
     if not keep_last_checkpoint:
         (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
     return result
 
 
-def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, data_root, started) -> RunResult:
+def evaluate_alternatives(trainer, model) -> dict[str, dict[str, Any]]:
+    """Test metrics of the epochs the *other* selection criteria picked (``Trainer.alternatives``), each with
+    its own validation-tuned threshold: reported beside the run's result, never replacing it."""
+    out: dict[str, dict[str, Any]] = {}
+    if not trainer.alternatives:
+        return out
+    selected = copy.deepcopy(model.state_dict())
+    for crit, alt in trainer.alternatives.items():
+        model.load_state_dict(alt["state"])
+        tuned = trainer.tune_lesion_threshold(model)
+        per, _, _ = trainer.evaluate(model, tuned_threshold=tuned["threshold"] if tuned else None)
+        out[crit] = {"stage": alt["stage"], "epoch": alt["epoch"], "key": alt["key"], "lesion_threshold": tuned,
+                     "test": summary_metrics(per)}
+    model.load_state_dict(selected)
+    return out
+
+
+def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, data_root, started, *,
+                  lesion_threshold: dict | None = None, alternatives: dict | None = None) -> RunResult:
     """Write history, per-image records, lesion maps, provenance, and ``metrics.json`` last."""
     history = pd.DataFrame(trainer.history)
     atomic_write_text(run_dir / "history.csv", _csv(history))
@@ -276,6 +298,10 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
                      "metrics": {k: v for k, v in sel_row.items() if k.startswith(trainer.select_split)}},
         "test": summary_metrics(per),
     }
+    if lesion_threshold is not None:
+        metrics["lesion_threshold"] = lesion_threshold
+    if alternatives:
+        metrics["selection_alternatives"] = alternatives
     atomic_write_text(run_dir / "metrics.json", _json(metrics))
     return RunResult(run_dir, dict(cfg), json.loads(_json(metrics)), cached=False)
 
@@ -292,12 +318,15 @@ def evaluate_run_dir(run_dir: Path, split: str = "test") -> RunResult:
     cfg, rows, data_root, _, sha = prepare_run(cfg)
     trainer = Trainer(cfg, rows, data_root, run_dir)
     model = trainer.load_best()
-    per, pred, eval_rows = trainer.evaluate(model, split)
+    tuned = trainer.tune_lesion_threshold(model)
+    per, pred, eval_rows = trainer.evaluate(model, split, tuned_threshold=tuned["threshold"] if tuned else None)
     if split != cfg["eval"]["split"]:
         metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
         return RunResult(run_dir, cfg, json.loads(_json(metrics)), _per_image=per)
     old = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     metrics = {**old, "test": summary_metrics(per)}
+    if tuned is not None:
+        metrics["lesion_threshold"] = tuned
     atomic_write_text(run_dir / "per_image.csv", _csv(per))
     atomic_write_text(run_dir / "metrics.json", _json(metrics))
     return RunResult(run_dir, cfg, json.loads(_json(metrics)))

@@ -62,6 +62,22 @@ def method_name(arch: str, backbone: str) -> str:
     }[arch]
 
 
+FINE = "-fine"  # method-name suffix of LA-Net with the finer lesion map
+
+
+def fine_updates(p: Profile, target: str | None = None) -> dict[str, Any]:
+    """Config updates that make LA-Net "LA-Net-fine": the lesion map at ``fusion_stride`` (8: 16x16 at 128 px),
+    area fusion, the profile's training target, and evaluation geometry matching the target (area and max
+    cells are centred as ``align_corners=False`` upsampling; the authors' bilinear target as ``True``)."""
+    f = p.lanet_fine
+    target = target or f.get("target", "area")
+    return {
+        "model": {"fusion_stride": int(f.get("fusion_stride", 8)), "fusion_resize": f.get("fusion_resize", "area")},
+        "loss": {"target_downsample": target},
+        "eval": {"align_corners": target == "bilinear"},
+    }
+
+
 def _model(arch: str, backbone: str, **extra: Any) -> dict[str, Any]:
     return {"model": {"arch": arch, "backbone": backbone, **extra}}
 
@@ -102,6 +118,24 @@ def fully_labelled(p: Profile) -> list[RunSpec]:
                 post += ("external:busbra",)
             out.append(_spec(p, "fully_labelled", method_name(arch, b), seed, _data(p.dataset("busi")), _model(arch, b),
                              group={"image_size": p.main_size}, posthoc=post))
+        if p.lanet_fine:
+            out.append(_spec(p, "fully_labelled", method_name("lanet", bb) + FINE, seed, _data(p.dataset("busi")),
+                             _model("lanet", bb), fine_updates(p), group={"image_size": p.main_size},
+                             posthoc=("gradcam", "external:busbra")))
+    return out
+
+
+def lesion_target(p: Profile) -> list[RunSpec]:
+    """Issue 11: the training target of the fine lesion map (area / max / the authors' bilinear), LA-Net-fine on
+    fully-labelled BUSI; the profile's ``lanet_fine.target`` is the one with the best *validation* IoU."""
+    f, bb, out = p.lanet_fine, p.main_backbone, []
+    if not f:
+        return out
+    for seed in p.seeds:
+        for target in f.get("targets", [f.get("target", "area")]):
+            m = method_name("lanet", bb) + FINE
+            out.append(_spec(p, "lesion_target", m, seed, _data(p.dataset("busi")), _model("lanet", bb),
+                             fine_updates(p, target), group={"target": target}, name=f"{m}-{target}"))
     return out
 
 
@@ -125,6 +159,10 @@ def attention_ablation(p: Profile) -> list[RunSpec]:
         for suffix, flags in variants:
             out.append(_spec(p, "attention_ablation", method_name("lanet", bb) + suffix, seed, _data(p.dataset("busi")),
                              _model("lanet", bb, **flags)))
+        if p.lanet_fine:
+            for suffix, flags in variants:
+                out.append(_spec(p, "attention_ablation", method_name("lanet", bb) + FINE + suffix, seed,
+                                 _data(p.dataset("busi")), _model("lanet", bb, **flags), fine_updates(p)))
     return out
 
 
@@ -137,6 +175,10 @@ def label_ratio(p: Profile) -> list[RunSpec]:
             for arch, images in (("lanet", "all"), ("unet", "labelled"), ("rmtl", "labelled")):
                 out.append(_spec(p, "label_ratio", method_name(arch, bb), seed, _data(man, train_images=images),
                                  _model(arch, bb), group={"ratio": r}, name=f"{method_name(arch, bb)}-{int(r * 100)}"))
+            if p.lanet_fine and r in [float(x) for x in p.lanet_fine.get("label_ratios", p.label_ratios)]:
+                m = method_name("lanet", bb) + FINE
+                out.append(_spec(p, "label_ratio", m, seed, _data(man, train_images="all"), _model("lanet", bb),
+                                 fine_updates(p), group={"ratio": r}, name=f"{m}-{int(r * 100)}"))
     return out
 
 
@@ -194,6 +236,12 @@ def partial_labels(p: Profile) -> list[RunSpec]:
             out.append(_spec(p, "partial_labels", f"{m}-{regime}" if regime in ("s-SSL", "F") else m, seed,
                              _data(man, train_images=images), _model(arch, b),
                              group={"regime": regime, "family": m}, posthoc=post, name=f"{m}-{regime}"))
+        if p.lanet_fine:
+            m = method_name("lanet", bb) + FINE
+            for images, regime in (("all", "s-SSL"), ("labelled", "F")):
+                out.append(_spec(p, "partial_labels", f"{m}-{regime}", seed, _data(man, train_images=images),
+                                 _model("lanet", bb), fine_updates(p), group={"regime": regime, "family": m},
+                                 name=f"{m}-{regime}"))
     return out
 
 
@@ -214,6 +262,7 @@ def sensitivity(p: Profile) -> list[RunSpec]:
 
 
 EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
+    "lesion_target": lesion_target,
     "fully_labelled": fully_labelled,
     "pretraining": pretraining,
     "partial_labels": partial_labels,
@@ -235,7 +284,7 @@ NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "07_input_size": ("input_size",),
     "08_depth": ("depth",),
     "09_gradcam": ("fully_labelled",),
-    "10_lesion_masks": ("fully_labelled",),
+    "10_lesion_masks": ("fully_labelled", "lesion_target"),
     "11_summary": (),
 }
 

@@ -498,3 +498,58 @@ def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, thresh
         ax.set_xlabel("Lesion-map threshold")
         fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------- lesion map design
+
+
+def _ci_cells(values: pd.Series, metric: str) -> dict[str, object]:
+    from lanet_core.stats import mean_ci
+
+    ci = mean_ci(values.dropna())
+    fmt_metric = "iou" if metric.startswith(("val_iou", "iou")) else metric.split("@")[0]
+    return {metric: reporting.format_metric_ci(fmt_metric, ci.mean, ci.half_width), f"{metric}_mean": ci.mean,
+            f"{metric}_half_width": ci.half_width}
+
+
+def target_table(runs: pd.DataFrame, metrics: Sequence[str], by: str = "target") -> pd.DataFrame:
+    """One row per training target: seeds, mean ± 95 % CI over seeds of ``metrics`` (validation IoU first),
+    and ``chosen`` = the target with the highest mean validation IoU at the tuned threshold (``val_iou_tuned``;
+    test columns never enter the choice)."""
+    if runs.empty or by not in runs:
+        return pd.DataFrame()
+    rows = []
+    for key, grp in runs.groupby(by, sort=False):
+        row: dict[str, object] = {by: key, "n_seeds": int(grp["seed"].nunique())}
+        for m in metrics:
+            if m in grp:
+                row.update(_ci_cells(grp[m], m))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    crit = "val_iou_tuned_mean" if "val_iou_tuned_mean" in out else "val_iou_mean"
+    out["chosen"] = out[crit] == out[crit].max()
+    return out
+
+
+def selection_table(runs: pd.DataFrame, criterion: str = "auc+iou") -> pd.DataFrame:
+    """Per method (joint models only): test accuracy, AUC and IoU of the epoch selected by validation accuracy
+    (the run's result) and by ``criterion`` (recorded beside it), mean ± 95 % CI over seeds, and the
+    difference of means."""
+    cols = [f"{m}@{criterion}" for m in ("accuracy", "auc", "iou", "iou_tuned")]
+    if runs.empty or cols[0] not in runs:
+        return pd.DataFrame()
+    sub = runs[runs[cols[0]].notna() & (runs.get("selected_by", "accuracy") == "accuracy")]
+    rows = []
+    for method, grp in sub.groupby("method", sort=False):
+        row: dict[str, object] = {"method": method, "n_seeds": int(grp["seed"].nunique())}
+        for m in ("accuracy", "auc", "iou", "iou_tuned"):
+            alt = f"{m}@{criterion}"
+            if m not in grp or alt not in grp:
+                continue
+            a, b = grp[m].astype(float), grp[alt].astype(float)
+            fmt = reporting.metric_format(m)
+            row[f"{m} (val accuracy)"] = _ci_cells(a, m)[m]
+            row[f"{m} (val {criterion})"] = _ci_cells(b, m)[m]
+            row[f"{m} diff"] = f"{(b.mean() - a.mean()) * fmt.scale:+.{fmt.digits}f}"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from lanet_core.study.records import ExperimentResults, run_experiment  # noqa: 
 
 CLS_METRICS = ["accuracy", "precision_macro", "recall_macro", "f1_macro", "auc"]
 LOC_METRICS = ["iou", "dice"]
+TUNED_METRICS = ["iou_tuned", "dice_tuned"]  # at the lesion threshold tuned on each run's validation split
 BOX_METRICS = ["iou_box", "dice_box"]
 NEAR_DUPLICATES_TABLE = "busi_near_duplicates"
 
@@ -76,6 +77,30 @@ class Study:
             reference = runs["method"].iloc[0]
         tab = reporting.comparison_table(runs, metrics, reference, group_cols=group_cols, order=order)
         return self.table(tab, name, caption)
+
+    def localisation(self, runs: pd.DataFrame, reference: str, name: str, *, group_cols: Sequence[str] = ("method",),
+                     order: Sequence[str] | None = None, caption: str | None = None) -> pd.DataFrame:
+        """IoU/Dice at the paper's threshold 0.5 and at each run's validation-tuned threshold, beside the lesion
+        map's size and its oracle ceiling (the IoU of a perfect predictor of the training target,
+        :mod:`lanet_core.ceilings`): read a coarse map's IoU against its ceiling, not against 1."""
+        metrics = [m for m in LOC_METRICS + TUNED_METRICS if m in runs and runs[m].notna().any()]
+        if runs.empty or not metrics:
+            print(f"{name}: no finished runs with lesion maps")
+            return pd.DataFrame()
+        runs = runs[runs[metrics].notna().any(axis=1)].copy()
+        if reference not in set(runs["method"]):
+            reference = runs["method"].iloc[0]
+        extra = [c for c in ("lesion_map", "iou_ceiling") if c in runs]
+        if "iou_ceiling" in runs:
+            runs["iou_ceiling"] = runs["iou_ceiling"].round(3)
+        tab = reporting.comparison_table(runs, metrics, reference, group_cols=group_cols, order=order, extra_cols=extra)
+        if "threshold_val" in runs and runs["threshold_val"].notna().any():
+            thr = runs.groupby(list(group_cols), dropna=False)["threshold_val"].agg(
+                lambda x: "" if x.isna().all() else f"{x.min():.2f}-{x.max():.2f}" if x.min() != x.max() else f"{x.min():.2f}")
+            tab = tab.merge(thr.rename("threshold (val)").reset_index(), on=list(group_cols), how="left")
+        cap = caption or ("Localisation: IoU/Dice at 0.5 (the paper's) and at the validation-tuned threshold; "
+                          "lesion map size and its oracle IoU ceiling at 0.5 on the same test images")
+        return self.table(tab, name, cap)
 
     def bootstrap(self, res: ExperimentResults, reference: str, name: str, metric_cols=("correct", "iou"),
                   group_cols: Sequence[str] = ("method",)) -> pd.DataFrame:

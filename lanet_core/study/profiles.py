@@ -19,7 +19,7 @@ from lanet_core.paths import project_root
 
 PROFILE_KEYS = {
     "name", "description", "output", "seeds", "datasets", "base", "sizes", "backbones", "label_ratios",
-    "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides",
+    "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides", "lanet_fine",
 }
 
 
@@ -43,6 +43,7 @@ class Profile:
     gradcam: dict[str, Any]
     notebooks: list[str]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lanet_fine: dict[str, Any] = field(default_factory=dict)  # LA-Net-fine: finer lesion map (empty: not run)
     path: Path | None = None
 
     @property
@@ -117,6 +118,7 @@ def load_profile(name: str) -> Profile:
             gradcam=dict(raw.get("gradcam", {})),
             notebooks=list(raw["notebooks"]),
             overrides=dict(raw.get("overrides", {})),
+            lanet_fine=dict(raw.get("lanet_fine", {}) or {}),
             path=path,
         )
     except KeyError as exc:

@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS = [
     "accuracy", "precision_macro", "recall_macro", "specificity_macro", "f1_macro", "auc", "auc_authors",
     "precision_malignant", "recall_malignant", "specificity_malignant", "f1_malignant",
-    "iou", "dice", "iou_box", "dice_box",
+    "iou", "dice", "iou_box", "dice_box", "iou_tuned", "dice_tuned",
 ]
+# metrics reported for the epoch another selection criterion picked (``selection_alternatives``)
+ALTERNATIVE_METRICS = ["accuracy", "auc", "iou", "iou_tuned"]
 
 
 def run_dir_of(spec: RunSpec, profile: Profile) -> Path:
@@ -56,6 +58,37 @@ def _ensure_posthoc(result: RunResult, item: str, profile: Profile) -> None:
         log.warning("%s: %s skipped (%s)", result.run_dir.name, item, exc)
 
 
+def lesion_map_columns(cfg: dict) -> dict[str, object]:
+    """``lesion_map`` ("4x4") and ``iou_ceiling`` (oracle IoU of that map on the test split, :mod:`lanet_core.ceilings`)
+    for LA-Net runs; empty for models with full-resolution or no lesion maps."""
+    if cfg["model"]["arch"] != "lanet":
+        return {"lesion_map": "", "iou_ceiling": np.nan}
+    size = int(cfg["data"]["image_size"])
+    m = size // int(cfg["model"].get("fusion_stride", 32))
+    e = cfg["eval"]
+    try:
+        ceiling = _ceiling(cfg["data"]["manifest"], size, m, cfg["loss"]["target_downsample"], bool(e["align_corners"]),
+                           float(e["threshold"]), cfg["data"].get("resize", "squash"))
+    except LanetError as exc:  # data absent: the ceiling needs the masks
+        log.warning("oracle ceiling skipped (%s)", exc)
+        ceiling = np.nan
+    return {"lesion_map": f"{m}x{m}", "iou_ceiling": ceiling}
+
+
+_CEILINGS: dict[tuple, float] = {}
+
+
+def _ceiling(manifest: str, size: int, m: int, target: str, align: bool, threshold: float, resize: str) -> float:
+    key = (manifest, size, m, target, align, threshold, resize)
+    if key not in _CEILINGS:
+        from lanet_core.ceilings import oracle_scores, split_masks
+
+        masks, _ = split_masks(manifest, size, "test", resize=resize)
+        s = oracle_scores(masks, m, target, threshold=threshold, align_corners=align) if len(masks) else None
+        _CEILINGS[key] = float(s["iou"].mean()) if s is not None else float("nan")
+    return _CEILINGS[key]
+
+
 @dataclass
 class ExperimentResults:
     """The runs of one experiment: specs, finished results, and what is still missing."""
@@ -82,6 +115,17 @@ class ExperimentResults:
             row.update({m: (np.nan if r.test.get(m) is None else r.test.get(m)) for m in METRIC_COLUMNS if m in r.test})
             row["run"] = r.run_dir.name
             row["epochs"] = r.config["train"]["stage1_epochs"] + r.config["train"]["stage2_epochs"]
+            row.update(lesion_map_columns(r.config))
+            thr = r.metrics.get("lesion_threshold") or {}
+            row["threshold_val"] = thr.get("threshold", np.nan)
+            row["val_iou"] = thr.get("iou_at_0.5", np.nan)  # validation IoU of the selected model at 0.5
+            row["val_iou_tuned"] = thr.get("iou", np.nan)  # ... and at its validation-tuned threshold
+            row["selected_by"] = r.metrics.get("selected", {}).get("criterion", "accuracy" if "accuracy" in r.test else "iou")
+            for crit, alt in (r.metrics.get("selection_alternatives") or {}).items():
+                for m in ALTERNATIVE_METRICS:
+                    row[f"{m}@{crit}"] = alt["test"].get(m, np.nan)
+                row[f"epoch@{crit}"] = alt["epoch"]
+            row["epoch_selected"] = r.metrics.get("selected", {}).get("epoch", np.nan)
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -29,13 +29,18 @@ AUTHORS_PIXEL_THRESHOLD = 0.8
 def downsample_target(target: torch.Tensor, size: tuple[int, int], mode: str = "area") -> torch.Tensor:
     """``(B, 1, S, S)`` target in [0, 1] -> ``(B, 1, h, w)``.
 
-    ``area``: mean over each map cell (the fraction of lesion pixels). ``bilinear``: the authors' bilinear
-    interpolation with ``align_corners=True`` (point sampling when shrinking: small lesions can vanish).
+    ``area``: mean over each map cell (the fraction of lesion pixels; below 0.5 in every cell of a lesion
+    smaller than about half a cell). ``bilinear``: the authors' bilinear interpolation with
+    ``align_corners=True`` (point sampling when shrinking: small lesions can vanish). ``max``: 1 in every
+    cell that holds any lesion pixel (max-pooling: never vanishes, dilates the lesion by up to one cell).
+    ``area`` and ``max`` cells are centred like ``align_corners=False`` upsampling; evaluate them so.
     """
     if tuple(target.shape[-2:]) == tuple(size):
         return target
     if mode == "area":
         return F.adaptive_avg_pool2d(target, size)
+    if mode == "max":
+        return F.adaptive_max_pool2d(target, size)
     if mode == "bilinear":
         return F.interpolate(target, size=size, mode="bilinear", align_corners=True)
     raise ValueError(f"unknown target downsampling {mode!r}")

@@ -35,7 +35,9 @@ from torch.utils.data import DataLoader
 
 from lanet_core.data.dataset import ImageCache, LesionDataset
 from lanet_core.errors import BudgetExhausted, ConfigError
-from lanet_core.evaluation import Predictions, autocast_for, per_image_records, predict, summary_metrics
+from lanet_core.evaluation import (
+    Predictions, autocast_for, per_image_records, predict, summary_metrics, tune_threshold,
+)
 from lanet_core.models.factory import ARCH_HEADS, build_model
 from lanet_core.models.output import ModelOutput
 from lanet_core.precision import resolve_amp, resolve_channels_last
@@ -54,17 +56,26 @@ class Stage:
     epochs: int
     loss: str  # "floc" | "hybrid"
     images: str  # "labelled" | "all"
-    select: str  # "accuracy" | "iou"
+    select: str  # "accuracy" | "iou" | "auc+iou"
+    also_track: tuple[str, ...] = ()  # other criteria whose best epoch is kept and reported (not used for the result)
+
+
+JOINT_CRITERIA = ("accuracy", "auc+iou")
 
 
 def plan_stages(cfg: Mapping[str, Any]) -> list[Stage]:
     """The stages a config trains, in order."""
-    has_cls = ARCH_HEADS[cfg["model"]["arch"]][0]
+    has_cls, has_loc = ARCH_HEADS[cfg["model"]["arch"]]
     stages = []
     if cfg["train"]["stage1_epochs"] > 0 and cfg["model"]["arch"] == "lanet":
         stages.append(Stage("stage1", cfg["train"]["stage1_epochs"], "floc", "labelled", "iou"))
     images = cfg["data"]["train_images"] if has_cls else "labelled"
-    stages.append(Stage("stage2", cfg["train"]["stage2_epochs"], "hybrid", images, "accuracy" if has_cls else "iou"))
+    if has_cls and has_loc:  # a joint model: select on the configured criterion, report the other one too
+        crit = cfg["train"].get("select_metric", "accuracy")
+        other = tuple(c for c in JOINT_CRITERIA if c != crit)
+        stages.append(Stage("stage2", cfg["train"]["stage2_epochs"], "hybrid", images, crit, other))
+    else:
+        stages.append(Stage("stage2", cfg["train"]["stage2_epochs"], "hybrid", images, "accuracy" if has_cls else "iou"))
     return stages
 
 
@@ -124,6 +135,8 @@ class Trainer:
         self.select_split = "test" if self.cfg["train"]["select_on"] == "test" else "val"
         self.history: list[dict[str, Any]] = []
         self.wall: dict[str, float] = {}
+        self.selected: dict[str, Any] = {}
+        self.alternatives: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- data
     def rows_for(self, split: str, images: str = "all") -> pd.DataFrame:
@@ -211,8 +224,8 @@ class Trainer:
         return ck
 
     # ----------------------------------------------------------------- training
-    def _select_key(self, stage: Stage, metrics: Mapping[str, float]) -> tuple[float, float]:
-        primary = metrics.get(stage.select, float("nan"))
+    def _select_key(self, stage: Stage, metrics: Mapping[str, float], criterion: str | None = None) -> tuple[float, float]:
+        primary = metrics.get(criterion or stage.select, float("nan"))
         primary = -1.0 if primary is None or np.isnan(primary) else primary
         loss = metrics.get("loss", float("nan"))
         return primary, -(loss if np.isfinite(loss) else 1e30)
@@ -233,8 +246,11 @@ class Trainer:
         per = per_image_records(pred, ds.rows, threshold=self.cfg["eval"]["threshold"],
                                 align_corners=self.cfg["eval"]["align_corners"], gt_mode=self.cfg["eval"]["gt"])
         s = summary_metrics(per)
-        return {"loss": pred.loss, "accuracy": s.get("accuracy", float("nan")), "auc": s.get("auc", float("nan")),
-                "iou": s.get("iou", float("nan")), "dice": s.get("dice", float("nan"))}
+        out = {"loss": pred.loss, "accuracy": s.get("accuracy", float("nan")), "auc": s.get("auc", float("nan")),
+               "iou": s.get("iou", float("nan")), "dice": s.get("dice", float("nan"))}
+        if "auc+iou" in (stage.select, *stage.also_track):
+            out["auc+iou"] = (out["auc"] + out["iou"]) / 2  # NaN when either is missing
+        return out
 
     def train_epoch(self, model, opt, stage: Stage, stage_index: int, epoch: int, ds: LesionDataset) -> dict[str, float]:
         seed = epoch_seed(self.cfg["train"]["seed"], stage_index, epoch)
@@ -275,11 +291,12 @@ class Trainer:
         t_start = time.time()
         ck = self._load_last()
         model = self.fresh_model()
-        start_stage, start_epoch, best = 0, 0, None
+        start_stage, start_epoch, best, alt = 0, 0, None, {}
         if ck is not None:
             model.load_state_dict(ck["model"])
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
             self.history, best, self.wall = ck["history"], ck["best"], ck.get("wall", {})
+            alt = ck.get("alt", {})
             log.info("resuming %s at %s epoch %d", self.run_dir.name, self.stages[start_stage].name, start_epoch + 1)
         done_this_call = 0
         for si, stage in enumerate(self.stages):
@@ -289,7 +306,7 @@ class Trainer:
             if not resuming:
                 if si > 0:
                     model = self.begin_next_stage(model, best)  # ``best`` of the previous stage
-                best = None
+                best, alt = None, {}
             opt = self.optimizer(model)
             if resuming:
                 opt.load_state_dict(ck["optimizer"])
@@ -311,11 +328,19 @@ class Trainer:
                 if improved:
                     best = {"key": list(key), "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict()), "stage": stage.name}
                 row["selected"] = int(improved)
+                for crit in stage.also_track:
+                    k = self._select_key(stage, val, crit)
+                    if crit not in alt or k > tuple(alt[crit]["key"]):
+                        alt[crit] = {"key": list(k), "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict()),
+                                     "stage": stage.name}
+                        row[f"selected_{crit}"] = 1
+                    else:
+                        row[f"selected_{crit}"] = 0
                 self.history.append(row)
                 self.wall[stage.name] = self.wall.get(stage.name, 0.0) + row["train_seconds"] + row["eval_seconds"]
                 self._save("last.pt", {
                     "format": CHECKPOINT_FORMAT, "stage_index": si, "epoch": epoch, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "best": best, "history": self.history, "wall": self.wall,
+                    "optimizer": opt.state_dict(), "best": best, "alt": alt, "history": self.history, "wall": self.wall,
                 })
                 log.info("%s epoch %d/%d: %s", stage.name, epoch + 1, stage.epochs,
                          ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
@@ -325,7 +350,11 @@ class Trainer:
                 if deadline is not None and time.time() > deadline and not (si == len(self.stages) - 1 and epoch + 1 == stage.epochs):
                     raise BudgetExhausted(f"{self.run_dir.name}: time budget reached at {stage.name} epoch {epoch + 1}; progress saved")
         model.load_state_dict(best["state"])
-        self.selected = {"stage": best["stage"], "epoch": best["epoch"], "key": best["key"]}
+        self.selected = {"stage": best["stage"], "epoch": best["epoch"], "key": best["key"],
+                         "criterion": self.stages[-1].select}
+        # models of the other criteria (reported beside the result, never used for it)
+        self.alternatives = {crit: {"stage": a["stage"], "epoch": a["epoch"], "key": a["key"], "state": a["state"]}
+                             for crit, a in alt.items()}
         self._save("best.pt", {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "selected": self.selected})
         self.wall["fit_call"] = time.time() - t_start
         return model
@@ -340,8 +369,24 @@ class Trainer:
         return model
 
     # ----------------------------------------------------------------- evaluation
-    def evaluate(self, model: nn.Module, split: str | None = None) -> tuple[pd.DataFrame, Predictions, pd.DataFrame]:
-        """(per-image records, predictions, rows) of ``split`` (default ``eval.split``)."""
+    def tune_lesion_threshold(self, model: nn.Module) -> dict[str, float] | None:
+        """The lesion threshold maximising IoU on the *validation* split (never test); ``None`` without
+        a lesion head or validation masks."""
+        if not ARCH_HEADS[self.cfg["model"]["arch"]][1]:
+            return None
+        rows = self.rows_for("val")
+        if len(rows) == 0:
+            return None
+        e = self.cfg["eval"]
+        ds = self.dataset(rows, train=False)
+        pred = predict(model, self.loader(ds, False), self.device, amp=self.amp, channels_last=self.channels_last)
+        tuned = tune_threshold(pred, ds.rows, align_corners=e["align_corners"], gt_mode=e["gt"])
+        return None if tuned is None else {**tuned, "split": "val"}
+
+    def evaluate(self, model: nn.Module, split: str | None = None, tuned_threshold: float | None = None
+                 ) -> tuple[pd.DataFrame, Predictions, pd.DataFrame]:
+        """(per-image records, predictions, rows) of ``split`` (default ``eval.split``); ``tuned_threshold``
+        adds IoU/Dice at a validation-tuned lesion threshold."""
         e = self.cfg["eval"]
         split = split or e["split"]
         rows = self.rows_for(split)
@@ -350,7 +395,7 @@ class Trainer:
         ds = self.dataset(rows, train=False)
         pred = predict(model, self.loader(ds, False), self.device, amp=self.amp, channels_last=self.channels_last)
         per = per_image_records(pred, ds.rows, threshold=e["threshold"], sweep=e["sweep"],
-                                align_corners=e["align_corners"], gt_mode=e["gt"])
+                                align_corners=e["align_corners"], gt_mode=e["gt"], tuned_threshold=tuned_threshold)
         per.insert(1, "split", split)
         return per, pred, ds.rows
 
