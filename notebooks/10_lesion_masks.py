@@ -107,7 +107,7 @@ display_target
 # (accuracy, as the paper), the other is reported beside it (never replacing it).
 
 # %%
-both = pd.concat([runs, tgt], ignore_index=True) if len(tgt) else runs
+both = pd.concat([runs, tgt], ignore_index=True).drop_duplicates("run") if len(tgt) else runs  # a run can serve both experiments
 sel = figures.selection_table(both)
 study.table(sel, "selection_criterion_comparison",
             caption="Test metrics of the epoch selected by validation accuracy vs by mean(validation AUC, IoU), mean ± 95 % CI over seeds")

@@ -21,11 +21,14 @@ def main() -> None:
     ap.add_argument("experiments", nargs="+", choices=sorted(EXPERIMENTS))
     ap.add_argument("--budget-minutes", type=float, default=None)
     ap.add_argument("--match", default=None, help="only runs whose method contains this text")
+    ap.add_argument("--exclude", default=None, help="skip runs whose method contains this text")
     args = ap.parse_args()
     prof = load_profile(args.profile)
     specs = [s for e in args.experiments for s in EXPERIMENTS[e](prof)]
     if args.match:
         specs = [s for s in specs if args.match in s.method]
+    if args.exclude:
+        specs = [s for s in specs if args.exclude not in s.method]
     specs.sort(key=lambda s: s.seed)  # stable: experiment order within a seed
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
     t_all = time.time()

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from lanet_core.data.images import image_size, mask_to_box, read_mask_union
@@ -145,8 +146,10 @@ def prepare_busi(
     val_fraction: float = 0.15,
     label_ratios: Sequence[float] = (0.25, 0.5, 0.75),
     ratio_seeds: Sequence[int] = (0, 1, 2),
+    cv_folds: int = 5,
 ) -> list[Path]:
-    """Write ``busi.csv`` and the label-ratio manifests ``busi_loc{25,50,75}_seed{k}.csv`` from BUSI.
+    """Write ``busi.csv``, the label-ratio manifests ``busi_loc{25,50,75}_seed{k}.csv`` and the cross-validation
+    folds ``busi_cv5_fold{1..5}.csv`` (near-duplicate clusters kept in one fold) from BUSI.
 
     ``src`` is the owners' ``Dataset_BUSI_with_GT`` folder (``benign/``, ``malignant/``; ``normal/`` is skipped).
     Test = the LA-Net authors' 41 + 41 reference test images; a seeded, class-stratified ``val_fraction`` of
@@ -171,6 +174,8 @@ def prepare_busi(
     df = pd.DataFrame([_busi_row(item) for item in items])
     sha = pd.Series([file_sha256(item["image"]) for item in items], index=df.index)
 
+    written_cv = _busi_cv_folds(df, items, sha, out_dir, k=cv_folds, seed=seed) if cv_folds else []
+
     ref, copied = _busi_reference_split(src, out_dir)
     _check_membership(df, ref, src)
     df["split"] = df["image_id"].map(dict(zip(ref["image_id"], ref["split"])))
@@ -187,6 +192,41 @@ def prepare_busi(
         for ratio in label_ratios:
             part = restrict_location_labels(df, subsets[ratio], kept_as="mask")
             written.append(write_manifest(part, out_dir / f"busi_loc{_ratio_tag(ratio)}_seed{k}.csv"))
+    return written + written_cv
+
+
+def _busi_cv_folds(df: pd.DataFrame, items: list[dict], sha: pd.Series, out_dir: Path, *, k: int, seed: int) -> list[Path]:
+    """``busi_cv{k}_fold{f}.csv`` over every benign and malignant image, near-duplicate clusters kept in one
+    fold (:mod:`lanet_core.data.folds`), plus ``busi_cv{k}_excluded.csv`` (the rows left out, with reasons).
+
+    Excluded: every image byte-identical to an image with the *other* label (BUSI's ``benign (433)`` /
+    ``malignant (145)``): one picture with two contradicting labels can be scored on neither.
+    """
+    from lanet_core.data.folds import check_folds, fold_manifests, grouped_stratified_folds, near_duplicate_clusters
+    from lanet_core.data.validate import NEAR_DUPLICATE_MAX_DISTANCE, image_fingerprint
+
+    df = df.copy()
+    conflict = df.groupby(sha)["label"].transform("nunique") > 1
+    excluded = []
+    for i in df.index[conflict]:
+        twins = df.loc[(sha == sha[i]) & (df.index != i), "image_id"].tolist()
+        excluded.append({"image_id": df.at[i, "image_id"], "label": df.at[i, "label"],
+                         "reason": f"byte-identical to {', '.join(twins)} with the other label"})
+    keep = df[~conflict]
+    phash = np.stack([image_fingerprint(items[i]["image"]).phash for i in keep.index])
+    clusters = near_duplicate_clusters(phash, NEAR_DUPLICATE_MAX_DISTANCE)
+    folds = grouped_stratified_folds(keep, clusters, k, seed)
+    order = {iid: c for iid, c in zip(keep["image_id"], clusters)}
+    problems = check_folds(folds, folds["image_id"].map(order))
+    _raise_all(problems, "BUSI cross-validation folds")
+    written = []
+    for f, m in fold_manifests(keep, folds).items():
+        written.append(write_manifest(m, out_dir / f"busi_cv{k}_fold{f}.csv"))
+    ex = pd.DataFrame(excluded, columns=["image_id", "label", "reason"])
+    atomic_write_bytes(out_dir / f"busi_cv{k}_excluded.csv", sort_natural(ex).to_csv(index=False, lineterminator="\n").encode())
+    written.append(out_dir / f"busi_cv{k}_excluded.csv")
+    log.info("BUSI %d-fold CV: %d images in %d near-duplicate clusters (%d with >1 image), %d excluded",
+             k, len(keep), clusters.max() + 1, int((np.bincount(clusters) > 1).sum()), len(ex))
     return written
 
 

@@ -4,7 +4,7 @@
 its data root is discovered, see :mod:`lanet_core.paths`) or a synthetic-data spec generated on first
 use into the cache and reused afterwards:
 
-* ``phantom:n=240,size=128,seed=0[,location_label=box][,loc_ratio=0.25,loc_seed=0]`` - still phantom
+* ``phantom:n=240,size=128,seed=0[,location_label=box][,loc_ratio=0.25,loc_seed=0][,cv_folds=3,cv_fold=1]`` - still phantom
   images; ``loc_ratio`` keeps location labels on a seeded, class-stratified share of the training images
   (the same nested-subset rule as the committed BUSI label-ratio manifests);
 * ``phantom-video:patients=12,frames=24,size=96,seed=0[,every_nth=2,boxed=2]`` - phantom videos
@@ -76,9 +76,16 @@ def _phantom(params: dict) -> callable:
     kw = dict(params)
     n, size, seed = kw.pop("n", 240), kw.pop("size", 128), kw.pop("seed", 0)
     ratio, ratio_seed = float(kw.pop("loc_ratio", 1.0)), int(kw.pop("loc_seed", 0))
+    cv_folds, cv_fold = int(kw.pop("cv_folds", 0)), int(kw.pop("cv_fold", 1))
 
     def make(out: Path) -> None:
         manifest = generate_phantom_dataset(out, n_images=n, image_size=size, seed=seed, **kw)
+        if cv_folds:  # cross-validation fold ``cv_fold`` of ``cv_folds`` over all phantoms, grouped by patient
+            from lanet_core.data.folds import fold_manifests, grouped_stratified_folds
+
+            df = read_manifest(manifest)
+            folds = grouped_stratified_folds(df, df["patient_id"].to_numpy(), cv_folds, seed, val_folds=4)
+            write_manifest(fold_manifests(df, folds)[cv_fold], manifest)
         if ratio < 1.0:
             df = read_manifest(manifest)
             train = df[df["split"] == "train"]

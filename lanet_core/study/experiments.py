@@ -261,6 +261,33 @@ def sensitivity(p: Profile) -> list[RunSpec]:
     return out
 
 
+CV_METHODS = ("vanilla", "lanet", "lanet_fine", "rmtl", "agn", "unet")
+
+
+def cross_validation(p: Profile) -> list[RunSpec]:
+    """Issue 12: the headline methods on every BUSI fold (near-duplicate clusters kept within a fold), so every
+    image gets out-of-fold predictions for paired tests over all images. Fold-major: a partial run leaves
+    complete folds."""
+    cv, bb, out = p.cross_validation, p.main_backbone, []
+    if not cv:
+        return out
+    for seed in cv.get("seeds", p.seeds[:1]):
+        for fold in range(1, int(cv.get("folds", 5)) + 1):
+            man = p.dataset("busi_cv", fold=fold)
+            for key in cv.get("methods", CV_METHODS):
+                updates: list[dict] = []
+                if key == "lanet_fine":
+                    if not p.lanet_fine:
+                        continue
+                    arch, m, updates = "lanet", method_name("lanet", bb) + FINE, [fine_updates(p)]
+                else:
+                    arch = {"vanilla": "classifier"}.get(key, key)
+                    m = method_name(arch, bb)
+                out.append(_spec(p, "cross_validation", m, seed, _data(man), _model(arch, bb), *updates,
+                                 group={"fold": fold}, name=f"{m}-fold{fold}"))
+    return out
+
+
 EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
     "lesion_target": lesion_target,
     "fully_labelled": fully_labelled,
@@ -271,6 +298,7 @@ EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
     "input_size": input_size,
     "depth": depth,
     "sensitivity": sensitivity,
+    "cross_validation": cross_validation,
 }
 
 # Which experiments each notebook renders (the runner trains them in this order).
@@ -285,6 +313,7 @@ NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "08_depth": ("depth",),
     "09_gradcam": ("fully_labelled",),
     "10_lesion_masks": ("fully_labelled", "lesion_target"),
+    "12_cross_validation": ("cross_validation",),
     "11_summary": (),
 }
 

@@ -20,6 +20,7 @@ from lanet_core.paths import project_root
 PROFILE_KEYS = {
     "name", "description", "output", "seeds", "datasets", "base", "sizes", "backbones", "label_ratios",
     "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides", "lanet_fine",
+    "cross_validation",
 }
 
 
@@ -44,6 +45,7 @@ class Profile:
     notebooks: list[str]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     lanet_fine: dict[str, Any] = field(default_factory=dict)  # LA-Net-fine: finer lesion map (empty: not run)
+    cross_validation: dict[str, Any] = field(default_factory=dict)  # folds, seeds, methods (empty: not run)
     path: Path | None = None
 
     @property
@@ -119,6 +121,7 @@ def load_profile(name: str) -> Profile:
             notebooks=list(raw["notebooks"]),
             overrides=dict(raw.get("overrides", {})),
             lanet_fine=dict(raw.get("lanet_fine", {}) or {}),
+            cross_validation=dict(raw.get("cross_validation", {}) or {}),
             path=path,
         )
     except KeyError as exc:

@@ -1,0 +1,76 @@
+"""Paired tests over images (issue 12): McNemar, DeLong, paired t, verdicts with equivalence margins, tally."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from lanet_core import stats
+
+
+def test_mcnemar_exact_hand_computed() -> None:
+    # 10 images: a right & b wrong on 4 (n10), a wrong & b right on 1 (n01), 5 concordant
+    a = [1, 1, 1, 1, 0, 1, 1, 0, 0, 1]
+    b = [0, 0, 0, 0, 1, 1, 1, 0, 0, 1]
+    r = stats.mcnemar_exact(a, b)
+    # two-sided exact binomial: P(X<=1 or X>=4 | n=5, p=.5) = 2 * (1 + 5) / 32
+    assert r.p == pytest.approx(12 / 32)
+    assert r.diff == pytest.approx(0.3)
+    se = np.sqrt(5 - 9 / 10) / 10
+    assert r.low == pytest.approx(0.3 - 1.959964 * se, abs=1e-5) and r.high == pytest.approx(0.3 + 1.959964 * se, abs=1e-5)
+    assert stats.mcnemar_exact(a, a).p == 1.0
+
+
+def test_delong_single_auc_variance_hand_computed() -> None:
+    # 3 positives (0.9, 0.6, 0.4), 2 negatives (0.5, 0.1): placement values
+    # V10 = [1, 1, 0.5], V01 = [2/3, 1]; AUC = 5/6
+    y = [1, 1, 1, 0, 0]
+    s = [0.9, 0.6, 0.4, 0.5, 0.1]
+    v = stats.delong_variance(y, s)
+    expected = np.var([1, 1, 0.5], ddof=1) / 3 + np.var([2 / 3, 1], ddof=1) / 2
+    assert v == pytest.approx(expected)
+    assert stats._structural_components(np.array(y), np.array(s))[0] == pytest.approx(roc_auc_score(y, s))
+
+
+def test_delong_paired_difference() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    good = y + rng.normal(0, 0.6, 400)
+    bad = y + rng.normal(0, 2.0, 400)
+    r = stats.delong_paired(y, good, bad)
+    assert r.diff == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, bad))
+    assert r.low > 0 and r.p < 0.001
+    same = stats.delong_paired(y, good, good)
+    assert same.diff == 0 and same.p == 1.0
+    # a monotone transform leaves every AUC, hence the difference, unchanged
+    assert stats.delong_paired(y, np.exp(good), bad).diff == pytest.approx(r.diff)
+
+
+def test_paired_t_matches_scipy() -> None:
+    from scipy.stats import ttest_rel
+
+    a = np.array([0.5, 0.6, 0.7, 0.2, 0.9])
+    b = np.array([0.4, 0.6, 0.5, 0.1, 0.7])
+    r = stats.paired_t(a, b)
+    assert r.diff == pytest.approx(0.12) and r.p == pytest.approx(ttest_rel(a, b).pvalue)
+    assert r.low < 0.12 < r.high
+
+
+def test_verdicts_and_equivalence() -> None:
+    D = stats.PairedDiff
+    assert stats.verdict(D("a", 0.05, 0.01, 0.09, 0.01, "t", 100), "better")["verdict"] == "reproduced"
+    assert stats.verdict(D("a", -0.05, -0.09, -0.01, 0.01, "t", 100), "better")["verdict"] == "contradicted"
+    inc = stats.verdict(D("a", 0.01, -0.02, 0.031, 0.5, "t", 100), "better")
+    assert inc["verdict"] == "inconclusive" and inc["rules_out"] == "difference < +0.031"
+    # "no difference" needs a margin: the Fig. 10 case (CI [-8.1, +7.3] points) is not "reproduced"
+    wide = D("a", -0.004, -0.081, 0.073, 0.9, "t", 82)
+    assert stats.verdict(wide, "no difference")["verdict"] == "inconclusive"
+    assert stats.verdict(wide, "no difference", margin=0.05)["verdict"] == "inconclusive"
+    narrow = D("a", 0.0, -0.02, 0.02, 0.9, "t", 600)
+    assert stats.verdict(narrow, "no difference", margin=0.05)["verdict"] == "reproduced"
+    assert stats.verdict(D("a", 0.2, 0.1, 0.3, 0.0, "t", 600), "no difference", margin=0.05)["verdict"] == "contradicted"
+
+
+def test_tally() -> None:
+    assert stats.tally(["reproduced", "inconclusive", "inconclusive"]) == "1 reproduced · 0 contradicted · 2 inconclusive"
