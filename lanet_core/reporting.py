@@ -28,6 +28,7 @@ from lanet_core.stats import (
     TTest,
     mean_ci,
     one_sided_ttest,
+    welch_ttest,
     paired_bootstrap_diff,
     require_columns,
     require_numeric,
@@ -180,7 +181,7 @@ def comparison_table(
     confidence: float = 0.95,
     numeric: bool = True,
 ) -> pd.DataFrame:
-    """One row per method (per group): "mean ± CI" per metric and the paper's one-sided t-test vs ``reference``.
+    """One row per method (per group): "mean ± CI" per metric and the study's two-sided Welch t-test vs ``reference``.
 
     ``runs`` has one row per run (seed) with metric columns as fractions. Groups are ``group_cols`` (must
     include ``method_col``); the reference is matched within the other group columns (e.g. with
@@ -190,7 +191,8 @@ def comparison_table(
     ``m`` (text "95.1 ± 1.7", :data:`METRIC_FORMATS` units), ``m_sig`` (stars, ``"ns"``, ``"identical
     repeats"``, ``"n < 2"``, ``"reference"``, or ``""`` where the metric does not apply) and, if ``numeric``,
     ``m_n, m_mean, m_sd, m_half_width, m_low, m_high`` (fractions) and ``m_t, m_p``. The test is
-    ``ttest_ind(method, reference, alternative="less")``: small p = method scores lower than the reference.
+    the study's one convention (:data:`~lanet_core.stats.SIGNIFICANCE_TEST`): two-sided Welch t-test of the method
+    against the reference; significant labels say the direction (``"** lower"``, ``"* higher"``).
     """
     metrics = list(metrics)
     extra_cols = list(extra_cols)
@@ -223,7 +225,7 @@ def comparison_table(
             elif ci.n == 0 or ref[m].notna().sum() == 0:
                 sig = ""
             else:
-                test = one_sided_ttest(grp[m], ref[m], alternative="less")
+                test = welch_ttest(grp[m], ref[m])
                 sig = test.label
             row[f"{m}_sig"] = sig
             if numeric:
@@ -591,7 +593,12 @@ def _significance_label(p: float | TTest | str | None) -> str:
     if p is None:
         return ""
     if isinstance(p, TTest):
-        p = p.pvalue if p.valid else p.note
+        if p.valid:
+            stars = significance_stars(p.pvalue)
+            if p.alternative == "two-sided" and stars != "ns":  # an arrow shows which way
+                stars += "\u2193" if p.statistic < 0 else "\u2191"
+            return stars
+        p = p.note
     if isinstance(p, str):
         return "n/a" if p == IDENTICAL_REPEATS else ("" if p.startswith("n <") else p)
     return significance_stars(p)
@@ -614,7 +621,7 @@ def bar_ci_plot(
     ``data``: a runs table (one row per run, already filtered to one setting, e.g. one image size) or a long
     summary from :func:`~lanet_core.stats.summarise_runs` (no dots then). Values are shown in display units
     (:data:`METRIC_FORMATS`). ``pvalues`` maps method → p-value, :class:`~lanet_core.stats.TTest` or a label;
-    when omitted and ``reference`` is given (runs table), the paper's one-sided t-test is computed. Labels
+    when omitted and ``reference`` is given (runs table), the study's two-sided Welch t-test is computed (arrow = direction). Labels
     above bars: stars / ``"ns"``, ``"n/a"`` for identical repeats; the reference's tick label is bold.
     ``zoom`` limits the y axis to the data range (bars may then start below the axis). Returns ``ax``.
     """
@@ -630,7 +637,7 @@ def bar_ci_plot(
         if reference not in methods:
             raise DataError(f"bar_ci_plot: reference {reference!r} not in the data; methods: {methods}")
         ref_vals = data.loc[data[method_col] == reference, metric]
-        pvalues = {m: one_sided_ttest(data.loc[data[method_col] == m, metric], ref_vals)
+        pvalues = {m: welch_ttest(data.loc[data[method_col] == m, metric], ref_vals)
                    for m in order if m != reference}
     pvalues = dict(pvalues or {})
 

@@ -80,8 +80,14 @@ class TTest:
 
     @property
     def label(self) -> str:
-        """Stars for a valid test (see :func:`significance_stars`), else the note."""
-        return significance_stars(self.pvalue) if self.valid else self.note
+        """Stars for a valid test (see :func:`significance_stars`), else the note. A significant two-sided test
+        says which way: ``"** lower"`` / ``"** higher"`` (comparison vs proposed)."""
+        if not self.valid:
+            return self.note
+        stars = significance_stars(self.pvalue)
+        if self.alternative == "two-sided" and stars != "ns" and math.isfinite(self.statistic):
+            stars += " lower" if self.statistic < 0 else " higher"
+        return stars
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,30 @@ def one_sided_ttest(
         warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
         res = sps.ttest_ind(a, b, equal_var=True, alternative=alternative)
     return TTest(float(res.statistic), float(res.pvalue), float(res.df), na, nb, alternative, "")
+
+
+#: The one significance convention of the study's tables, figures and claims (issue 12): two-sided Welch t-test
+#: over seeds of each method against the reference; it rejects at 0.05 exactly when the claims' 95 % Welch CI of
+#: the difference excludes 0. The paper's one-sided pooled test stays available as :func:`one_sided_ttest`.
+SIGNIFICANCE_TEST = "two-sided Welch t-test over seeds against the reference (the test behind the claims' 95 % CIs)"
+
+
+def welch_ttest(comparison: Iterable[float], proposed: Iterable[float]) -> TTest:
+    """Two-sided Welch t-test of ``comparison`` vs ``proposed`` (NaNs dropped; notes as :func:`one_sided_ttest`)."""
+    a = _as_float_array(comparison, "welch_ttest comparison")
+    b = _as_float_array(proposed, "welch_ttest proposed")
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    na, nb = int(a.size), int(b.size)
+    nan = float("nan")
+    if na < 2 or nb < 2:
+        return TTest(nan, nan, nan, na, nb, "two-sided", TOO_FEW)
+    scale = max(1.0, float(np.abs(np.concatenate([a, b])).max()))
+    if math.sqrt(a.var(ddof=1) / na + b.var(ddof=1) / nb) <= ZERO_VARIANCE_RTOL * scale:
+        return TTest(nan, nan, nan, na, nb, "two-sided", IDENTICAL_REPEATS)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
+        res = sps.ttest_ind(a, b, equal_var=False, alternative="two-sided")
+    return TTest(float(res.statistic), float(res.pvalue), float(res.df), na, nb, "two-sided", "")
 
 
 def significance_stars(p: float) -> str:

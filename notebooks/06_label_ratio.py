@@ -34,7 +34,8 @@ reference = reference_method(runs)
 runs.groupby(["method", "ratio"])[["accuracy", "auc", "iou"]].mean().round(3) if len(runs) else runs
 
 # %% [markdown]
-# Mean ± 95 % CI per method and label ratio; stars: one-sided t-test against LA-Net at the same ratio.
+# Mean ± 95 % CI per method and label ratio; stars: two-sided Welch t-test against LA-Net at the same ratio
+# (direction shown: "lower"/"higher"; the paper used a one-sided test).
 
 # %%
 study.comparison(runs, CLS_METRICS + LOC_METRICS, reference, "fig8_9_label_ratio", group_cols=("method", "ratio"))

@@ -24,8 +24,8 @@
 #   a CAM that is zero everywhere has no energy (NaN, left out of the mean and counted in the table);
 # * **pointing game**: 1 if the CAM's maximum falls inside the lesion (a zero CAM counts as a miss).
 #
-# Both are averaged over the test images per run; mean ± 95 % CI over seeds (t distribution), one-sided
-# t-test of the vanilla classifier against LA-Net. The paired bootstrap resamples the test images (per-image
+# Both are averaged over the test images per run; mean ± 95 % CI over seeds (t distribution), two-sided
+# Welch t-test of the vanilla classifier against LA-Net (direction shown). The paired bootstrap resamples the test images (per-image
 # scores averaged over seeds first) for the LA-Net minus vanilla difference, so test-set sampling noise is
 # shown too. For reference: the lesion covers only part of each image, so a CAM spread uniformly would score
 # the lesion's area share in energy.
@@ -57,7 +57,7 @@ print(f"{lanet} vs {vanilla}: {scores['image_id'].nunique() if len(scores) else 
 if have_both:
     loc = study.table(figures.gradcam_localisation_table(scores, lanet, order), "gradcam_localisation",
                       caption="Grad-CAM of the predicted class: share of CAM energy inside the true lesion and "
-                              "pointing-game hit rate, mean ± 95 % CI over seeds; stars: one-sided t-test vs LA-Net; "
+                              "pointing-game hit rate, mean ± 95 % CI over seeds; stars: two-sided Welch t-test vs LA-Net; "
                               "zero_energy_cams: CAMs with no energy (left out of the energy mean)")
     zero = ", ".join(f"{m}: {n}" for m, n in zip(loc["method"], loc["zero_energy_cams"]))
     print(f"zero-energy CAMs (NaN energy, over all seeds): {zero}")

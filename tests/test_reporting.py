@@ -33,7 +33,7 @@ from lanet_core.reporting import (  # noqa: E402
     save_fig,
     write_table,
 )
-from lanet_core.stats import one_sided_ttest, summarise_runs  # noqa: E402
+from lanet_core.stats import one_sided_ttest, summarise_runs, welch_ttest  # noqa: E402
 
 REF = "R50+LA-Net"
 
@@ -83,14 +83,16 @@ def test_comparison_table_content(runs: pd.DataFrame) -> None:
     row = table.set_index("method")
     assert row.loc["R18", "accuracy"] == "88.6 ± 1.7"  # paper Table 5 BUSI R18-256
     assert row.loc["R18", "n"] == 3 and row.loc["R18", "backbone"] == "R18"
-    expected = one_sided_ttest(np.array([73, 72, 73]) / 82, [79 / 82] * 3)
+    expected = welch_ttest(np.array([73, 72, 73]) / 82, [79 / 82] * 3)
     assert row.loc["R18", "accuracy_p"] == pytest.approx(expected.pvalue)
-    assert row.loc["R18", "accuracy_p"] < 0.001 and row.loc["R18", "accuracy_sig"] == "***"
+    assert row.loc["R18", "accuracy_p"] < 0.01 and row.loc["R18", "accuracy_sig"] == "** lower"
     assert row.loc["R50", "accuracy"] == "93.9 ± 0.0"
     assert row.loc["R50", "accuracy_sig"] == "identical repeats" and np.isnan(row.loc["R50", "accuracy_p"])
     assert row.loc[REF, "accuracy_sig"] == "reference"
     assert row.loc["U-Net", "accuracy"] == "" and row.loc["U-Net", "accuracy_sig"] == ""
-    assert row.loc["U-Net", "iou"] == "0.468 ± 0.032" and row.loc["U-Net", "iou_sig"] == "ns"
+    # one convention (two-sided Welch): a method *above* the reference is flagged too, with its direction; the
+    # paper's one-sided test could only ever say "ns" here
+    assert row.loc["U-Net", "iou"] == "0.468 ± 0.032" and row.loc["U-Net", "iou_sig"] == "* higher"
     assert row.loc[REF, "iou"] == "0.438 ± 0.016"
     assert row.loc["R18", "accuracy_mean"] == pytest.approx(218 / 246)
     text_only = comparison_table(small, ["accuracy"], REF, numeric=False)
@@ -103,7 +105,7 @@ def test_comparison_table_matches_reference_within_strata(runs: pd.DataFrame) ->
     r18_512 = table[(table.method == "R18") & (table.image_size == 512)].iloc[0]
     ref_512 = runs[(runs.method == REF) & (runs.image_size == 512)]["accuracy"]
     r18_vals = runs[(runs.method == "R18") & (runs.image_size == 512)]["accuracy"]
-    assert r18_512["accuracy_p"] == pytest.approx(one_sided_ttest(r18_vals, ref_512).pvalue)
+    assert r18_512["accuracy_p"] == pytest.approx(welch_ttest(r18_vals, ref_512).pvalue)
     assert r18_512["accuracy"] == "87.4 ± 1.7"
 
 
@@ -262,7 +264,7 @@ def test_bar_ci_plot_bars_points_and_stars(runs: pd.DataFrame) -> None:
     heights = [p.get_height() for p in ax.patches]
     assert heights == pytest.approx([100 * 218 / 246, 100 * 77 / 82, 100 * 79 / 82])
     texts = [t.get_text() for t in ax.texts]
-    assert texts == ["***", "n/a"]  # R18 significantly lower; R50 vs reference: identical repeats
+    assert texts == ["**\u2193", "n/a"]  # R18 significantly lower (two-sided Welch); R50 vs reference: identical repeats
     assert ax.get_ylabel() == "Accuracy (%)"
     assert len(ax.collections[-1].get_offsets()) == 3  # one dot per seed (last method)
     assert [t.get_fontweight() for t in ax.get_xticklabels()][-1] == "bold"

@@ -372,7 +372,7 @@ def gradcam_runs(per_image: pd.DataFrame) -> pd.DataFrame:
 def gradcam_localisation_table(per_image: pd.DataFrame, reference: str, order: Sequence[str] | None = None,
                                ) -> pd.DataFrame:
     """Per method: mean ± 95 % CI over seeds of the run-mean CAM energy in the lesion and pointing hit rate
-    (one-sided t-test against ``reference``, :func:`lanet_core.reporting.comparison_table`), plus the number of
+    (two-sided Welch t-test against ``reference``, :func:`lanet_core.reporting.comparison_table`), plus the number of
     scored images per run and the total number of zero-energy CAMs (excluded from the energy mean)."""
     runs = gradcam_runs(per_image)
     if runs.empty:

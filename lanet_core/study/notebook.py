@@ -67,7 +67,7 @@ class Study:
     def comparison(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, name: str, *,
                    caption: str | None = None, group_cols: Sequence[str] = ("method",),
                    order: Sequence[str] | None = None) -> pd.DataFrame:
-        """Mean ± 95 % CI over seeds per method, one-sided t-tests against ``reference`` (the paper's H0)."""
+        """Mean ± 95 % CI over seeds per method, two-sided Welch t-tests against ``reference`` (:data:`~lanet_core.stats.SIGNIFICANCE_TEST`)."""
         metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
         if runs.empty or not metrics:
             print(f"{name}: no finished runs with {metrics}")
@@ -76,7 +76,8 @@ class Study:
         if reference not in set(runs["method"]):
             reference = runs["method"].iloc[0]
         tab = reporting.comparison_table(runs, metrics, reference, group_cols=group_cols, order=order)
-        return self.table(tab, name, caption)
+        sig = f"stars: two-sided Welch t-test over seeds vs {reference}, direction shown (lower/higher)"
+        return self.table(tab, name, f"{caption}; {sig}" if caption else sig)
 
     def localisation(self, runs: pd.DataFrame, reference: str, name: str, *, group_cols: Sequence[str] = ("method",),
                      order: Sequence[str] | None = None, caption: str | None = None) -> pd.DataFrame:
