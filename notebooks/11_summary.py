@@ -15,8 +15,10 @@
 # # Summary: headline table, the paper's claims checked, and the results README
 #
 # Collects the headline numbers (BUSI, fully labelled) beside the authors', checks each of the paper's claims
-# against our runs (reproduced / contradicted / inconclusive, from the 95 % CI of the difference over seeds)
-# and writes `<output>/README.md` with every table of the study next to the paper's numbers.
+# against our runs (reproduced / contradicted / inconclusive, from the 95 % CI of the difference: two-sided
+# Welch over seeds on the fixed split, paired tests over images on the cross-validated runs; an inconclusive
+# verdict states the largest effect the data still allow) and writes `<output>/README.md` with every table of
+# the study next to the paper's numbers.
 
 # %% tags=["parameters"]
 profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
@@ -24,15 +26,17 @@ train: bool = True  # False: render from finished run records only
 
 # %%
 from lanet_core.study.notebook import setup
-from lanet_core.study.summary import (compute_hours, evaluate_claims, hardware_check, hardware_check_summary,
-                                     headline_table, runs_by_device, write_readme)
+from lanet_core.study.summary import (claims_tally, compute_hours, evaluate_claims, hardware_check,
+                                     hardware_check_summary, headline_table, runs_by_device, write_readme)
 
 study = setup(profile, train)
 headline = study.table(headline_table(study), "headline_busi", "BUSI, fully labelled: ours vs the paper")
 headline
 
 # %%
-claims = study.table(evaluate_claims(study), "claims", "The paper's claims checked against our runs")
+claims = evaluate_claims(study)
+study.table(claims, "claims", f"The paper's claims checked against our runs. Tally: {claims_tally(claims)}")
+print("Tally:", claims_tally(claims))
 claims[["where", "paper", "verdict"]]
 
 # %% [markdown]

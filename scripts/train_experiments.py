@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=None)
     ap.add_argument("--match", default=None, help="only runs whose method contains this text")
     ap.add_argument("--exclude", default=None, help="skip runs whose method contains this text")
+    ap.add_argument("--priority", default="", help="comma-separated method names trained first (e.g. R18,R18+LA-Net)")
     args = ap.parse_args()
     prof = load_profile(args.profile)
     specs = [s for e in args.experiments for s in EXPERIMENTS[e](prof)]
@@ -29,7 +30,8 @@ def main() -> None:
         specs = [s for s in specs if args.match in s.method]
     if args.exclude:
         specs = [s for s in specs if args.exclude not in s.method]
-    specs.sort(key=lambda s: s.seed)  # stable: experiment order within a seed
+    first = [m for m in args.priority.split(",") if m]
+    specs.sort(key=lambda s: (s.method not in first, s.seed))  # stable: experiment order within a seed
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
     t_all = time.time()
     for i, spec in enumerate(specs, 1):
