@@ -76,6 +76,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lanet_core.inference import export_onnx
+
+    path = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None, opset=args.opset)
+    print(f"wrote {path} and {path.with_name('model.json')}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from lanet_core.inference import predict_images
+
+    df = predict_images(args.model, args.inputs, Path(args.out), overlays=not args.no_overlays)
+    print(f"{len(df)} image(s): {Path(args.out) / 'predictions.csv'}"
+          + ("" if args.no_overlays else f", overlays in {Path(args.out) / 'overlays'}"))
+    return 0
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
     from lanet_core.config import load_config
     from lanet_core.models.describe import describe_model
@@ -194,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--split", default="test")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("export", help="export a finished run's selected model to ONNX (model.onnx + model.json)",
+                       epilog="example: lanet export results/runs/fully_labelled-r18-la-net-fine-s0-<hash> --out exported/")
+    s.add_argument("run_dir", help="a finished run directory with checkpoints/best.pt")
+    s.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
+    s.add_argument("--out", default=None, help="output folder (default: <run_dir>/export)")
+    s.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("predict", help="predict images (a file, a folder or a manifest) with a run or an exported model",
+                       epilog="example: lanet predict results/runs/<run> my_images/ --out predictions/")
+    s.add_argument("model", help="a run directory, an exported model.onnx, or the folder holding it")
+    s.add_argument("inputs", help="an image file, a folder of images, or a manifest CSV")
+    s.add_argument("--out", required=True, help="output folder: predictions.csv and overlays/")
+    s.add_argument("--no-overlays", action="store_true", help="write the CSV only")
+    s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser("describe", help="print the model a config builds, with parameter counts")
     s.add_argument("config")
