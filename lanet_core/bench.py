@@ -207,3 +207,81 @@ def run_benchmark(
 
 if __name__ == "__main__":  # subprocess entry: python -m lanet_core.bench '<config json>' STEPS
     print(json.dumps(bench_one(json.loads(sys.argv[1]), int(sys.argv[2]))))
+
+
+def inference_latency(config: str = "configs/busi_lanet_r18.yaml", overrides: Sequence[str] = (),
+                      sizes: Sequence[int] = (128, 256), threads: int = 2, runs: int = 50,
+                      quantize: bool = True, out_csv: Path | None = None) -> pd.DataFrame:
+    """Batch-1 latency on this CPU: PyTorch eager (fp32; bf16 autocast where native) vs ONNX Runtime (fp32, and
+    int8 with static QDQ quantisation calibrated on random inputs: latency only, accuracy is checked separately)
+    for the config's (untrained) model at each size. Prints and returns one row per (size, engine)."""
+    from lanet_core.inference import export_model, latency
+    from lanet_core.models.factory import build_model
+
+    cap = cpu_capability()
+    rows = []
+    for size in sizes:
+        cfg = load_config(config, [*overrides, f"data.image_size={size}"])
+        model = build_model(cfg).eval().float()
+        rows.append({**latency(model, size, runs=runs, threads=threads), "precision": "fp32"})
+        if native_bf16(torch.device("cpu")):
+            from lanet_core.evaluation import autocast_for
+
+            class _BF16(torch.nn.Module):
+                def __init__(self, m):
+                    super().__init__()
+                    self.m = m.to(memory_format=torch.channels_last)
+
+                def forward(self, x):
+                    with autocast_for(torch.device("cpu"), True):
+                        return self.m(x.contiguous(memory_format=torch.channels_last))
+
+            rows.append({**latency(_BF16(model), size, runs=runs, threads=threads), "precision": "bf16-autocast"})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_model(model, size, Path(tmp) / "model.onnx")
+            rows.append({**latency(path, size, runs=runs, threads=threads, engine="onnxruntime"), "precision": "fp32"})
+            if quantize:
+                q = quantize_onnx(path, Path(tmp) / "model_int8.onnx", size)
+                rows.append({**latency(q, size, runs=runs, threads=threads, engine="onnxruntime"), "precision": "int8 (QDQ)"})
+    df = pd.DataFrame(rows)
+    df.insert(0, "model", f"{cfg['model']['arch']}/{cfg['model']['backbone']}/stride{cfg['model']['fusion_stride']}")
+    df["cpu"], df["cpu_isa"], df["cpu_native_bf16"] = _cpu_name(), cap["isa"], bool(cap["avx512_bf16"] or cap["amx"])
+    df["torch"], df["onnxruntime"] = torch.__version__, _ort_version()
+    print(df.round(2).to_string(index=False))
+    if out_csv is not None:
+        out_csv = Path(out_csv)
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        df.round(3).to_csv(out_csv, index=False, lineterminator="\n")
+    return df
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def quantize_onnx(src: Path, dst: Path, size: int, calibration: "np.ndarray | None" = None) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) of an exported model with onnxruntime's quantiser.
+
+    ``calibration``: ``(N, 3, S, S)`` float32 inputs (the training images, preprocessed); random inputs when
+    omitted (enough for latency, not for accuracy)."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    data = calibration if calibration is not None else np.random.default_rng(0).normal(size=(16, 3, size, size)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data[i:i + 1] for i in range(len(data)))
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"image": x}
+
+    pre = Path(dst).with_name(Path(dst).stem + "_pre.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return Path(dst)

@@ -103,7 +103,12 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from lanet_core.bench import run_benchmark
+    from lanet_core.bench import inference_latency, run_benchmark
+
+    if args.inference:
+        inference_latency(config=args.config, overrides=args.set, sizes=args.sizes, threads=args.threads,
+                          out_csv=Path(args.out) if args.out else None)
+        return 0
 
     run_benchmark(
         config=args.config,
@@ -242,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=None)
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--out", default=None, help="append results to this CSV")
+    s.add_argument("--inference", action="store_true",
+                   help="batch-1 latency instead: PyTorch eager vs ONNX Runtime (fp32, int8) at each size")
+    s.add_argument("--threads", type=int, default=2, help="--inference: CPU threads (default: 2)")
     s.add_argument("--precision", choices=["both", "fp32", "bf16", "auto"], default="both",
                    help="both (default): fp32 and bf16 autocast side by side; auto: what train.amp=auto picks here")
     s.set_defaults(func=_cmd_bench)
