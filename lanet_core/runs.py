@@ -16,6 +16,7 @@ returns the cached result at once; an interrupted run resumes from ``checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import time
@@ -42,7 +44,7 @@ from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
 from lanet_core.data.manifest import file_sha256
 from lanet_core.data.packs import configured_packs
 from lanet_core.data.sources import load_manifest
-from lanet_core.errors import ConfigError
+from lanet_core.errors import ConfigError, LanetError
 from lanet_core.evaluation import lesion_map_archive, summary_metrics
 from lanet_core.paths import project_root, results_dir
 from lanet_core import precision
@@ -196,6 +198,48 @@ def prepare_run(cfg: Mapping[str, Any], runs_root: Path | None = None) -> tuple[
     return cfg, rows, data_root, run_dir_for(cfg, sha, runs_root), sha
 
 
+class RunBusy(LanetError):
+    """Another process holds the run's claim."""
+
+
+CLAIM_FILE = ".claim"
+
+
+@contextlib.contextmanager
+def run_claim(run_dir: Path, *, wait: bool = True):
+    """Exclusive claim of a run directory while it trains: ``fcntl.flock`` on ``<run_dir>/.claim``.
+
+    The operating system drops the lock when its owner exits or is killed, so a crashed owner never leaves a
+    run stuck; the file records who holds it (pid, host, time) for the waiting process's message.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / CLAIM_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            if not wait:
+                raise RunBusy(f"{run_dir.name} is being trained by {holder}") from None
+            print(f"lanet: {run_dir.name} is being trained by {holder}; waiting for it", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        fh.flush()
+        yield
+    finally:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        finally:
+            fh.close()
+
+
 def train_or_load(
     cfg: Mapping[str, Any],
     *,
@@ -204,10 +248,14 @@ def train_or_load(
     stop_after_epochs: int | None = None,
     keep_last_checkpoint: bool = False,
     runs_root: Path | None = None,
+    wait: bool = True,
 ) -> RunResult:
     """Return the finished run of ``cfg``, training it first (or resuming it) if needed.
 
-    ``runs_root``: the folder of run directories (default ``<results>/runs``).
+    ``runs_root``: the folder of run directories (default ``<results>/runs``). The run is claimed first
+    (:func:`run_claim`): a second process asking for the same run waits for it (``wait=False``: raises
+    :class:`RunBusy`) and then returns the finished record. ``force`` retrains, keeping the finished record until
+    the new one replaces it.
     """
     from lanet_core.training.trainer import Trainer
 
@@ -216,12 +264,30 @@ def train_or_load(
         done = load_result(run_dir)
         if done is not None:
             return done
-    elif (run_dir / "metrics.json").exists():
-        (run_dir / "metrics.json").unlink()
-        for stale in ("last.pt", "best.pt"):
-            (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    fresh = not run_dir.exists()
+    with run_claim(run_dir, wait=wait):
+        if not force:  # another process may have finished it while we waited for the claim
+            done = load_result(run_dir)
+            if done is not None:
+                return done
+        else:  # retrain from scratch; the finished record stays until the new one is complete
+            for stale in ("last.pt", "best.pt"):
+                (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
+        if not (run_dir / "config.yaml").is_file() or force:
+            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        try:
+            return _train_and_record(cfg, rows, data_root, run_dir, sha, deadline=deadline,
+                                     stop_after_epochs=stop_after_epochs, keep_last_checkpoint=keep_last_checkpoint)
+        except Exception:
+            # a run that failed before its first checkpoint leaves no folder that looks like a run
+            if fresh and not (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / "metrics.json").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _train_and_record(cfg, rows, data_root, run_dir, sha, *, deadline, stop_after_epochs, keep_last_checkpoint) -> RunResult:
+    from lanet_core.training.trainer import Trainer
+
     started = datetime.now(timezone.utc)
     trainer = Trainer(cfg, rows, data_root, run_dir)
     model = trainer.fit(deadline=deadline, stop_after_epochs=stop_after_epochs)

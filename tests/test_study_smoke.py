@@ -103,3 +103,31 @@ def test_shards_are_disjoint_and_cover_the_unfinished_runs(tmp_path):
             runner.parse_shard(bad)
     with pytest.raises(ConfigError, match="--train-only"):
         runner.run_study("smoke", shard="0/2")
+
+
+def test_failing_notebook_with_tmpdir_on_another_filesystem(tmp_path, monkeypatch, capsys):
+    """$TMPDIR on tmpfs (another filesystem than the output): the executed notebook is still kept, and the
+    notebook's own error (not a cross-device rename error) is what the user sees."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to put $TMPDIR on")
+    tmpdir = shm / f"lanet-test-{tmp_path.name}"
+    tmpdir.mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read $TMPDIR
+    src = tmp_path / "nbs"
+    src.mkdir()
+    (src / "98_fail.py").write_text(
+        '# %% tags=["parameters"]\nprofile: str = "smoke"\ntrain: bool = True\n\n# %%\nraise ValueError("boom98")\n'
+    )
+    prof_yaml = tmp_path / "p.yaml"
+    spec = yaml.safe_load(Path(load_profile("smoke").path).read_text())
+    spec.update(name="failing", output=str(tmp_path / "out"), notebooks=["98_fail"])
+    prof_yaml.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(runner, "notebooks_source_dir", lambda: src)
+    assert runner.run_study(str(prof_yaml), train_only=False) == 1
+    err = capsys.readouterr().err
+    assert "ValueError: boom98" in err and "cross-device" not in err
+    assert (tmp_path / "out" / "notebooks" / "98_fail.ipynb").is_file()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import sys
 import tempfile
 import threading
@@ -27,6 +29,8 @@ from lanet_core.paths import project_root
 from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
 from lanet_core.study.profiles import Profile, load_profile
 from lanet_core.study.records import ensure_run, run_dir_of
+
+log = logging.getLogger(__name__)
 
 KERNEL = "lanet"
 
@@ -135,19 +139,30 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
     notebook = jupytext.read(src)
     notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python (lanet)", "language": "python"})
     notebook.metadata.setdefault("language_info", {"name": "python"})
-    with tempfile.TemporaryDirectory() as tmp:
+    # temporary files beside the output (not in $TMPDIR, which may be another filesystem: rename would fail
+    # with "Invalid cross-device link"), unique per writer; a notebook error is never masked by the cleanup
+    with tempfile.TemporaryDirectory(prefix=f".{nb}.", dir=out.parent) as tmp:
         tmp_in = Path(tmp) / f"{nb}.ipynb"
         jupytext.write(notebook, tmp_in)
         tmp_out = Path(tmp) / f"{nb}.out.ipynb"
+        error: BaseException | None = None
         try:
             pm.execute_notebook(
                 str(tmp_in), str(tmp_out), parameters={"profile": profile.name, "train": train},
                 kernel_name=kernel_name(), progress_bar=False, cwd=str(notebooks_source_dir()),
             )
-        finally:
+        except BaseException as exc:  # keep the executed copy (it shows the failing cell), then re-raise
+            error = exc
+        try:
             if tmp_out.exists():
                 _strip_volatile(tmp_out)
-                tmp_out.replace(out)
+                os.replace(tmp_out, out)
+        except OSError as exc:
+            if error is None:
+                raise
+            log.warning("%s: could not keep the executed notebook (%s)", nb, exc)
+        if error is not None:
+            raise error
     return out
 
 

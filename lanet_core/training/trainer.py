@@ -206,7 +206,7 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def _save(self, name: str, payload: dict) -> None:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt_dir / f".{name}.tmp"
+        tmp = self.ckpt_dir / f".{name}.{os.getpid()}.{time.time_ns()}.tmp"  # unique per writer
         torch.save(payload, tmp)
         os.replace(tmp, self.ckpt_dir / name)
 
