@@ -199,18 +199,75 @@ def _numbers(cfg: dict) -> None:
                 cfg[section][key] = float(value)
 
 
+# Keys whose value is "auto" or a boolean.
+AUTO_OR_BOOL = ("model.freeze_bn", "train.amp", "train.channels_last")
+
+
+def _type_name(value: Any) -> str:
+    return "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
+RANGES = {
+    "train.batch_size": ">= 1", "train.stage1_epochs": ">= 0", "train.stage2_epochs": ">= 1", "train.lr": "> 0",
+    "model.cam_reduction": ">= 1", "data.num_workers": ">= 0", "train.seed": ">= 0", "loss.lam": "0 <= lam <= 1",
+    "loss.alpha": ">= 0", "loss.tau": "0 <= tau <= 1", "eval.threshold": "0 < threshold < 1",
+}
+
+
+def check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any] = DEFAULTS, path: str = "") -> None:
+    """Every key holds a value of its default's type: booleans only ``true``/``false`` (not "false", 1 or
+    "maybe"), integers only integers, numbers only numbers, text only text, lists only lists. Raises
+    :class:`ConfigError` naming the key, the value and what is allowed."""
+    for key, default in defaults.items():
+        where = f"{path}{key}"
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if isinstance(default, Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where} = {value!r}: expected a section (mapping of keys)")
+            check_types(value, default, f"{where}.")
+            continue
+        if where in AUTO_OR_BOOL:
+            if not (value == "auto" and isinstance(value, str)) and not isinstance(value, bool):
+                raise ConfigError(f"{where} = {value!r}: expected auto, true or false")
+            continue
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false (a YAML boolean, unquoted)"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "text"
+        elif isinstance(default, list):
+            ok, want = isinstance(value, list), "a list"
+        else:
+            ok, want = True, ""
+        if not ok:
+            allowed = CHOICES.get(where)
+            extra = f" (one of {list(allowed)})" if allowed else ""
+            raise ConfigError(f"{where} = {value!r} is {_type_name(value)}; expected {want}{extra}")
+
+
 def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Check choices and ranges; raises :class:`ConfigError` naming the key."""
+    """Check types, choices and ranges; raises :class:`ConfigError` naming the key, the value and what is allowed."""
+    check_types(cfg)
     for dotted, allowed in CHOICES.items():
         value = _get(cfg, dotted)
-        if value not in allowed:
+        if value not in allowed:  # types are already checked, so 1 cannot pass for true here
             raise ConfigError(f"{dotted} = {value!r} is not one of {list(allowed)}")
+    size = _get(cfg, "data.image_size")
+    if size < 32 or size % 32:
+        raise ConfigError(f"data.image_size = {size!r}: must be a multiple of 32 (the feature extractor's stride), >= 32")
     checks = {
-        "data.image_size": lambda v: isinstance(v, int) and v >= 32 and v % 32 == 0,
         "train.batch_size": lambda v: isinstance(v, int) and v >= 1,
         "train.stage1_epochs": lambda v: isinstance(v, int) and v >= 0,
         "train.stage2_epochs": lambda v: isinstance(v, int) and v >= 1,
         "train.lr": lambda v: isinstance(v, (int, float)) and v > 0,
+        "model.cam_reduction": lambda v: v >= 1,
+        "data.num_workers": lambda v: v >= 0,
+        "train.seed": lambda v: v >= 0,
         "loss.lam": lambda v: 0 <= v <= 1,
         "loss.alpha": lambda v: v >= 0,
         "loss.tau": lambda v: 0 <= v <= 1,
@@ -219,7 +276,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     for dotted, ok in checks.items():
         value = _get(cfg, dotted)
         if not ok(value):
-            raise ConfigError(f"{dotted} = {value!r} is out of range")
+            raise ConfigError(f"{dotted} = {value!r} is out of range ({RANGES[dotted]})")
 
 
 def resolve_config(user: Mapping[str, Any] | None = None, overrides: Iterable[str] | None = None) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def test_a_few_adam_steps_reduce_the_loss(arch):
     [
         ("resnet", {}, "unknown baseline arch"),
         ("classifier", {"map_size": 8}, "unknown option"),
-        ("classifier", {"backbone": "no_such_net"}, "unknown timm backbone"),
+        ("classifier", {"backbone": "no_such_net"}, "model.backbone = .no_such_net.: unknown timm model"),
         ("classifier", {"backbone": TINY_VIT}, "use arch 'vit'"),
         ("vit", {"backbone": "resnet18"}, "vision transformer"),
         ("unet", {"size": 80}, "multiple of 32"),

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from lanet_core.config import DEFAULTS, identity, load_config, parse_override, resolve_config, with_overrides
@@ -66,3 +68,32 @@ def test_identity_and_hash():
     c = with_overrides(a, **{"train.seed": 1})
     assert config_hash(a, "x") != config_hash(c, "x")
     assert set(DEFAULTS) == set(a)
+
+
+@pytest.mark.parametrize("override,message", [
+    ('model.use_cam="false"', "model.use_cam = 'false' is str; expected true or false"),
+    ("model.use_cam=Flase", "model.use_cam = 'Flase'"),
+    ("model.use_cam=maybe", "expected true or false"),
+    ("train.seed=1.5", "train.seed = 1.5 is float; expected an integer"),
+    ("model.cam_reduction=abc", "model.cam_reduction = 'abc' is str; expected an integer"),
+    ("data.image_size=100", "must be a multiple of 32"),
+    ("train.amp=1", "train.amp = 1: expected auto, true or false"),
+    ("model.fusion_stride=4", "model.fusion_stride = 4 is not one of [8, 16, 32]"),
+    ("train.batch_size=0", "train.batch_size = 0 is out of range (>= 1)"),
+])
+def test_typed_config_names_key_value_and_what_is_allowed(override, message):
+    from lanet_core.config import resolve_config
+    from lanet_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve_config({}, [override])
+
+
+def test_unknown_backbone_names_the_key():
+    from lanet_core.config import resolve_config
+    from lanet_core.errors import ConfigError
+    from lanet_core.models.factory import build_model
+
+    for arch in ("lanet", "unet"):
+        with pytest.raises(ConfigError, match="model.backbone = 'resnet_nope'"):
+            build_model(resolve_config({"model": {"arch": arch, "backbone": "resnet_nope"}, "data": {"image_size": 64}}))

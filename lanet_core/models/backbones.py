@@ -188,7 +188,8 @@ def create_feature_extractor(
         raise ConfigError(f"timm model {name!r} has fewer than {n_stages} feature stages") from exc
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
-            raise ConfigError(f"unknown timm model {name!r}") from exc
+            raise ConfigError(f"model.backbone = {name!r}: unknown timm model (list them with timm.list_models(); "
+                              f"e.g. resnet18, resnet50, efficientnet_b0, mobilenetv2_100)") from exc
         raise
     return model
 

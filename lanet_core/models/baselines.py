@@ -99,7 +99,8 @@ def build_baseline(
         raise ConfigError(f"num_classes must be positive, got {num_classes}")
     backbone = backbone or DEFAULT_BACKBONES[arch]
     if not timm.is_model(backbone):
-        raise ConfigError(f"unknown timm backbone {backbone!r} for baseline {arch!r}")
+        raise ConfigError(f"model.backbone = {backbone!r}: unknown timm model for model.arch = {arch!r} "
+                          "(list them with timm.list_models())")
     kwargs = {"image_size": image_size, **options}
     if arch not in ("unet", "deeplabv3"):
         kwargs["num_classes"] = num_classes
