@@ -71,7 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lanet_core.runs import evaluate_run_dir
 
-    result = evaluate_run_dir(Path(args.run_dir), split=args.split)
+    result = evaluate_run_dir(Path(args.run_dir), split=args.split, force=args.force)
     print(result.summary())
     return 0
 
@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="re-evaluate a run directory from its checkpoint")
     s.add_argument("run_dir")
-    s.add_argument("--split", default="test")
+    s.add_argument("--split", default="test", help="split to score (default: test; other splits are not written)")
+    s.add_argument("--force", action="store_true",
+                   help="re-score even if the manifest changed since training (overwrites the test record)")
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("export", help="export a finished run's selected model to ONNX (model.onnx + model.json)",

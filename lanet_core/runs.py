@@ -185,8 +185,11 @@ def load_result(run_dir: Path) -> RunResult | None:
     mpath = Path(run_dir) / "metrics.json"
     if not mpath.is_file():
         return None
-    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    return RunResult(Path(run_dir), config, json.loads(mpath.read_text()), cached=True)
+    try:
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{Path(run_dir) / 'config.yaml'}: unreadable run record ({exc}); restore it from git") from None
+    return RunResult(Path(run_dir), config, read_record(mpath), cached=True)
 
 
 def prepare_run(cfg: Mapping[str, Any], runs_root: Path | None = None) -> tuple[dict, pd.DataFrame, Path, Path, str]:
@@ -264,6 +267,7 @@ def train_or_load(
         done = load_result(run_dir)
         if done is not None:
             return done
+    _check_manifest(cfg)  # the same checks as `lanet validate`, on every split, before anything is created
     fresh = not run_dir.exists()
     with run_claim(run_dir, wait=wait):
         if not force:  # another process may have finished it while we waited for the claim
@@ -278,11 +282,20 @@ def train_or_load(
         try:
             return _train_and_record(cfg, rows, data_root, run_dir, sha, deadline=deadline,
                                      stop_after_epochs=stop_after_epochs, keep_last_checkpoint=keep_last_checkpoint)
-        except Exception:
+        except BaseException:
             # a run that failed before its first checkpoint leaves no folder that looks like a run
             if fresh and not (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / "metrics.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+
+
+def _check_manifest(cfg: Mapping[str, Any]) -> None:
+    from lanet_core.data.validate import ensure_manifest_valid
+
+    d = cfg["data"]
+    _, mpath, data_root = load_manifest(d["manifest"], d["root"])
+    # with image packs the source files may be absent by design: the table checks still run
+    ensure_manifest_valid(mpath, data_root, check_files=not configured_packs())
 
 
 def _train_and_record(cfg, rows, data_root, run_dir, sha, *, deadline, stop_after_epochs, keep_last_checkpoint) -> RunResult:
@@ -354,6 +367,7 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": {k: round(v, 2) for k, v in trainer.wall.items()},
+        "calls": trainer.calls,  # every (resumed) training call: start, end, device, host, threads
         "epochs_trained": len(history),
     }
     atomic_write_text(run_dir / "provenance.json", _json(prov))
@@ -372,7 +386,16 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
     return RunResult(run_dir, dict(cfg), json.loads(_json(metrics)), cached=False)
 
 
-def evaluate_run_dir(run_dir: Path, split: str = "test") -> RunResult:
+def read_record(path: Path) -> dict:
+    """A JSON run record; a damaged one is named with what to do (never a bare JSONDecodeError)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable run record ({exc}); restore it from git "
+                          f"(git checkout -- {path}) or retrain the run") from None
+
+
+def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) -> RunResult:
     """Re-evaluate a run from ``checkpoints/best.pt`` on ``split`` (the test split rewrites the records)."""
     from lanet_core.training.trainer import Trainer
 
@@ -380,8 +403,20 @@ def evaluate_run_dir(run_dir: Path, split: str = "test") -> RunResult:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = yaml.safe_load(cfg_path.read_text())
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{cfg_path}: not valid YAML ({exc}); restore it from git") from None
     cfg, rows, data_root, _, sha = prepare_run(cfg)
+    prov = read_record(run_dir / "provenance.json") if (run_dir / "provenance.json").is_file() else {}
+    recorded_sha, recorded_hash = prov.get("manifest_sha256"), prov.get("config_hash")
+    if not force:
+        if recorded_sha and recorded_sha != sha:
+            raise ConfigError(f"{run_dir.name}: the manifest {cfg['data']['manifest']} changed since this run was trained "
+                              f"(sha256 {sha[:12]} now, {recorded_sha[:12]} recorded); evaluating would overwrite the "
+                              "training record with numbers from other data. Retrain, or pass --force")
+        if recorded_hash and not run_dir.name.endswith(recorded_hash):
+            raise ConfigError(f"{run_dir.name}: config hash {recorded_hash} recorded does not match the folder; pass --force")
     trainer = Trainer(cfg, rows, data_root, run_dir)
     model = trainer.load_best()
     tuned = trainer.tune_lesion_threshold(model)

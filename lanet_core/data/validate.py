@@ -129,7 +129,7 @@ def _check_columns(df: pd.DataFrame, report: _Report) -> None:
     if missing:
         report.error(f"missing required column(s) {missing}; the schema is {list(REQUIRED_COLUMNS)}")
     if len(df) == 0:
-        report.warning("the manifest has no rows")
+        report.error("the manifest has no rows (only a header): nothing to train or evaluate")
 
 
 def _check_row_values(df: pd.DataFrame, report: _Report) -> None:
@@ -353,3 +353,35 @@ def validate_manifest(
             _check_content_duplicates(df, infos, report)
     # table-wide problems first, then by row (stable: a row's problems keep the order of the checks)
     return Problems(sorted(report.items, key=lambda p: (p.row is not None, p.row or 0)), len(df))
+
+
+def ensure_manifest_valid(manifest: str | Path, data_root: str | Path, *, check_files: bool = True,
+                          max_listed: int = 20) -> Problems:
+    """The check ``lanet train`` (and the study) run before the first epoch: :func:`validate_manifest` on every
+    row of every split; errors stop with one :class:`DataError` listing them (row, file, what is wrong),
+    warnings are logged. A clean result is remembered (keyed by the manifest's and the files' checksums and
+    the data root) so the files are decoded once, not once per run."""
+    import hashlib
+    import json
+    import logging
+
+    from lanet_core.data.manifest import atomic_write_text, file_sha256
+    from lanet_core.paths import cache_dir
+
+    log = logging.getLogger(__name__)
+    manifest = Path(manifest)
+    key = hashlib.sha256(f"{file_sha256(manifest)}|{Path(data_root).resolve()}|{check_files}|v1".encode()).hexdigest()[:32]
+    stamp = cache_dir() / "validated" / f"{key}.json"
+    if stamp.is_file():
+        return Problems([], json.loads(stamp.read_text()).get("rows", 0))
+    problems = validate_manifest(manifest, data_root=data_root, check_files=check_files)
+    errors = problems.errors
+    for w in problems.warnings:
+        log.warning("%s", w)
+    if errors:
+        listed = "\n".join(f"  {p}" for p in errors[:max_listed])
+        more = f"\n  ... and {len(errors) - max_listed} more (lanet validate {manifest})" if len(errors) > max_listed else ""
+        raise DataError(f"{manifest}: {len(errors)} error(s); nothing was trained:\n{listed}{more}")
+    atomic_write_text(stamp, json.dumps({"manifest": str(manifest), "rows": problems.n_rows,
+                                         "warnings": len(problems.warnings)}))
+    return problems

@@ -22,7 +22,9 @@ import copy
 import logging
 import os
 import random
+import socket
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -97,6 +99,10 @@ def epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, 7919, stage_index, epoch]).generate_state(1)[0])
 
 
+def _utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def _progress(iterable, enabled: bool, desc: str):
     if not enabled or os.environ.get("TQDM_DISABLE"):
         return iterable
@@ -136,6 +142,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.wall: dict[str, float] = {}
         self.selected: dict[str, Any] = {}
+        self.calls: list[dict[str, Any]] = []
         self.alternatives: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- data
@@ -292,6 +299,9 @@ class Trainer:
         ck = self._load_last()
         model = self.fresh_model()
         start_stage, start_epoch, best, alt = 0, 0, None, {}
+        self.calls = list(ck.get("calls", [])) if ck is not None else []
+        self.calls.append({"start_utc": _utc(), "end_utc": None, "device": str(self.device),
+                           "host": socket.gethostname(), "threads": torch.get_num_threads()})
         if ck is not None:
             model.load_state_dict(ck["model"])
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
@@ -341,6 +351,7 @@ class Trainer:
                 self._save("last.pt", {
                     "format": CHECKPOINT_FORMAT, "stage_index": si, "epoch": epoch, "model": model.state_dict(),
                     "optimizer": opt.state_dict(), "best": best, "alt": alt, "history": self.history, "wall": self.wall,
+                    "calls": [*self.calls[:-1], {**self.calls[-1], "end_utc": _utc()}],
                 })
                 log.info("%s epoch %d/%d: %s", stage.name, epoch + 1, stage.epochs,
                          ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
@@ -357,6 +368,7 @@ class Trainer:
                              for crit, a in alt.items()}
         self._save("best.pt", {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "selected": self.selected})
         self.wall["fit_call"] = time.time() - t_start
+        self.calls[-1]["end_utc"] = _utc()
         return model
 
     def begin_next_stage(self, model: nn.Module, best: dict | None) -> nn.Module:
@@ -404,5 +416,10 @@ class Trainer:
         if not path.is_file():
             raise ConfigError(f"{self.run_dir}: no checkpoint {path} (checkpoints are not kept in git; retrain with --force)")
         model = self.fresh_model()
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        except Exception as exc:
+            raise ConfigError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); retrain the run "
+                              "(lanet train <run>/config.yaml --force)") from None
+        model.load_state_dict(state)
         return model
