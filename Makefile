@@ -40,7 +40,7 @@ figures: install
 
 ## make lab: JupyterLab with the project's registered kernel ("lanet")
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 ## make sync: regenerate the paired .ipynb from the reviewed .py sources, stripped of outputs
 sync: install

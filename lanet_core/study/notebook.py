@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 
 from lanet_core import reporting  # noqa: E402
 from lanet_core.evaluation import summary_metrics  # noqa: E402
+from lanet_core.paths import project_root  # noqa: E402
 from lanet_core.stats import mean_ci  # noqa: E402
 from lanet_core.study.profiles import Profile, load_profile  # noqa: E402
 from lanet_core.study.records import ExperimentResults, run_experiment  # noqa: E402
@@ -56,12 +57,22 @@ class Study:
         return res
 
     def table(self, df: pd.DataFrame, name: str, caption: str | None = None) -> pd.DataFrame:
+        """Write ``name`` (CSV with every column, Markdown and LaTeX with the readable ones) and return ``df``;
+        shown in a notebook, it displays as the readable table (formatted metrics, stars, caption)."""
         reporting.write_table(df, name, self.tables_dir, caption=caption)
+        df.attrs["lanet_table"] = name
+        df.attrs["lanet_caption"] = caption or ""
         return df
 
     def figure(self, fig, stem: str, dpi: int = 200) -> None:
-        reporting.save_fig(fig, stem, self.figures_dir, dpi=dpi)
+        """Save ``stem.png`` and ``stem.pdf`` (deterministic bytes) and, inside a notebook, show the saved PNG, so
+        the executed notebook embeds exactly the published figure."""
+        png, _ = reporting.save_fig(fig, stem, self.figures_dir, dpi=dpi)
         plt.close(fig)
+        if _in_kernel():
+            from IPython.display import Image, display
+
+            display(Image(filename=str(png)))
 
     # ------------------------------------------------------------------ standard tables
     def comparison(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, name: str, *,
@@ -253,14 +264,54 @@ def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
     return out
 
 
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill), False in a plain Python process."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+
+
+def _readable_html(df: pd.DataFrame) -> str:
+    """A study table as a reader sees it: the formatted columns only, its caption above, no index."""
+    if not df.attrs.get("lanet_table"):
+        return df._repr_html_()
+    shown = df[reporting.display_columns(df)]
+    caption = df.attrs.get("lanet_caption") or df.attrs["lanet_table"]
+    more = f" (all {df.shape[1]} columns: tables/{df.attrs['lanet_table']}.csv)" if shown.shape[1] < df.shape[1] else ""
+    return f"<p><b>{caption}</b>{more}</p>" + shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+
+
+def _readable_text(df: pd.DataFrame, p, cycle) -> None:
+    p.text(reporting.markdown_table(df[reporting.display_columns(df)]) if df.attrs.get("lanet_table") else repr(df))
+
+
+def _register_display() -> None:
+    """In a kernel: study tables display in their readable form (the full frame stays in the CSV)."""
+    if not _in_kernel():
+        return
+    from IPython import get_ipython
+
+    formatters = get_ipython().display_formatter.formatters
+    formatters["text/html"].for_type(pd.DataFrame, _readable_html)
+    formatters["text/plain"].for_type(pd.DataFrame, _readable_text)
+
+
 def setup(profile: str = "smoke", train: bool = True) -> Study:
     """The opening cell of every notebook: profile, versions, output folders, deterministic plotting."""
     prof = load_profile(profile)
     os.environ.setdefault("TQDM_DISABLE", "1")
     np.set_printoptions(precision=4, suppress=True)
+    _register_display()
     versions = {p: metadata.version(p) for p in ("torch", "timm", "segmentation-models-pytorch", "grad-cam", "scipy")}
+    try:
+        shown_out = prof.output.relative_to(project_root())  # no machine paths in executed notebooks
+    except ValueError:
+        shown_out = prof.output
     print(f"lanet study, profile {prof.name!r} ({'train missing runs' if train else 'render only'}); "
-          f"seeds {prof.seeds}; output {prof.output}")
+          f"seeds {prof.seeds}; output {shown_out}")
     print(f"python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     prof.tables_dir.mkdir(parents=True, exist_ok=True)
     prof.figures_dir.mkdir(parents=True, exist_ok=True)
