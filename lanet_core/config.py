@@ -39,7 +39,8 @@ DEFAULTS: dict[str, Any] = {
         "arch": "lanet",  # lanet | classifier | vit | unet | deeplabv3 | rmtl | agn
         "backbone": "resnet18",  # any timm CNN with >= 4 feature stages (ViT name for arch=vit)
         "weights": "none",  # none | imagenet | imagenet:<tag> | path to a local weights file
-        "freeze_bn": "auto",  # auto: frozen for BatchNorm-folded converted weights | true | false
+        "freeze_bn": "auto",  # auto: frozen for BatchNorm-folded weights (unless bn_rebuild) | true | false
+        "bn_rebuild": False,  # BN-folded weights: rebuild trainable BatchNorm from training-image statistics
         "use_cam": True,  # channel attention in every CBAM
         "use_sam": True,  # spatial attention in every CBAM
         "use_mam": True,  # mask-attention module f_att = f_n + f_n * f_mask
@@ -64,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
         "stage1_epochs": 100,  # LA-Net pre-training on location-labelled images (0 = skip; 0 for other archs)
         "stage2_epochs": 100,  # joint training (the only stage of single-task baselines)
         "weight_decay": 0.0,
+        "backbone_lr_scale": 1.0,  # lr of the feature extractor = lr x this (e.g. 0.1 for pretrained weights)
         "seed": 0,
         "select_on": "val",  # val (paper) | test (the authors' as-run test-set selection; recorded)
         "select_metric": "accuracy",  # stage-2 criterion of joint models: accuracy (paper) | auc+iou (mean of AUC and IoU)
@@ -105,7 +107,7 @@ NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "
 
 # Keys added after runs were first recorded, with the value that reproduces the older behaviour: left out
 # of the identity while they hold that value, so adding an option does not invalidate finished runs.
-LATE_KEYS: dict[str, Any] = {"train.select_metric": "accuracy"}
+LATE_KEYS: dict[str, Any] = {"train.select_metric": "accuracy", "model.bn_rebuild": False, "train.backbone_lr_scale": 1.0}
 
 # Values hashed as another value. Precision is an execution choice, like the device: ``auto`` (bf16 where
 # the hardware has it natively) and ``true`` both say "bf16 autocast allowed", and every committed run was
@@ -208,7 +210,7 @@ def _type_name(value: Any) -> str:
 
 
 RANGES = {
-    "train.batch_size": ">= 1", "train.stage1_epochs": ">= 0", "train.stage2_epochs": ">= 1", "train.lr": "> 0",
+    "train.backbone_lr_scale": "> 0", "train.batch_size": ">= 1", "train.stage1_epochs": ">= 0", "train.stage2_epochs": ">= 1", "train.lr": "> 0",
     "model.cam_reduction": ">= 1", "data.num_workers": ">= 0", "train.seed": ">= 0", "loss.lam": "0 <= lam <= 1",
     "loss.alpha": ">= 0", "loss.tau": "0 <= tau <= 1", "eval.threshold": "0 < threshold < 1",
 }
@@ -265,6 +267,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         "train.stage1_epochs": lambda v: isinstance(v, int) and v >= 0,
         "train.stage2_epochs": lambda v: isinstance(v, int) and v >= 1,
         "train.lr": lambda v: isinstance(v, (int, float)) and v > 0,
+        "train.backbone_lr_scale": lambda v: v > 0,
         "model.cam_reduction": lambda v: v >= 1,
         "data.num_workers": lambda v: v >= 0,
         "train.seed": lambda v: v >= 0,

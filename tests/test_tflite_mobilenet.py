@@ -424,3 +424,20 @@ def test_real_batchnorm_reestimation_breaks_predictions(real):
         assert torch.equal(frozen.eval()(x), reference)
     assert sum(t == i for t, (i, _) in zip(top1, REFERENCE.values())) == 0
     assert probs.max() < 0.05  # measured about 0.001: every image collapses onto one class
+
+
+@pytest.mark.integration
+def test_real_network_after_batchnorm_rebuild_is_unchanged(real):
+    """Issue 13: rebuilding trainable BatchNorm (statistics of the check images) leaves the pretrained function
+    as it was: same top-1 on the four check images, probabilities equal to float precision."""
+    from lanet_core.models.bn_rebuild import rebuild_batchnorm
+
+    _, out, x, _ = real
+    model = tm.load_converted_mobilenet_v2(out)
+    rebuilt = copy.deepcopy(model)
+    n = rebuild_batchnorm(rebuilt, [x])
+    assert n > 50
+    with torch.no_grad():
+        a, b = model(x).softmax(1), rebuilt.eval()(x).softmax(1)
+    assert _reference_probabilities(b)[0] == [i for i, _ in REFERENCE.values()]
+    assert torch.allclose(a, b, atol=1e-4)

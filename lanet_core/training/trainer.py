@@ -205,10 +205,32 @@ class Trainer:
         return model
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Adam; with ``train.backbone_lr_scale != 1`` the feature extractor is its own group at lr x scale."""
         t = self.cfg["train"]
-        return torch.optim.Adam(
-            [p for p in model.parameters() if p.requires_grad], lr=t["lr"], weight_decay=t["weight_decay"]
-        )
+        scale = float(t.get("backbone_lr_scale", 1.0))
+        fex = getattr(model, "feature_extractor", None)
+        if scale == 1.0 or fex is None:
+            return torch.optim.Adam(
+                [p for p in model.parameters() if p.requires_grad], lr=t["lr"], weight_decay=t["weight_decay"]
+            )
+        fex_ids = {id(p) for p in fex.parameters()}
+        groups = [
+            {"params": [p for p in fex.parameters() if p.requires_grad], "lr": t["lr"] * scale},
+            {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in fex_ids], "lr": t["lr"]},
+        ]
+        return torch.optim.Adam(groups, lr=t["lr"], weight_decay=t["weight_decay"])
+
+    def rebuild_batchnorm(self, model: nn.Module) -> int:
+        """``model.bn_rebuild``: recalibrate the folded feature extractor's BNs on the (un-augmented) training
+        images so that the network computes the pretrained function, then let them train."""
+        from lanet_core.models.bn_rebuild import rebuild_batchnorm
+
+        ds = self.dataset(self.rows_for("train"), train=False)
+        batches = (b["image"].to(self.device) for b in self.loader(ds, False))
+        fex = getattr(model, "feature_extractor", model)
+        n = rebuild_batchnorm(fex, batches, forward=fex)
+        log.info("rebuilt %d BatchNorm layers from %d training images", n, len(ds))
+        return n
 
     # ----------------------------------------------------------------- checkpoints
     def _save(self, name: str, payload: dict) -> None:
@@ -302,6 +324,8 @@ class Trainer:
         self.calls = list(ck.get("calls", [])) if ck is not None else []
         self.calls.append({"start_utc": _utc(), "end_utc": None, "device": str(self.device),
                            "host": socket.gethostname(), "threads": torch.get_num_threads()})
+        if ck is None and getattr(model, "bn_rebuild_pending", False):
+            self.rebuild_batchnorm(model)
         if ck is not None:
             model.load_state_dict(ck["model"])
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
@@ -377,6 +401,8 @@ class Trainer:
             model.load_state_dict(best["state"])
         if self.cfg["train"]["stage2_init"] == "lanet" and hasattr(model, "feature_extractor"):
             fresh = self.fresh_model()
+            if getattr(fresh, "bn_rebuild_pending", False):
+                self.rebuild_batchnorm(fresh)
             model.feature_extractor.load_state_dict(fresh.feature_extractor.state_dict())
         return model
 
