@@ -136,6 +136,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         train_only=args.train_only,
         jobs=args.jobs,
         shard=args.shard,
+        plan=args.plan,
     )
 
 
@@ -266,8 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both (default): fp32 and bf16 autocast side by side; auto: what train.amp=auto picks here")
     s.set_defaults(func=_cmd_bench)
 
-    s = sub.add_parser("study", help="run the study's notebooks with papermill for a profile")
-    s.add_argument("--profile", default="cpu")
+    s = sub.add_parser("study", help="run the study's notebooks with papermill for a profile",
+                       epilog="examples: lanet study --profile cpu --plan; lanet study --profile cpu --budget-minutes 60; "
+                              "lanet study --profile cpu --render-only (= make figures)")
+    s.add_argument("--profile", default="cpu", help="smoke | cpu | paper, or a profile YAML path (default: cpu)")
+    s.add_argument("--plan", action="store_true",
+                   help="list every run (identity, state, measured or assumed images/s, estimated hours); train nothing")
     s.add_argument("--only", action="append", default=None, help="run only this notebook (name or stem)")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
     s.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly after about N minutes")

@@ -131,3 +131,17 @@ def test_failing_notebook_with_tmpdir_on_another_filesystem(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "ValueError: boom98" in err and "cross-device" not in err
     assert (tmp_path / "out" / "notebooks" / "98_fail.ipynb").is_file()
+
+
+def test_plan_lists_every_unique_run_without_training(tmp_path, capsys):
+    import dataclasses
+
+    from lanet_core.study.plan import study_plan
+
+    prof = dataclasses.replace(load_profile("smoke"), output=tmp_path)
+    plan = study_plan(prof, prof.notebooks)
+    assert len(plan) == plan["config_hash"].nunique() > 20
+    assert set(plan["state"]) == {"to train"} and plan["est_hours"].sum() > 0
+    assert not any(tmp_path.glob("runs/*/metrics.json"))  # nothing trained
+    assert runner.run_study("smoke", plan=True) == 0
+    assert "unique runs" in capsys.readouterr().out

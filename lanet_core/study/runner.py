@@ -284,13 +284,18 @@ def _execute_batch(prof: Profile, notebooks: list[str], *, force: bool, render_o
 
 def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
               budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False,
-              jobs: int = 2, shard: str | None = None) -> int:
+              jobs: int = 2, shard: str | None = None, plan: bool = False) -> int:
     """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code."""
     import logging
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     prof = load_profile(profile)
     notebooks = select_notebooks(prof, only)
+    if plan:
+        from lanet_core.study.plan import print_plan, study_plan
+
+        print_plan(study_plan(prof, notebooks))
+        return 0
     shard_kn = parse_shard(shard)
     if shard_kn is not None and not train_only:
         raise ConfigError("--shard trains a share of the runs: use it with --train-only, then render once")
