@@ -485,6 +485,10 @@ METHOD_COLORS: dict[str, str] = {
     "R18+LA-Net (no CAM)": "#fd9a24",
     "R18+LA-Net (no SAM)": "#fa8223",
     "R18+LA-Net (no MAM)": "#f55f20",
+    "R18+LA-Net-fine": "#17a589",  # teal: the stride-8 lesion map (beyond the paper)
+    "R18+LA-Net-fine (no CAM)": "#48c9b0",
+    "R18+LA-Net-fine (no SAM)": "#76d7c4",
+    "R18+LA-Net-fine (no MAM)": "#0e6655",
     "ViT": "#b03a2e",
     "EB0": "#196f3d",
     "U-Net": "#2e4053",
@@ -499,8 +503,9 @@ _ALIASES = {"unet": "U-Net", "deeplabv3+": "DeepLabV3", "deeplab": "DeepLabV3", 
             "mobilenet_v2": "MobileNetV2", "mobilenetv2_100": "MobileNetV2", "efficientnet-b0": "EB0",
             "effnet-b0": "EB0", "resnet18": "R18", "resnet50": "R50"}
 _CANONICAL = {k.lower(): k for k in METHOD_COLORS}
-# trailing qualifiers that keep the base method's colour: " (1)", " (0.25)", "-256", "@512", "-SSL", "-FSL"
-_SUFFIX = re.compile(r"(\s*\((?:[0-9.]+%?|full)\)|[-@ ]\d{3,4}(?:px)?|-[SF]SL)$", re.IGNORECASE)
+# trailing qualifiers that keep the base method's colour: " (1)", " (0.25)", "-256", "@512", "-SSL", "-FSL",
+# and the partly-labelled regimes "-s-SSL" / "-F"
+_SUFFIX = re.compile(r"(\s*\((?:[0-9.]+%?|full)\)|[-@ ]\d{3,4}(?:px)?|-[SF]SL|-s-SSL|-F)$", re.IGNORECASE)
 
 #: Colours for names not in :data:`METHOD_COLORS`, picked by a stable hash of the name.
 FALLBACK_COLORS: tuple[str, ...] = (
