@@ -101,7 +101,7 @@ def baseline_entries(p: Profile, backbone: str) -> list[tuple[str, str]]:
         "vit": ("vit", p.vit_backbone),
         "rmtl": ("rmtl", backbone),
         "unet": ("unet", backbone),
-        "deeplabv3": ("deeplabv3", backbone),
+        "deeplabv3": ("deeplabv3", p.baseline_backbones.get("deeplabv3", backbone)),
         "agn": ("agn", backbone),
     }
     return [table[b] for b in p.baselines]
@@ -153,7 +153,7 @@ def depth(p: Profile) -> list[RunSpec]:
 
 def attention_ablation(p: Profile) -> list[RunSpec]:
     """Tables 7-8: LA-Net without CAM, SAM or MAM (each module really removed)."""
-    bb, out = p.main_backbone, []
+    bb, out = p.backbone_for("attention_ablation"), []
     variants = [("", {}), (" (no CAM)", {"use_cam": False}), (" (no SAM)", {"use_sam": False}), (" (no MAM)", {"use_mam": False})]
     for seed in p.seeds:
         for suffix, flags in variants:
@@ -168,7 +168,7 @@ def attention_ablation(p: Profile) -> list[RunSpec]:
 
 def label_ratio(p: Profile) -> list[RunSpec]:
     """Figs 8-9: LA-Net on all images with x % location labels; U-Net and RMTL on the x % only."""
-    bb, out = p.main_backbone, []
+    bb, out = p.backbone_for("label_ratio"), []
     for seed in p.seeds:
         for r in p.label_ratios:
             man = p.dataset("busi") if r >= 1.0 else p.dataset("busi_ratio", pct=int(round(r * 100)), ratio=r, seed=seed)
@@ -216,7 +216,7 @@ def partial_labels(p: Profile) -> list[RunSpec]:
 
     s-SSL = all training images (boxes on some, class labels on all); F = the boxed subset only (F-MBUD).
     """
-    bb, out = p.main_backbone, []
+    bb, out = p.backbone_for("partial_labels"), []
     for seed in p.seeds:
         man = p.dataset("busbra_partial", seed=seed)
         rows = [
@@ -250,7 +250,7 @@ def sensitivity(p: Profile) -> list[RunSpec]:
     s = p.sensitivity
     if not s:
         return []
-    bb, out = p.main_backbone, []
+    bb, out = p.backbone_for("sensitivity"), []
     grid = [(t, 0.1) for t in s.get("tau", [])] + [(0.8, a) for a in s.get("alpha", [])]
     for seed in s.get("seeds", p.seeds[:1]):
         for tau, alpha in dict.fromkeys(grid):

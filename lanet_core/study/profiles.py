@@ -20,7 +20,7 @@ from lanet_core.paths import project_root
 PROFILE_KEYS = {
     "name", "description", "output", "seeds", "datasets", "base", "sizes", "backbones", "label_ratios",
     "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides", "lanet_fine",
-    "cross_validation",
+    "cross_validation", "experiment_backbones", "baseline_backbones",
 }
 
 
@@ -46,6 +46,8 @@ class Profile:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     lanet_fine: dict[str, Any] = field(default_factory=dict)  # LA-Net-fine: finer lesion map (empty: not run)
     cross_validation: dict[str, Any] = field(default_factory=dict)  # folds, seeds, methods (empty: not run)
+    experiment_backbones: dict[str, str] = field(default_factory=dict)  # experiment -> feature extractor (default: main)
+    baseline_backbones: dict[str, str] = field(default_factory=dict)  # baseline key -> its encoder (e.g. deeplabv3: resnet50)
     path: Path | None = None
 
     @property
@@ -55,6 +57,11 @@ class Profile:
     @property
     def main_backbone(self) -> str:
         return self.backbones[0]
+
+    def backbone_for(self, experiment: str) -> str:
+        """The feature extractor of ``experiment`` (the paper ran its ablations with R50): the profile's
+        ``experiment_backbones`` entry, else the main backbone."""
+        return self.experiment_backbones.get(experiment, self.main_backbone)
 
     def dataset(self, key: str, **fmt: Any) -> str:
         if key not in self.datasets:
@@ -122,6 +129,8 @@ def load_profile(name: str) -> Profile:
             overrides=dict(raw.get("overrides", {})),
             lanet_fine=dict(raw.get("lanet_fine", {}) or {}),
             cross_validation=dict(raw.get("cross_validation", {}) or {}),
+            experiment_backbones=dict(raw.get("experiment_backbones", {}) or {}),
+            baseline_backbones=dict(raw.get("baseline_backbones", {}) or {}),
             path=path,
         )
     except KeyError as exc:

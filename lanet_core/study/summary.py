@@ -121,6 +121,7 @@ def evaluate_claims(study: Study) -> pd.DataFrame:
         claims.append(c)
 
     ab = study.experiment("attention_ablation").runs()
+    fl_lanet, lanet = lanet, method_name("lanet", p.backbone_for("attention_ablation"))
     c = Claim("no_mam_cls", "Removing MAM lowers classification (BUSI accuracy)", "Table 7")
     c.evidence, c.verdict = judge(_vals(ab, "accuracy", method=lanet), _vals(ab, "accuracy", method=f"{lanet} (no MAM)"),
                                   "accuracy", "full", "no MAM")
@@ -132,6 +133,7 @@ def evaluate_claims(study: Study) -> pd.DataFrame:
         claims.append(c)
 
     lr = study.experiment("label_ratio").runs()
+    lanet = method_name("lanet", p.backbone_for("label_ratio"))
     if len(lr):
         lo, hi = lr["ratio"].min(), lr["ratio"].max()
         for metric, where in (("accuracy", "Fig. 8"), ("iou", "Fig. 9")):
@@ -170,6 +172,7 @@ def evaluate_claims(study: Study) -> pd.DataFrame:
         claims.append(c)
 
     pl = study.experiment("partial_labels").runs()
+    lanet = method_name("lanet", p.backbone_for("partial_labels"))
     for metric, expect, text, where in (("accuracy", "greater", "s-SSL raises classification over F (LA-Net, accuracy)", "Tables 3, 9"),
                                         ("iou_box", "less", "s-SSL lowers localisation compared with F (LA-Net, box IoU)", "Tables 4, 10")):
         c = Claim(f"ssl_{metric}", text + " [BUS-BRA stand-in for MBUD]", where)
@@ -179,6 +182,7 @@ def evaluate_claims(study: Study) -> pd.DataFrame:
 
     claims += cross_validated_claims(study)
 
+    lanet = fl_lanet
     gc = study.experiment("fully_labelled").gradcam()
     if len(gc):
         per_run = gc.groupby(["method", "seed"])["cam_energy_in_lesion"].mean().reset_index()
