@@ -22,7 +22,7 @@
 # Mean ± 95 % CI over seeds (t distribution); stars: two-sided Welch t-test of each method against LA-Net,
 # with the direction ("lower"/"higher"; the paper used a one-sided test, which cannot flag a method that is
 # better than LA-Net), "identical repeats" where both groups have zero variance. The same test decides the
-# claims in `11_summary`. 3 seeds on 82 images decide little: `12_cross_validation` has the paired tests.
+# claims in `12_summary`. 3 seeds on 82 images decide little: `11_cross_validation` has the paired tests.
 
 # %% tags=["parameters"]
 profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)

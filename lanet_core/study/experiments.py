@@ -313,8 +313,8 @@ NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "08_depth": ("depth",),
     "09_gradcam": ("fully_labelled",),
     "10_lesion_masks": ("fully_labelled", "lesion_target"),
-    "12_cross_validation": ("cross_validation",),
-    "11_summary": (),
+    "11_cross_validation": ("cross_validation",),
+    "12_summary": (),
 }
 
 

@@ -313,7 +313,7 @@ def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool =
         print(f"lanet study: all {total} runs finished ({(time.time() - t0) / 60:.1f} min in this call)", flush=True)
         if train_only:
             return 0
-    # 01_data_audit first (the leak-free companions read its near-duplicate list), 11_summary last (it reads
+    # 01_data_audit first (the leak-free companions read its near-duplicate list), 12_summary last (it reads
     # every table); the notebooks in between are independent and run `jobs` at a time.
     first = [nb for nb in notebooks if nb == prof.notebooks[0]]
     last = [nb for nb in notebooks if nb == prof.notebooks[-1] and nb not in first]
