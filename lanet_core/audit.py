@@ -439,3 +439,69 @@ def plot_pairs(ds: AuditSet, table: pd.DataFrame, threshold: int, n_below: int =
     fig.suptitle(f"{ds.name}: test image | nearest train/val image; {len(below)} pair(s) at distance <= {threshold} "
                  f"(suspected leaks), then {len(above)} just above", fontsize=9)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------- complete leak audit
+
+RAW_LAYOUTS = {"busi": ("BUSI/Dataset_BUSI_with_GT", ("benign", "malignant"))}
+
+
+def with_dropped_rows(ds: AuditSet) -> tuple[AuditSet, pd.DataFrame]:
+    """The audit set plus every image of the raw dataset that the manifest leaves out (``split = "dropped"``),
+    and a table of those rows with the reason: byte-identical to a manifest image (named, with its split and
+    label), or simply absent. Datasets without a known raw layout (phantoms, BUS-BRA: every image is listed)
+    come back unchanged with an empty table."""
+    cols = ["image_id", "label", "image_path", "reason"]
+    layout = RAW_LAYOUTS.get(ds.name)
+    base = ds.data_root / layout[0] if layout else None
+    if base is None or not base.is_dir():
+        return ds, pd.DataFrame(columns=cols)
+    listed = set(ds.rows["image_path"])
+    extra = []
+    for label in layout[1]:
+        for path in sorted((base / label).glob("*.png")):
+            if "_mask" in path.stem:
+                continue
+            rel = f"{layout[0]}/{label}/{path.name}"
+            if rel not in listed:
+                extra.append({"image_id": path.stem, "label": label, "image_path": rel})
+    if not extra:
+        return ds, pd.DataFrame(columns=cols)
+    by_sha = {file_sha256(ds.data_root / p): (i, s, lab) for i, p, s, lab in
+              zip(ds.rows["image_id"], ds.rows["image_path"], ds.rows["split"], ds.rows["label"])}
+    for rec in extra:
+        twin = by_sha.get(file_sha256(ds.data_root / rec["image_path"]))
+        rec["reason"] = (f"byte-identical to {twin[0]!r} ({twin[1]}, {twin[2]})"
+                         + (": the same picture with the other label" if twin[2] != rec["label"] else "")
+                         if twin else "not in the manifest")
+    dropped = pd.DataFrame(extra, columns=cols)
+    rows = pd.concat([ds.rows, dropped.drop(columns="reason").assign(split="dropped")], ignore_index=True)
+    rows = rows.fillna("")
+    rows.attrs.update(ds.rows.attrs)
+    return AuditSet(ds.name, rows, ds.data_root, ds.source), dropped
+
+
+def near_duplicate_pairs(rows: pd.DataFrame, fingerprints: pd.DataFrame,
+                         threshold: int = NEAR_DUPLICATE_MAX_DISTANCE) -> pd.DataFrame:
+    """*Every* (test, other) pair within ``threshold`` bits, not only each test image's nearest match: the other
+    image may be in train, val or among the rows the manifest drops (``split = "dropped"``). Sorted by
+    distance, test id, other id."""
+    cols = ["test_id", "test_label", "match_id", "match_label", "match_split", "distance", "label_conflict"]
+    fp = fingerprints.drop_duplicates("image_id").set_index("image_id")["phash"]
+    test = rows[rows["split"] == "test"].reset_index(drop=True)
+    ref = rows[rows["split"].isin(["train", "val", "dropped"])].reset_index(drop=True)
+    if test.empty or ref.empty:
+        return pd.DataFrame(columns=cols)
+    dist = hamming_distances(phash_matrix(fp.loc[test["image_id"]].tolist()), phash_matrix(fp.loc[ref["image_id"]].tolist()))
+    ti, ri = np.nonzero(dist <= threshold)
+    out = pd.DataFrame({
+        "test_id": test["image_id"].to_numpy()[ti], "test_label": test["label"].to_numpy()[ti],
+        "match_id": ref["image_id"].to_numpy()[ri], "match_label": ref["label"].to_numpy()[ri],
+        "match_split": ref["split"].to_numpy()[ri], "distance": dist[ti, ri].astype(int),
+    })
+    out["label_conflict"] = out["test_label"] != out["match_label"]
+    from lanet_core.data.splits import natural_key
+
+    order = sorted(range(len(out)), key=lambda i: (out["distance"].iat[i], natural_key(out["test_id"].iat[i]),
+                                                    natural_key(out["match_id"].iat[i])))
+    return out.iloc[order].reset_index(drop=True)[cols]

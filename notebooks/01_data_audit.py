@@ -105,6 +105,27 @@ for row in leaks.itertuples():
           f"distance {row.threshold}; {row.label_conflicts} of them with the opposite label")
 near["busi"].head(30)
 
+# %% [markdown]
+# ### Every pair, and the rows the manifest drops
+# The table above keeps each test image's *nearest* match; a test image can have several twins (e.g.
+# `benign (263)` has two). Below: every (test, other) pair within the threshold, where "other" includes the raw
+# dataset's images that the manifest drops (`split = dropped`, with the reason), so no pair hides.
+
+# %%
+pair_tables = {}
+for key, ds in sets.items():
+    full, dropped = audit.with_dropped_rows(ds)
+    if len(dropped):
+        study.table(dropped, f"{key}_dropped_rows",
+                    caption=f"{key}: images of the raw dataset that the manifest leaves out, with the reason")
+    pair_tables[key] = study.table(
+        audit.near_duplicate_pairs(full.rows, audit.image_fingerprints(full), phash_threshold), f"{key}_near_duplicate_pairs",
+        caption=f"{key}: every test image paired with every train/val/dropped image within {phash_threshold} bits")
+    print(f"{key}: {len(pair_tables[key])} pairs within {phash_threshold} bits "
+          f"({pair_tables[key]['test_id'].nunique() if len(pair_tables[key]) else 0} test images), "
+          f"{len(dropped)} dropped row(s)")
+pair_tables.get("busi", pd.DataFrame()).head(40)
+
 # %%
 study.figure(audit.plot_distance_histograms(near, phash_threshold), "fig_near_duplicate_distances")
 

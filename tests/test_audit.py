@@ -272,3 +272,20 @@ def test_known_busi_pairs():
     assert table.loc["malignant (77)", "match_id"] == "benign (333)"
     assert table.loc["malignant (77)", "label_conflict"] and table.loc["malignant (77)", "distance"] == 4
     assert not table.loc["benign (380)", "suspected_leak"]
+
+
+def test_near_duplicate_pairs_lists_every_twin_including_dropped_rows():
+    import pandas as pd
+
+    from lanet_core.audit import near_duplicate_pairs
+
+    base = 0x0F0F_F0F0_1234_5678
+    hexes = {"t1": base, "a": base, "b": base ^ 0b11, "c": base ^ (2**40 - 1), "d": base ^ 0b1}
+    rows = pd.DataFrame({"image_id": list(hexes), "label": ["benign", "benign", "benign", "benign", "malignant"],
+                         "split": ["test", "train", "val", "train", "dropped"]})
+    fps = pd.DataFrame({"image_id": list(hexes), "phash": [f"{v:016x}" for v in hexes.values()]})
+    pairs = near_duplicate_pairs(rows, fps, threshold=6)
+    assert list(pairs["match_id"]) == ["a", "d", "b"]  # distance 0, 1, 2; c (40 bits) is not a twin
+    assert list(pairs["distance"]) == [0, 1, 2]
+    assert pairs.set_index("match_id").loc["d", "match_split"] == "dropped"
+    assert pairs.set_index("match_id").loc["d", "label_conflict"]
