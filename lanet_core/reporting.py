@@ -79,6 +79,11 @@ AXIS_LABELS: dict[str, str] = {
     "seed": "Seed",
     "label_ratio": "Fraction of training images with masks",
     "label_fraction": "Fraction of training images with masks",
+    "ratio": "Fraction of training images with location labels",
+    "fold": "Cross-validation fold",
+    "threshold": "Lesion-map threshold",
+    "tau": "Pseudo-label class gate tau",
+    "alpha": "Pseudo-label loss weight alpha",
 }
 
 
