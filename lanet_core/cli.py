@@ -79,6 +79,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from lanet_core.inference import export_onnx
 
+    if args.int8_check:
+        from lanet_core.inference import int8_check
+
+        df = int8_check(Path(args.run_dir), Path(args.out) if args.out else None)
+        print(df.round(4).to_string(index=False))
+        return 0
     path = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None, opset=args.opset)
     print(f"wrote {path} and {path.with_name('model.json')}")
     return 0
@@ -236,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
     s.add_argument("--out", default=None, help="output folder (default: <run_dir>/export)")
     s.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    s.add_argument("--int8-check", action="store_true",
+                   help="also write a static int8 model (calibrated on training images) and compare both on the test split")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("predict", help="predict images (a file, a folder or a manifest) with a run or an exported model",

@@ -332,3 +332,58 @@ def latency(source: str | Path | nn.Module, size: int, *, runs: int = 50, warmup
     ms = np.array(times) * 1000
     return {"engine": engine, "image_size": size, "threads": threads, "median_ms": float(np.median(ms)),
             "p90_ms": float(np.percentile(ms, 90)), "images_per_s": float(1000 / np.median(ms))}
+
+
+def int8_check(run_dir: Path, out_dir: Path | None = None, *, calibration_images: int = 64,
+               threads: int = 2) -> pd.DataFrame:
+    """Export a finished run to ONNX (float32) and to static int8 (QDQ, calibrated on ``calibration_images``
+    of its *training* images), score both on its test split, and time both at batch 1.
+
+    Returns one row per model: accuracy, AUC, IoU at the run's lesion threshold (test images with masks),
+    batch-1 median latency (ms) and images/s with ``threads`` threads.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from lanet_core import metrics as M
+    from lanet_core.bench import quantize_onnx
+    from lanet_core.data.sources import load_manifest
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "export"
+    fp32 = export_onnx(run_dir, out_dir)
+    card = json.loads((out_dir / "model.json").read_text())
+    _, cfg, _ = load_run_model(run_dir)
+    rows, _, root = load_manifest(cfg["data"]["manifest"], cfg["data"]["root"])
+    size = int(card["image_size"])
+    calib_rows = rows[rows["split"] == "train"].iloc[:calibration_images]
+    calib = preprocess(calib_rows, root, size, card["resize"], card["normalize"]).images.numpy()
+    int8 = quantize_onnx(fp32, out_dir / "model_int8.onnx", size, calibration=calib)
+
+    from lanet_core.data.dataset import ImageCache, LesionDataset
+
+    test = rows[rows["split"] == "test"].reset_index(drop=True)
+    ds = LesionDataset(test, root, size, train=False, resize=card["resize"], normalize=card["normalize"],
+                       cache=ImageCache(Path(root), size, card["resize"]))
+    samples = [ds[i] for i in range(len(ds))]
+    x = torch.stack([s["image"] for s in samples]).numpy()
+    y = np.array([int(s["label"]) for s in samples])
+    out = []
+    import onnxruntime as ort
+
+    for name, path in (("onnx fp32", fp32), ("onnx int8 (QDQ)", int8)):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outs = [dict(zip(card["outputs"], sess.run(None, {"image": x[i:i + 16]}))) for i in range(0, len(x), 16)]
+        logits = np.concatenate([o["class_logits"] for o in outs])
+        prob = torch.softmax(torch.from_numpy(logits), dim=1).numpy()[:, 1]
+        row = {"model": name, "n_test": len(y), "accuracy": float(((prob >= 0.5) == y).mean()),
+               "auc": float(roc_auc_score(y, prob))}
+        if "lesion_logits" in card["outputs"]:
+            lesion = torch.sigmoid(torch.from_numpy(np.concatenate([o["lesion_logits"] for o in outs])))
+            up = M.upsample_maps(lesion, size, bool(card["align_corners"]))[:, 0].numpy()
+            ious = [M.iou_dice(up[i] > card["lesion_threshold"], samples[i]["mask"][0].numpy() >= 0.5)[0]
+                    for i in range(len(samples)) if bool(samples[i]["has_mask"])]
+            row["iou"] = float(np.mean(ious))
+        row.update({k: v for k, v in latency(path, size, threads=threads, engine="onnxruntime").items()
+                    if k in ("median_ms", "images_per_s")})
+        out.append(row)
+    return pd.DataFrame(out)

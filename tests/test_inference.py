@@ -89,3 +89,16 @@ def test_predict_errors_name_the_file(tmp_path) -> None:
     (run.run_dir / "checkpoints" / "best.pt").write_bytes(b"trunc")
     with pytest.raises(ConfigError, match="best.pt: unreadable checkpoint"):
         predict_images(run.run_dir, bad, tmp_path / "o")
+
+
+def test_int8_check_scores_fp32_and_int8_on_the_test_split(tmp_path) -> None:
+    from lanet_core.inference import int8_check
+
+    run = _train(tmp_path, amp=False, fusion_stride=8, fusion_resize="area")
+    df = int8_check(run.run_dir, tmp_path / "export", calibration_images=8, threads=1)
+    assert list(df["model"]) == ["onnx fp32", "onnx int8 (QDQ)"]
+    fp32 = df.iloc[0]
+    # the float32 export reproduces the run's own test numbers (its tuned threshold, float32 training)
+    assert fp32["accuracy"] == pytest.approx(run.test["accuracy"])
+    assert fp32["auc"] == pytest.approx(run.test["auc"], abs=1e-6)
+    assert np.isfinite(df["iou"]).all() and (df["images_per_s"] > 0).all()
