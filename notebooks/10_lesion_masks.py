@@ -108,6 +108,8 @@ display_target
 
 # %%
 both = pd.concat([runs, tgt], ignore_index=True).drop_duplicates("run") if len(tgt) else runs  # a run can serve both experiments
+if "target" in both:  # LA-Net-fine trained with each target: one row per (method, target)
+    both["method"] = [m if not isinstance(t, str) else f"{m} ({t} target)" for m, t in zip(both["method"], both["target"])]
 sel = figures.selection_table(both)
 study.table(sel, "selection_criterion_comparison",
             caption="Test metrics of the epoch selected by validation accuracy vs by mean(validation AUC, IoU), mean ± 95 % CI over seeds")

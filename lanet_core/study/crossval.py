@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lanet_core import stats
-from lanet_core.reporting import metric_format
+from lanet_core.reporting import format_metric_ci, metric_format
 from lanet_core.study.records import ExperimentResults
 
 PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t"}
@@ -65,7 +65,7 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
                 continue
             fmt = metric_format(m)
             ci = stats.mean_ci(per_fold[m])
-            row[f"{m} (folds)"] = f"{ci.mean * fmt.scale:.{fmt.digits}f} ± {ci.half_width * fmt.scale:.{fmt.digits}f}"
+            row[f"{m} (folds)"] = format_metric_ci(m, ci.mean, ci.half_width)
             row[f"{m} (pooled)"] = round(_pooled(o, m) * fmt.scale, fmt.digits)
         rows.append(row)
     return pd.DataFrame(rows)
