@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "lanet installed into $(VENV)"
 
-## make test: the whole suite on CPU (unit, integration when data is present, smoke study)
+## make test: the whole suite on CPU (unit, integration when data is present, smoke study), one worker per
+## core (pytest-xdist; a test file stays on one worker, so the smoke study's tests share their records)
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 ## make test-fast: unit tests only (no papermill smoke study)
 test-fast: install
-	$(PY) -m pytest -q -m "not smoke"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not smoke"
 
 ## make study: the main job
 study: install

@@ -12,6 +12,11 @@ os.environ["TQDM_DISABLE"] = "1"
 os.environ["LANET_CACHE_DIR"] = str(_SESSION / "cache")
 os.environ["LANET_RESULTS_DIR"] = str(_SESSION / "results")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: `make test` runs one worker per core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
