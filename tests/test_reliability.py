@@ -151,3 +151,20 @@ def test_a_second_process_waits_for_the_claim(tmp_path) -> None:
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-2000:]
     assert "waiting for it" in out and "DONE False" in out
+
+
+def test_validate_checks_every_row_when_the_first_image_is_missing(tmp_path, monkeypatch) -> None:
+    from lanet_core.data.sources import load_manifest
+    from lanet_core.data.validate import validate_manifest
+
+    rows, _, root = load_manifest("phantom:n=24,size=64,seed=11")
+    rows = rows.copy()
+    rows.loc[0, "image_path"] = "images/nope_first.png"
+    rows.loc[5, "image_path"] = "images/nope_sixth.png"
+    man = tmp_path / "m.csv"
+    rows.to_csv(man, index=False)
+    monkeypatch.setenv("LANET_DATA_ROOT", str(root))
+    problems = validate_manifest(man)
+    text = "\n".join(str(p) for p in problems.errors)
+    assert "nope_first.png" in text and "nope_sixth.png" in text  # both rows named, the check went on
+    assert "LANET_DATA_ROOT" not in text  # no data-root hint: the root exists

@@ -441,3 +441,15 @@ def test_real_network_after_batchnorm_rebuild_is_unchanged(real):
         a, b = model(x).softmax(1), rebuilt.eval()(x).softmax(1)
     assert _reference_probabilities(b)[0] == [i for i, _ in REFERENCE.values()]
     assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("size", [2048, 2_000_000])
+def test_truncated_tflite_names_the_file(tmp_path, size):
+    src = _tflite_file()
+    if src is None:
+        pytest.skip(f"{TFLITE_NAME} not found")
+    bad = tmp_path / "truncated.tflite"
+    bad.write_bytes(src.read_bytes()[:size])
+    with pytest.raises(ConfigError, match="truncated.tflite: truncated or damaged TFLite file"):
+        tm.convert_mobilenet_v2_tflite(bad, tmp_path / "out.safetensors")

@@ -315,12 +315,17 @@ def _resolve_root(df: pd.DataFrame, data_root: str | Path | None, report: _Repor
             report.error(f"data root {root} is not a folder")
             return None
         return root
-    first = next((p for p in df["image_path"] if p.strip()), None)
-    try:
-        return find_data_root(required=[first] if first else [])
-    except DataRootNotFound as exc:
-        report.error(f"cannot check the files: {exc}")
-        return None
+    # the root is the first candidate that holds one of the manifest's images (not necessarily the first row's:
+    # a missing first image is that row's error, not a missing data root)
+    paths = list(dict.fromkeys(p for p in df["image_path"] if isinstance(p, str) and p.strip()))
+    first_error: DataRootNotFound | None = None
+    for p in paths[:50] or [None]:
+        try:
+            return find_data_root(required=[p] if p else [])
+        except DataRootNotFound as exc:
+            first_error = first_error or exc
+    report.error(f"cannot check the files: {first_error}")
+    return None
 
 
 def validate_manifest(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +227,16 @@ def read_tflite_layers(src: str | os.PathLike) -> list[TfliteLayer]:
     Weights: int8 x per-output-channel scale; biases: int32 x input scale x weight scale (checked
     against the bias tensor's own scales). Kernels are transposed to PyTorch layout.
     """
-    g = _Graph(Path(src))
+    try:
+        return _read_layers(_Graph(Path(src)))
+    except ConfigError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{src}: truncated or damaged TFLite file ({type(exc).__name__}: {str(exc)[:120]}); download "
+                          "it again (its SHA-256 is in the weights README)") from None
+
+
+def _read_layers(g: "_Graph") -> list[TfliteLayer]:
     layers = []
     for i in range(g.graph.OperatorsLength()):
         op = g.graph.Operators(i)
