@@ -65,6 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides=args.set)
     result = train_or_load(cfg, force=args.force)
     print(result.summary())
+    print(f"run record: {result.run_dir}" + (" (a finished run with this config: reused)" if result.cached else ""))
     return 0
 
 
@@ -304,7 +305,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--src", default="../shared/weights/mobilenet_v2_imagenet/tf2_mobilenet_v2_1.0_224_ptq.tflite")
     s.add_argument("--out", default=None, help="output .safetensors (default: the lanet weights cache)")
     s.set_defaults(func=_cmd_convert_weights)
+    _document(sub)
     return p
+
+
+# Help for arguments declared without one, by destination name; examples per sub-command.
+_ARG_HELP = {
+    "manifest": "manifest CSV (the one schema: docs/data.md)",
+    "dataset": "which dataset",
+    "src": "source folder or file",
+    "out": "output path",
+    "n": "number of phantom images",
+    "size": "image size in px",
+    "seed": "random seed",
+    "run_dir": "a run directory under results/runs/",
+    "config": "run config YAML (path, or a name under configs/)",
+    "set": "override a config key, dotted (repeatable): --set train.lr=3e-4",
+    "sizes": "input sizes in px",
+    "backbone": "timm backbones to bench (default: the config's)",
+    "batch_size": "batch size (default: the config's)",
+    "steps": "timed steps per measurement (after 2 warm-up steps)",
+    "data_root": "folder the manifest paths are relative to (default: discovery)",
+}
+_EXAMPLES = {
+    "validate": "lanet validate data_manifests/busi.csv",
+    "prepare": "lanet prepare busi --src ../shared/data/BUSI/Dataset_BUSI_with_GT",
+    "download": "lanet download busbra --dest data/",
+    "phantoms": "lanet phantoms --out /tmp/phantoms --n 240 --size 128",
+    "train": "lanet train configs/busi_lanet_r18.yaml --set data.image_size=128 --set train.seed=1",
+    "evaluate": "lanet evaluate results/runs/fully_labelled-r18-la-net-s0-22cd6af3e775",
+    "describe": "lanet describe configs/busi_lanet_r18.yaml --set model.fusion_stride=8",
+    "bench": "lanet bench --sizes 128 256 --arch lanet classifier  |  lanet bench --inference --sizes 256",
+    "pack": "lanet pack --manifest data_manifests/busi.csv --size 128 --out busi128.npz",
+    "convert-weights": "lanet convert-weights --src tf2_mobilenet_v2_1.0_224_ptq.tflite",
+}
+
+
+def _document(sub) -> None:
+    """Defaults shown in every sub-command's help, an example in each epilog, help for every argument."""
+    for name, parser in sub.choices.items():
+        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        if not parser.epilog and name in _EXAMPLES:
+            parser.epilog = f"example: {_EXAMPLES[name]}"
+        for action in parser._actions:
+            if action.help is None and action.dest in _ARG_HELP:
+                action.help = _ARG_HELP[action.dest]
 
 
 def main(argv: list[str] | None = None) -> int:

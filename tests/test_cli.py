@@ -33,3 +33,17 @@ def test_validate_exit_codes(phantom_dir, tmp_path, capsys):
     bad.write_text((phantom_dir / "manifest.csv").read_text().replace(",benign,", ",maybe,", 1))
     assert main(["validate", str(bad), "--data-root", str(phantom_dir)]) == 1
     assert "maybe" in capsys.readouterr().out
+
+
+def test_every_subcommand_and_option_explains_itself():
+    import argparse
+
+    from lanet_core.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        assert p.epilog and "lanet" in p.epilog, f"{name}: no example"
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help, f"lanet {name} {action.option_strings or action.dest}: no help"
