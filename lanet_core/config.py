@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
         "select_metric": "accuracy",  # stage-2 criterion of joint models: accuracy (paper) | auc+iou (mean of AUC and IoU)
         "stage2_init": "fex+lanet",  # fex+lanet (Algorithm 1) | lanet (authors: only LA-Net weights carried over)
         "device": "auto",  # auto | cpu | cuda
+        "deterministic": True,  # deterministic kernels (cuBLAS workspace, cuDNN) on CUDA; ops without one are recorded
         "amp": "auto",  # bf16 autocast: auto = where native (CUDA bf16; CPU AVX512-BF16/AMX), else fp32 | true | false
         "channels_last": "auto",  # auto: on for CUDA and wherever bf16 autocast runs | true | false
         "progress": True,  # tqdm bars (not part of the run identity)
@@ -103,7 +104,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Keys that do not change results; they are left out of the run's identity (hash).
-NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "train.progress", "train.device")
+NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "train.progress", "train.device",
+                                      "train.deterministic")
 
 # Keys added after runs were first recorded, with the value that reproduces the older behaviour: left out
 # of the identity while they hold that value, so adding an option does not invalidate finished runs.

@@ -168,3 +168,23 @@ def test_validate_checks_every_row_when_the_first_image_is_missing(tmp_path, mon
     text = "\n".join(str(p) for p in problems.errors)
     assert "nope_first.png" in text and "nope_sixth.png" in text  # both rows named, the check went on
     assert "LANET_DATA_ROOT" not in text  # no data-root hint: the root exists
+
+
+def test_nondeterministic_ops_are_recorded_by_name(tmp_path, monkeypatch) -> None:
+    """An op without a deterministic kernel (on CUDA: e.g. adaptive pooling's backward) warns; the run records it."""
+    import warnings
+
+    from lanet_core.training import trainer as trainer_mod
+
+    orig = trainer_mod.Trainer._train_epoch
+
+    def noisy(self, *a, **k):
+        warnings.warn("adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, but you set "
+                      "'torch.use_deterministic_algorithms(True, warn_only=True)'", UserWarning)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_train_epoch", noisy)
+    r = train_or_load(resolve_config(CFG), runs_root=tmp_path)
+    prov = json.loads((r.run_dir / "provenance.json").read_text())
+    assert prov["deterministic"]["algorithms"] is True
+    assert prov["deterministic"]["nondeterministic_ops"] == ["adaptive_avg_pool2d_backward_cuda"]

@@ -130,11 +130,16 @@ class Trainer:
         self.device = resolve_device(self.cfg["train"]["device"])
         self.amp = resolve_amp(self.cfg["train"]["amp"], self.device)
         self.channels_last = resolve_channels_last(self.cfg["train"]["channels_last"], self.device, self.amp)
-        if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        else:
+        self.deterministic = bool(self.cfg["train"].get("deterministic", True))
+        self.nondeterministic_ops: list[str] = []
+        if self.device.type == "cuda" and self.deterministic:
+            # cuBLAS needs a fixed workspace for reproducible GEMMs (read when its handle is created)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        # warn_only: an op without a deterministic kernel warns (and is recorded in provenance, by name)
+        # instead of stopping the run
+        torch.use_deterministic_algorithms(self.deterministic, warn_only=True)
         d = self.cfg["data"]
         self.cache = ImageCache(self.data_root, d["image_size"], d["resize"])
         self.stages = plan_stages(self.cfg)
@@ -282,6 +287,23 @@ class Trainer:
         return out
 
     def train_epoch(self, model, opt, stage: Stage, stage_index: int, epoch: int, ds: LesionDataset) -> dict[str, float]:
+        """One epoch; ops that warn about a missing deterministic implementation are recorded by name."""
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            row = self._train_epoch(model, opt, stage, stage_index, epoch, ds)
+        for w in caught:
+            text = str(w.message)
+            if "deterministic" in text:
+                op = text.split(" does not have a deterministic")[0].strip()
+                if op not in self.nondeterministic_ops:
+                    self.nondeterministic_ops.append(op)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return row
+
+    def _train_epoch(self, model, opt, stage: Stage, stage_index: int, epoch: int, ds: LesionDataset) -> dict[str, float]:
         seed = epoch_seed(self.cfg["train"]["seed"], stage_index, epoch)
         seed_everything(seed)
         ds.set_epoch(epoch + 1000 * stage_index)
