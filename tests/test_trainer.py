@@ -59,17 +59,18 @@ def test_train_records_cache_and_determinism(phantom_dir):
     pd.testing.assert_frame_equal(fresh.per_image, per, check_dtype=False)
 
 
-def test_resume_matches_uninterrupted(phantom_dir):
+def test_resume_matches_uninterrupted(phantom_dir, tmp_path):
     cfg = tiny_cfg(phantom_dir, train__seed=5, model__use_sam=False)
     full = train_or_load(cfg)
     ref_per = full.per_image.copy()
     ref_hist = pd.read_csv(full.run_dir / "history.csv")
     resumed_cfg = tiny_cfg(phantom_dir, train__seed=5, model__use_sam=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_or_load(resumed_cfg, force=True, stop_after_epochs=3)  # interrupted inside stage 2
-    assert (full.run_dir / "checkpoints" / "last.pt").is_file()
-    assert not (full.run_dir / "metrics.json").exists()
-    done = train_or_load(resumed_cfg)
+    with pytest.raises(KeyboardInterrupt):  # the same config from scratch in another folder, interrupted in stage 2
+        train_or_load(resumed_cfg, stop_after_epochs=3, runs_root=tmp_path)
+    run_dir = prepare_run(resumed_cfg, tmp_path)[3]
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert not (run_dir / "metrics.json").exists()
+    done = train_or_load(resumed_cfg, runs_root=tmp_path)
     assert done.test == full.test
     pd.testing.assert_frame_equal(done.per_image, ref_per, check_dtype=False)
     hist = pd.read_csv(done.run_dir / "history.csv")
