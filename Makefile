@@ -8,7 +8,7 @@ LANET := $(VENV)/bin/lanet
 STAMP := $(VENV)/.lanet-installed
 PROFILE ?= cpu
 
-.PHONY: install test test-fast study smoke figures lab sync lint clean-cache
+.PHONY: install test test-fast study smoke figures lab sync lint clean-cache browser
 
 install: $(STAMP)
 
@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml
 
 ## make test: the whole suite on CPU (unit, integration when data is present, smoke study), one worker per
 ## core (pytest-xdist; a test file stays on one worker, so the smoke study's tests share their records)
-test: install
+test: install browser
 	$(PY) -m pytest -q -n auto --dist loadfile
+
+## make browser: Debian's Chromium for the JupyterLab browser test, where it can be installed (root + apt-get);
+## elsewhere that test skips and says why. Playwright drives it through executable_path (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 && \
+	  echo "installed chromium"; } || echo "chromium not installed here: the browser test will skip"
 
 ## make test-fast: unit tests only (no papermill smoke study)
 test-fast: install
