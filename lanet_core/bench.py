@@ -261,7 +261,7 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-def quantize_onnx(src: Path, dst: Path, size: int, calibration: "np.ndarray | None" = None) -> Path:
+def quantize_onnx(src: Path, dst: Path, size: int, calibration: Any = None) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights) of an exported model with onnxruntime's quantiser.
 
     ``calibration``: ``(N, 3, S, S)`` float32 inputs (the training images, preprocessed); random inputs when

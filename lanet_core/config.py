@@ -370,11 +370,6 @@ def dump_config(cfg: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=None, width=100)
 
 
-def get(cfg: Mapping[str, Any], dotted: str) -> Any:
-    """``get(cfg, "train.lr")``."""
-    return _get(cfg, dotted)
-
-
 def with_overrides(cfg: Mapping[str, Any], **dotted: Any) -> dict[str, Any]:
     """A copy of a resolved config with dotted keys replaced, re-validated: ``with_overrides(cfg, **{"train.seed": 1})``."""
     out = copy.deepcopy(dict(cfg))

@@ -10,7 +10,7 @@ IoU threshold sweep; a summary of the lesion map (max, area fraction, predicted 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -37,7 +37,6 @@ class Predictions:
     box: torch.Tensor  # (N, 1, S, S) ground-truth box map
     has_box: np.ndarray
     loss: float = float("nan")  # mean loss over batches (the stage's loss), if a loss function was given
-    extras: dict = field(default_factory=dict)
 
 
 def autocast_for(device: torch.device, enabled: bool):

@@ -24,7 +24,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 
 from lanet_core.data.manifest import LABELS, atomic_write_bytes, atomic_write_text

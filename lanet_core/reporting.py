@@ -27,7 +27,6 @@ from lanet_core.stats import (
     IDENTICAL_REPEATS,
     TTest,
     mean_ci,
-    one_sided_ttest,
     welch_ttest,
     paired_bootstrap_diff,
     require_columns,

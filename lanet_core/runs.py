@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -260,8 +260,6 @@ def train_or_load(
     :class:`RunBusy`) and then returns the finished record. ``force`` retrains, keeping the finished record until
     the new one replaces it.
     """
-    from lanet_core.training.trainer import Trainer
-
     cfg, rows, data_root, run_dir, sha = prepare_run(cfg, runs_root)
     if not force:
         done = load_result(run_dir)
@@ -434,26 +432,3 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
     atomic_write_text(run_dir / "per_image.csv", _csv(per))
     atomic_write_text(run_dir / "metrics.json", _json(metrics))
     return RunResult(run_dir, cfg, json.loads(_json(metrics)))
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, list):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out
-
-
-def collect_runs(results: Iterable[RunResult]) -> pd.DataFrame:
-    """One row per run: flattened config (``model.arch`` ...) and test metrics, plus ``run``."""
-    rows = []
-    for r in results:
-        row = {"run": r.run_dir.name, **flatten(r.config)}
-        row.update({k: (np.nan if v is None else v) for k, v in r.test.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from lanet_core.data.images import box_to_mask, image_size, read_image, read_mask_union, resize_array
+from lanet_core.data.images import box_to_mask, read_image, read_mask_union, resize_array
 from lanet_core.data.manifest import atomic_write_bytes, label_index, mask_paths, parse_bbox
 from lanet_core.data.packs import ImagePacks, portable_key
 from lanet_core.errors import DataError
@@ -285,12 +285,3 @@ class LesionDataset(Dataset):
                 sample[name] = arr.float() / 255.0
                 sample[f"has_{name}"] = torch.tensor(present)
         return sample
-
-
-def check_image_sizes(rows: pd.DataFrame, data_root: Path) -> None:
-    """Fail early, naming the row, if an image cannot be opened (cheap header read only)."""
-    for i, row in rows.iterrows():
-        try:
-            image_size(Path(data_root) / row["image_path"])
-        except DataError as exc:
-            raise DataError(f"manifest row {i + 1} (image_id {row['image_id']!r}): {exc}") from None

@@ -26,7 +26,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -169,12 +168,3 @@ def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def subset(df: pd.DataFrame, splits: Iterable[str] | str) -> pd.DataFrame:
-    """Rows of the given split(s), index reset."""
-    if isinstance(splits, str):
-        splits = [splits]
-    out = df[df["split"].isin(list(splits))].reset_index(drop=True)
-    out.attrs.update(df.attrs)
-    return out

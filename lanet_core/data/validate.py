@@ -10,7 +10,6 @@ validator sees exactly what training will see.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 from lanet_core.errors import ConfigError
@@ -218,13 +217,3 @@ def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:  # noqa: ARG
 
 def count_parameters(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
-
-
-@torch.no_grad()
-def feature_shapes(model: nn.Module, image_size: int) -> list[tuple[int, int, int]]:
-    """``(C, H, W)`` of each feature map for a ``(1, 3, S, S)`` input (diagnostics)."""
-    was_training = model.training
-    model.eval()
-    feats = model(torch.zeros(1, 3, image_size, image_size))
-    model.train(was_training)
-    return [tuple(f.shape[1:]) for f in feats]

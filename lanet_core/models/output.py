@@ -39,17 +39,3 @@ class LogitsOnly(nn.Module):
         if out.logits is None:
             raise TypeError(f"{type(self.model).__name__} has no classification head")
         return out.logits
-
-
-class LesionLogitsOnly(nn.Module):
-    """Wrap a lanet model so that ``forward`` returns only the lesion-map logits ``(B, 1, h, w)``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        if out.lesion_logits is None:
-            raise TypeError(f"{type(self.model).__name__} has no lesion head")
-        return out.lesion_logits

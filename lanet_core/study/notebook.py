@@ -245,7 +245,6 @@ def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
     """``{metric: "diff [low, high]", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples."""
     from scipy import stats
 
-    fmt = reporting.metric_format(metric)
     d = float(np.mean(xa) - np.mean(xb))
     out: dict[str, object] = {f"{metric}_diff": d}
     if len(xa) < 2 or len(xb) < 2:
