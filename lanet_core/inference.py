@@ -385,4 +385,7 @@ def int8_check(run_dir: Path, out_dir: Path | None = None, *, calibration_images
         row.update({k: v for k, v in latency(path, size, threads=threads, engine="onnxruntime").items()
                     if k in ("median_ms", "images_per_s")})
         out.append(row)
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    df.insert(0, "run", run_dir.name)
+    atomic_write_text(out_dir / "int8_check.csv", df.round(4).to_csv(index=False, lineterminator="\n"))
+    return df

@@ -96,7 +96,7 @@ def test_int8_check_scores_fp32_and_int8_on_the_test_split(tmp_path) -> None:
 
     run = _train(tmp_path, amp=False, fusion_stride=8, fusion_resize="area")
     df = int8_check(run.run_dir, tmp_path / "export", calibration_images=8, threads=1)
-    assert list(df["model"]) == ["onnx fp32", "onnx int8 (QDQ)"]
+    assert list(df["model"]) == ["onnx fp32", "onnx int8 (QDQ)"] and (tmp_path / "export" / "int8_check.csv").is_file()
     fp32 = df.iloc[0]
     # the float32 export reproduces the run's own test numbers (its tuned threshold, float32 training)
     assert fp32["accuracy"] == pytest.approx(run.test["accuracy"])
