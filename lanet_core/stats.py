@@ -475,19 +475,24 @@ class PairedDiff:
 
 def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool], confidence: float = 0.95) -> PairedDiff:
     """Accuracy difference of two classifiers on the same images: exact McNemar test (two-sided binomial test
-    of the discordant pairs, ``scipy.stats.binomtest``) and the Wald CI of a difference of paired proportions
-    (``d = (b - c) / n``, ``se = sqrt(b + c - (b - c)^2 / n) / n``; Agresti, Categorical Data Analysis, 10.1)."""
+    of the discordant pairs, ``scipy.stats.binomtest``) and the matching conditional exact CI: with ``b`` images
+    only A gets right and ``c`` only B, ``d = (b - c) / n = (b + c) / n * (2 pi - 1)`` for ``pi = b / (b + c)``,
+    and the Clopper-Pearson interval of ``pi`` gives the CI of ``d`` (so CI and test come from the same binomial
+    model; the Wald interval disagreed with the exact p near the boundary)."""
     a = np.asarray(correct_a, dtype=bool)
     b = np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise DataError(f"mcnemar_exact: need two equal-length, non-empty vectors, got {a.shape} and {b.shape}")
     n = len(a)
     n10, n01 = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    p = 1.0 if n10 + n01 == 0 else float(sps.binomtest(n10, n10 + n01, 0.5).pvalue)
     d = (n10 - n01) / n
-    se = math.sqrt(max(n10 + n01 - (n10 - n01) ** 2 / n, 0.0)) / n
-    z = sps.norm.ppf(0.5 + confidence / 2)
-    return PairedDiff("accuracy", d, d - z * se, d + z * se, p, "exact McNemar", n)
+    if n10 + n01 == 0:
+        return PairedDiff("accuracy", 0.0, 0.0, 0.0, 1.0, "exact McNemar", n)
+    res = sps.binomtest(n10, n10 + n01, 0.5)
+    ci = res.proportion_ci(confidence_level=confidence, method="exact")
+    share = (n10 + n01) / n
+    return PairedDiff("accuracy", d, share * (2 * ci.low - 1), share * (2 * ci.high - 1), float(res.pvalue),
+                      "exact McNemar", n)
 
 
 def _structural_components(y: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -17,8 +17,10 @@ def test_mcnemar_exact_hand_computed() -> None:
     # two-sided exact binomial: P(X<=1 or X>=4 | n=5, p=.5) = 2 * (1 + 5) / 32
     assert r.p == pytest.approx(12 / 32)
     assert r.diff == pytest.approx(0.3)
-    se = np.sqrt(5 - 9 / 10) / 10
-    assert r.low == pytest.approx(0.3 - 1.959964 * se, abs=1e-5) and r.high == pytest.approx(0.3 + 1.959964 * se, abs=1e-5)
+    # conditional exact CI: Clopper-Pearson of pi = 4/5 -> [0.28358, 0.99495]; d = (5/10)(2 pi - 1)
+    assert r.low == pytest.approx(0.5 * (2 * 0.283582 - 1), abs=1e-5)
+    assert r.high == pytest.approx(0.5 * (2 * 0.994950 - 1), abs=1e-5)
+    assert (r.low < 0) == (r.p > 0.05)  # CI and exact test agree here
     assert stats.mcnemar_exact(a, a).p == 1.0
 
 
