@@ -64,4 +64,5 @@ selection uses the validation split (the authors selected on the test set); inpu
 {study.profile.main_size} px (paper: 256 px); schedules are short. The paper's numbers are quoted from the
 authors' result CSVs (mean ± 95 % CI over their 3 unseeded repeats).
 """
-print(write_readme(study, headline, claims, conditions, by_device, check))
+readme = write_readme(study, headline, claims, conditions, by_device, check)
+print("wrote", readme.relative_to(study.profile.output.parent) if readme.is_relative_to(study.profile.output.parent) else readme.name)

@@ -254,7 +254,11 @@ def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
         lo = hi = d
         p, note = float("nan"), "identical repeats"
     else:
-        t = stats.ttest_ind(xa, xb, equal_var=False)
+        import warnings
+
+        with warnings.catch_warnings():  # near-identical seeds: scipy warns about precision, the CI is still right
+            warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
+            t = stats.ttest_ind(xa, xb, equal_var=False)
         ci = t.confidence_interval(0.95)
         lo, hi, p, note = float(ci.low), float(ci.high), float(t.pvalue), ""
     out.update({f"{metric}_low": lo, f"{metric}_high": hi, f"{metric}_p": p})
