@@ -76,3 +76,16 @@ def test_cache_and_results_dirs_follow_env(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "cache" and (tmp_path / "cache").is_dir()
     monkeypatch.setenv("LANET_RESULTS_DIR", str(tmp_path / "res"))
     assert results_dir() == tmp_path / "res"
+
+
+def test_absolute_manifest_paths_need_no_data_root(tmp_path, monkeypatch):
+    from lanet_core import paths
+
+    img = tmp_path / "x.png"
+    img.write_bytes(b"png")
+    monkeypatch.setattr(paths, "data_root_candidates", lambda: [tmp_path / "nowhere"])  # e.g. no ../shared
+    assert paths.find_data_root([str(img)]) == Path(img.anchor)
+    import pytest
+
+    with pytest.raises(paths.DataRootNotFound):
+        paths.find_data_root([str(tmp_path / "missing.png")])
