@@ -177,22 +177,32 @@ def one_sided_ttest(
     """
     if alternative not in ("less", "greater", "two-sided"):
         raise DataError(f"alternative must be 'less', 'greater' or 'two-sided', got {alternative!r}")
-    a = _as_float_array(comparison, "one_sided_ttest comparison")
-    b = _as_float_array(proposed, "one_sided_ttest proposed")
+    return _ttest(comparison, proposed, alternative, equal_var=True, what="one_sided_ttest")
+
+
+def _ttest(comparison: Iterable[float], proposed: Iterable[float], alternative: str, *, equal_var: bool,
+           what: str) -> TTest:
+    """The two-sample t-test behind :func:`one_sided_ttest` (pooled) and :func:`welch_ttest` (Welch): NaNs
+    dropped, ``"n < 2"`` / ``"identical repeats"`` notes instead of scipy's meaningless t for zero spread."""
+    a = _as_float_array(comparison, f"{what} comparison")
+    b = _as_float_array(proposed, f"{what} proposed")
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     na, nb = int(a.size), int(b.size)
     nan = float("nan")
     if na < 2 or nb < 2:
         return TTest(nan, nan, nan, na, nb, alternative, TOO_FEW)
-    df = float(na + nb - 2)
-    pooled_var = ((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / df
+    if equal_var:
+        df = float(na + nb - 2)
+        spread = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / df)
+    else:
+        df, spread = nan, math.sqrt(a.var(ddof=1) / na + b.var(ddof=1) / nb)
     scale = max(1.0, float(np.abs(np.concatenate([a, b])).max()))
-    if math.sqrt(pooled_var) <= ZERO_VARIANCE_RTOL * scale:
+    if spread <= ZERO_VARIANCE_RTOL * scale:
         return TTest(nan, nan, df, na, nb, alternative, IDENTICAL_REPEATS)
     with warnings.catch_warnings():
-        # one group with zero spread is fine once the pooled variance is positive; scipy still warns about it
+        # one group with zero spread is fine once the spread is positive; scipy still warns about it
         warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
-        res = sps.ttest_ind(a, b, equal_var=True, alternative=alternative)
+        res = sps.ttest_ind(a, b, equal_var=equal_var, alternative=alternative)
     return TTest(float(res.statistic), float(res.pvalue), float(res.df), na, nb, alternative, "")
 
 
@@ -204,20 +214,7 @@ SIGNIFICANCE_TEST = "two-sided Welch t-test over seeds against the reference (th
 
 def welch_ttest(comparison: Iterable[float], proposed: Iterable[float]) -> TTest:
     """Two-sided Welch t-test of ``comparison`` vs ``proposed`` (NaNs dropped; notes as :func:`one_sided_ttest`)."""
-    a = _as_float_array(comparison, "welch_ttest comparison")
-    b = _as_float_array(proposed, "welch_ttest proposed")
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    na, nb = int(a.size), int(b.size)
-    nan = float("nan")
-    if na < 2 or nb < 2:
-        return TTest(nan, nan, nan, na, nb, "two-sided", TOO_FEW)
-    scale = max(1.0, float(np.abs(np.concatenate([a, b])).max()))
-    if math.sqrt(a.var(ddof=1) / na + b.var(ddof=1) / nb) <= ZERO_VARIANCE_RTOL * scale:
-        return TTest(nan, nan, nan, na, nb, "two-sided", IDENTICAL_REPEATS)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
-        res = sps.ttest_ind(a, b, equal_var=False, alternative="two-sided")
-    return TTest(float(res.statistic), float(res.pvalue), float(res.df), na, nb, "two-sided", "")
+    return _ttest(comparison, proposed, "two-sided", equal_var=False, what="welch_ttest")
 
 
 def significance_stars(p: float) -> str:
