@@ -33,6 +33,7 @@ LOC_METRICS = ["iou", "dice"]
 TUNED_METRICS = ["iou_tuned", "dice_tuned"]  # at the lesion threshold tuned on each run's validation split
 BOX_METRICS = ["iou_box", "dice_box"]
 NEAR_DUPLICATES_TABLE = "busi_near_duplicates"
+PREVIEW_DPI = 72  # inline figures in notebooks (the saved PNG/PDF keep their own dpi)
 
 
 @dataclass
@@ -65,14 +66,19 @@ class Study:
         return df
 
     def figure(self, fig, stem: str, dpi: int = 200) -> None:
-        """Save ``stem.png`` and ``stem.pdf`` (deterministic bytes) and, inside a notebook, show the saved PNG, so
-        the executed notebook embeds exactly the published figure."""
-        png, _ = reporting.save_fig(fig, stem, self.figures_dir, dpi=dpi)
-        plt.close(fig)
+        """Save ``stem.png`` and ``stem.pdf`` (deterministic bytes) and, inside a notebook, show the same figure
+        inline at screen resolution (``PREVIEW_DPI``, also deterministic), so executed notebooks stay small; the
+        full-resolution files are under ``figures/``."""
+        reporting.save_fig(fig, stem, self.figures_dir, dpi=dpi)
         if _in_kernel():
+            import io
+
             from IPython.display import Image, display
 
-            display(Image(filename=str(png)))
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=min(dpi, PREVIEW_DPI), bbox_inches="tight", metadata={"Software": None})
+            display(Image(data=buf.getvalue()))
+        plt.close(fig)
 
     # ------------------------------------------------------------------ standard tables
     def comparison(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, name: str, *,
