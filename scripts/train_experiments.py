@@ -1,5 +1,6 @@
 """Train the runs of named experiments of a profile, interleaved by seed (seed 0 of every run first), so that a
-partial session leaves complete seeds. Resumable: finished runs are reused, interrupted ones resume.
+partial session leaves complete seeds. Resumable: finished runs are reused, interrupted ones resume. Several
+processes can share one queue: a run another process is training is skipped and revisited at the end.
 
     python scripts/train_experiments.py cpu lesion_target [more experiments] [--budget-minutes N]
 """
@@ -10,6 +11,7 @@ import argparse
 import time
 
 from lanet_core.errors import BudgetExhausted
+from lanet_core.runs import RunBusy
 from lanet_core.study.experiments import EXPERIMENTS
 from lanet_core.study.profiles import load_profile
 from lanet_core.study.records import ensure_run
@@ -34,14 +36,20 @@ def main() -> None:
     specs.sort(key=lambda s: (s.method not in first, s.seed))  # stable: experiment order within a seed
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
     t_all = time.time()
-    for i, spec in enumerate(specs, 1):
+    queue, busy = list(specs), []
+    for i, spec in enumerate(queue, 1):
         t0 = time.time()
         try:
-            r = ensure_run(spec, prof, train=True, deadline=deadline)
+            r = ensure_run(spec, prof, train=True, deadline=deadline, wait=any(spec is b for b in busy))
+        except RunBusy as exc:  # another process trains it: go on, come back to it at the end
+            print(f"[{i}] skipped for now: {exc}", flush=True)
+            busy.append(spec)
+            queue.append(spec)
+            continue
         except BudgetExhausted as exc:
             print(f"stopped: {exc}", flush=True)
             return
-        print(f"[{i}/{len(specs)}] {spec.label}: {r.summary()} in {(time.time() - t0) / 60:.1f} min "
+        print(f"[{i}/{len(queue)}] {spec.label}: {r.summary()} in {(time.time() - t0) / 60:.1f} min "
               f"(total {(time.time() - t_all) / 60:.0f} min)", flush=True)
 
 

@@ -12,7 +12,7 @@ from lanet_core.config import identity, resolve_config
 from lanet_core.data.manifest import file_sha256
 from lanet_core.paths import project_root
 from lanet_core.runs import config_hash
-from lanet_core.study.experiments import EXPERIMENTS
+from lanet_core.study.experiments import EXPERIMENTS, PRETRAINED_REBUILT
 from lanet_core.study.profiles import load_profile
 
 RUNS = project_root() / "results" / "runs"
@@ -39,9 +39,9 @@ def test_cpu_profile_specs_find_their_committed_records() -> None:
     committed = {p.name.rsplit("-", 1)[1] for p in RUN_DIRS}
     missing = []
     for exp in ("fully_labelled", "attention_ablation", "label_ratio", "input_size", "depth", "partial_labels",
-                "sensitivity"):
+                "sensitivity", "pretraining"):
         for spec in EXPERIMENTS[exp](prof):
-            if "LA-Net-fine" in spec.method:  # added after the committed study (new runs)
+            if "LA-Net-fine" in spec.method or spec.group.get("init") == PRETRAINED_REBUILT:  # added later (new runs)
                 continue
             sha = file_sha256(project_root() / spec.config["data"]["manifest"])
             if config_hash(spec.config, sha) not in committed:
@@ -55,3 +55,21 @@ def test_precision_auto_and_true_share_an_identity() -> None:
     c = resolve_config({"train": {"amp": False}})
     assert identity(a) == identity(b)
     assert identity(a) != identity(c)
+
+
+def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
+    """Issue 13: the converted weights fine-tuned with rebuilt BN at ImageNet resolution and the paper's lr."""
+    import lanet_core.study.experiments as ex
+
+    monkeypatch.setattr(ex, "local_weights_available", lambda w: True)
+    prof = load_profile("cpu")
+    ft = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] == PRETRAINED_REBUILT]
+    assert {s.method for s in ft} == {"MNV2", "MNV2+LA-Net", "MNV2+LA-Net-fine"}
+    assert len(ft) == 9 and {s.seed for s in ft} == {0, 1, 2}
+    for s in ft:
+        c = s.config
+        assert c["model"]["bn_rebuild"] is True and c["model"]["weights"].startswith("local:")
+        assert c["train"]["lr"] == 1e-3 and c["data"]["image_size"] == 224 == s.group["image_size"]
+        assert c["model"]["fusion_stride"] == (8 if s.method.endswith("-fine") else 32)
+    old = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] != PRETRAINED_REBUILT]
+    assert all(s.config["train"]["lr"] == 1e-4 and not s.config["model"]["bn_rebuild"] for s in old)

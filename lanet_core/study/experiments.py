@@ -207,7 +207,34 @@ def pretraining(p: Profile) -> list[RunSpec]:
             for arch in ("lanet", "classifier"):
                 m = method_name(arch, bb)
                 out.append(_spec(p, "pretraining", m, seed, _data(p.dataset("busi")), _model(arch, bb, weights=w),
-                                 group={"init": init}, name=f"{m}-{init}"))
+                                 group={"init": init, "image_size": p.main_size}, name=f"{m}-{init}"))
+    out += _pretrained_fine_tuning(p, bb, weights)
+    return out
+
+
+PRETRAINED_REBUILT = "ImageNet, BN rebuilt"  # the ``init`` group of the fine-tuning runs (issue 13)
+
+
+def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
+    """Issue 13: the converted ImageNet weights fine-tuned as a normal network (``pretrained.fine_tuning``):
+    BatchNorm rebuilt from the training images and trainable, the profile's lr (the paper's 1e-3) unless the
+    entry names one, at ``image_size`` (ImageNet resolution), for ``methods`` (classifier, lanet, lanet_fine)."""
+    ft = p.pretrained.get("fine_tuning") or {}
+    if not ft or not local_weights_available(weights):
+        return []
+    size = int(ft.get("image_size", p.main_size))
+    train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size") if k in ft}
+    out = []
+    for seed in ft.get("seeds", p.seeds):
+        for kind in ft.get("methods", ["classifier", "lanet"]):
+            arch = "lanet" if kind == "lanet_fine" else kind
+            m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
+            ups = [_data(p.dataset("busi"), image_size=size), _model(arch, bb, weights=weights, bn_rebuild=True),
+                   {"train": train}]
+            if kind == "lanet_fine":
+                ups.append(fine_updates(p))
+            out.append(_spec(p, "pretraining", m, seed, *ups, group={"init": PRETRAINED_REBUILT, "image_size": size},
+                             posthoc=("gradcam",), name=f"{m}-imagenet-bn-{size}"))
     return out
 
 

@@ -31,11 +31,15 @@ def run_dir_of(spec: RunSpec, profile: Profile) -> Path:
     return prepare_run(spec.config, profile.output / "runs")[3]
 
 
-def ensure_run(spec: RunSpec, profile: Profile, *, train: bool = True, deadline: float | None = None) -> RunResult | None:
-    """The finished run of ``spec`` (trained if ``train`` and needed), with its post-hoc analyses; None if missing."""
+def ensure_run(spec: RunSpec, profile: Profile, *, train: bool = True, deadline: float | None = None,
+               wait: bool = True) -> RunResult | None:
+    """The finished run of ``spec`` (trained if ``train`` and needed), with its post-hoc analyses; None if missing.
+
+    ``wait=False``: raise :class:`lanet_core.runs.RunBusy` when another process is training the run.
+    """
     root = profile.output / "runs"
     if train:
-        result = train_or_load(spec.config, runs_root=root, deadline=deadline)
+        result = train_or_load(spec.config, runs_root=root, deadline=deadline, wait=wait)
     else:
         result = load_result(run_dir_of(spec, profile))
         if result is None:
