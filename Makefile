@@ -8,7 +8,7 @@ LANET := $(VENV)/bin/lanet
 STAMP := $(VENV)/.lanet-installed
 PROFILE ?= cpu
 
-.PHONY: install test test-fast study smoke figures lab sync lint clean-cache browser
+.PHONY: install test test-fast study smoke figures lab sync lint clean-cache browser slurm
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 ## make test: the whole suite on CPU (unit, integration when data is present, smoke study), one worker per
 ## core (pytest-xdist; a test file stays on one worker, so the smoke study's tests share their records)
-test: install browser
+test: install browser slurm
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 ## make browser: Debian's Chromium for the JupyterLab browser test, where it can be installed (root + apt-get);
@@ -30,6 +30,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 && \
 	  echo "installed chromium"; } || echo "chromium not installed here: the browser test will skip"
+
+## make slurm: Debian's slurm-wlm and munge for the single-node SLURM test (tests/test_slurm.py), where they can be
+## installed (root + apt-get); the test starts private daemons in a temp folder. Elsewhere it skips and says why.
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null 2>&1 && \
+	  echo "installed slurm-wlm and munge"; } || echo "slurm-wlm not installed here: the SLURM test will skip"
 
 ## make test-fast: unit tests only (no papermill smoke study)
 test-fast: install

@@ -133,6 +133,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_study(args: argparse.Namespace) -> int:
     from lanet_core.study import run_study
+    from lanet_core.study.executor import SlurmOptions
 
     return run_study(
         profile=args.profile,
@@ -144,6 +145,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         shard=args.shard,
         plan=args.plan,
+        executor=args.executor,
+        slurm=SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
+                           time_minutes=args.time, array_parallelism=args.array_parallelism, mem_gb=args.mem_gb),
+        wait=not args.no_wait,
     )
 
 
@@ -278,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("study", help="run the study's notebooks with papermill for a profile",
                        epilog="examples: lanet study --profile cpu --plan; lanet study --profile cpu --budget-minutes 60; "
+                              "lanet study --profile paper --executor slurm --partition gpu --gpus-per-job 1; "
                               "lanet study --profile cpu --render-only (= make figures)")
     s.add_argument("--profile", default="cpu", help="smoke | cpu | paper, or a profile YAML path (default: cpu)")
     s.add_argument("--plan", action="store_true",
@@ -287,10 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly after about N minutes")
     s.add_argument("--render-only", action="store_true", help="never train: render from existing run records")
     s.add_argument("--train-only", action="store_true", help="train the runs, do not execute the notebooks")
-    s.add_argument("--jobs", type=int, default=2, help="notebooks executed at a time (default 2)")
+    s.add_argument("--jobs", type=int, default=2,
+                   help="notebooks executed at a time; with --executor local also the training workers (default 2)")
     s.add_argument("--shard", default=None, metavar="K/N",
                    help="with --train-only: train the K-th of N interleaved shares of the unfinished runs "
                         "(start N processes, K = 0..N-1, to train in parallel)")
+    g = s.add_argument_group("scheduler (submitit)", "train the unfinished runs as jobs, then render once all ended")
+    g.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                   help="inline: in this process; local: --jobs worker processes here (one GPU each where there "
+                        "are several); slurm: one SLURM array task per unfinished run")
+    g.add_argument("--partition", default=None, help="slurm: partition (none: the cluster's default)")
+    g.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per array task")
+    g.add_argument("--cpus-per-job", type=int, default=2, help="slurm: CPUs per array task")
+    g.add_argument("--time", type=int, default=24 * 60, help="slurm: time limit per task in minutes")
+    g.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per task in GB (none: the cluster's default)")
+    g.add_argument("--array-parallelism", type=int, default=32, help="slurm: array tasks running at once")
+    g.add_argument("--no-wait", action="store_true",
+                   help="submit and exit (render later with --render-only) instead of waiting for the jobs")
     s.set_defaults(func=_cmd_study)
 
     s = sub.add_parser("pack", help="write a portable image pack (resized arrays) for a machine without the data")

@@ -501,15 +501,21 @@ METHOD_COLORS: dict[str, str] = {
     "MobileNetV2": _TAB["gray"],
     "MobileNetV2+RMTL": "#c49c94",
     "MobileNetV2+LA-Net": _TAB["olive"],
+    "MobileNetV2+LA-Net-fine": "#6c7a00",
 }
 
 _ALIASES = {"unet": "U-Net", "deeplabv3+": "DeepLabV3", "deeplab": "DeepLabV3", "mnv2": "MobileNetV2",
             "mobilenet_v2": "MobileNetV2", "mobilenetv2_100": "MobileNetV2", "efficientnet-b0": "EB0",
-            "effnet-b0": "EB0", "resnet18": "R18", "resnet50": "R50"}
+            "effnet-b0": "EB0", "resnet18": "R18", "resnet50": "R50", "vit-ti/16": "ViT", "vit-s/16": "ViT",
+            "vit-b/16": "ViT"}
 _CANONICAL = {k.lower(): k for k in METHOD_COLORS}
 # trailing qualifiers that keep the base method's colour: " (1)", " (0.25)", "-256", "@512", "-SSL", "-FSL",
-# and the partly-labelled regimes "-s-SSL" / "-F"
-_SUFFIX = re.compile(r"(\s*\((?:[0-9.]+%?|full)\)|[-@ ]\d{3,4}(?:px)?|-[SF]SL|-s-SSL|-F)$", re.IGNORECASE)
+# the partly-labelled regimes "-s-SSL" / "-F" and the initialisations " (scratch)" / " (ImageNet...)"
+_SUFFIX = re.compile(r"(\s*\((?:[0-9.]+%?|full|scratch|ImageNet[^)]*)\)|[-@ ]\d{3,4}(?:px)?|-[SF]SL|-s-SSL|-F)$",
+                     re.IGNORECASE)
+#: Hatches that tell apart variants sharing a method's colour: supervised-only subsets ("-F") and initialisations.
+_HATCHES = ((re.compile(r"-F$|\(scratch\)$", re.IGNORECASE), "///"),
+            (re.compile(r"\(ImageNet\)$", re.IGNORECASE), "..."))
 
 #: Colours for names not in :data:`METHOD_COLORS`, picked by a stable hash of the name.
 FALLBACK_COLORS: tuple[str, ...] = (
@@ -542,6 +548,11 @@ def method_color(name: str) -> str:
         return METHOD_COLORS[canon]
     digest = int(hashlib.md5(str(name).encode("utf-8")).hexdigest(), 16)
     return FALLBACK_COLORS[digest % len(FALLBACK_COLORS)]
+
+
+def method_hatch(name: str) -> str:
+    """Bar hatch of a variant that shares its method's colour ("" for the plain method)."""
+    return next((h for pattern, h in _HATCHES if pattern.search(str(name))), "")
 
 
 def method_palette(methods: Sequence[str]) -> dict[str, str]:
@@ -623,7 +634,7 @@ def bar_ci_plot(
     pvalues: Mapping[str, float | TTest | str] | None = None,
     method_col: str = "method",
     show_points: bool = True,
-    zoom: bool = True,
+    zoom: bool = False,
 ) -> Any:
     """Bars = mean per method, error bars = 95 % CI, dots = individual runs, significance vs ``reference``.
 
@@ -632,7 +643,9 @@ def bar_ci_plot(
     (:data:`METRIC_FORMATS`). ``pvalues`` maps method → p-value, :class:`~lanet_core.stats.TTest` or a label;
     when omitted and ``reference`` is given (runs table), the study's two-sided Welch t-test is computed (arrow = direction). Labels
     above bars: stars / ``"ns"``, ``"n/a"`` for identical repeats; the reference's tick label is bold.
-    ``zoom`` limits the y axis to the data range (bars may then start below the axis). Returns ``ax``.
+    The y axis starts at 0 (bar lengths compare honestly); ``zoom`` limits it to the data range instead and
+    says so on the axes ("axis starts at ..."). Variants sharing a colour are hatched (:func:`method_hatch`).
+    Returns ``ax``.
     """
     summary = _plot_summary(data, metric, [method_col])
     methods = list(summary[method_col])
@@ -653,8 +666,10 @@ def bar_ci_plot(
     x = np.arange(len(order))
     means = summary["mean"].to_numpy(dtype=float)
     errs = np.nan_to_num(summary["half_width"].to_numpy(dtype=float), nan=0.0)
-    ax.bar(x, means, width=0.7, color=[palette.get(m, method_color(m)) for m in order], edgecolor="black",
-           linewidth=0.6, yerr=errs, capsize=3, error_kw=dict(elinewidth=1.0, ecolor="black"), zorder=2)
+    bars = ax.bar(x, means, width=0.7, color=[palette.get(m, method_color(m)) for m in order], edgecolor="black",
+                  linewidth=0.6, yerr=errs, capsize=3, error_kw=dict(elinewidth=1.0, ecolor="black"), zorder=2)
+    for bar, m in zip(bars, order):
+        bar.set_hatch(method_hatch(m))
     tops, bottoms = means + errs, means - errs
     for i, m in enumerate(order):
         vals = summary.loc[m, "values"]
@@ -671,7 +686,14 @@ def bar_ci_plot(
             ax.text(x[i], tops[i] + 0.04 * span, label, ha="center", va="bottom", fontsize="small")
     if zoom:
         bottom = lo - 0.25 * span
-        ax.set_ylim(max(bottom, 0.0) if lo >= 0 else bottom, hi + 0.25 * span)
+        bottom = max(bottom, 0.0) if lo >= 0 else bottom
+        ax.set_ylim(bottom, hi + 0.25 * span)
+        if bottom > 0:
+            ax.text(0.01, 0.01, f"axis starts at {bottom:.3g}", transform=ax.transAxes, fontsize="x-small",
+                    color="0.35", ha="left", va="bottom")
+    else:
+        base = min(lo, 0.0)
+        ax.set_ylim(base - (0.05 * (hi - base) if base < 0 else 0.0), hi + 0.15 * (hi - base))
     ax.set_xticks(x)
     ax.set_xticklabels(order, rotation=30, ha="right", rotation_mode="anchor")
     ax.grid(axis="x", visible=False)
@@ -692,11 +714,15 @@ def line_ci_plot(
     order: Sequence[str] | None = None,
     palette: Mapping[str, str] | None = None,
     show_points: bool = True,
+    legend: bool = True,
 ) -> Any:
     """Mean of ``metric`` vs ``x`` (e.g. label ratio), one line per ``hue`` level, shaded 95 % CI band.
 
     ``data``: a runs table (one row per run; runs shown as small dots) or a long summary from
-    :func:`~lanet_core.stats.summarise_runs` grouped by ``[hue, x]``. ``x`` must be numeric. Returns ``ax``.
+    :func:`~lanet_core.stats.summarise_runs` grouped by ``[hue, x]``. ``x`` must be numeric; with at most six
+    distinct values the ticks sit on them. The y range spans at least 10 points (percent metrics) or 0.1
+    (fractions), so that differences of one or two images do not look steep. ``legend=False``: the caller draws
+    one legend for the figure. Returns ``ax``.
     """
     summary = _plot_summary(data, metric, [hue, x])
     if not pd.api.types.is_numeric_dtype(summary[x]):
@@ -718,7 +744,23 @@ def line_ci_plot(
             for xv, vals in zip(xs, part["values"]):
                 if len(vals):
                     ax.scatter(np.full(len(vals), xv), vals, s=8, color=color, alpha=0.6, linewidths=0, zorder=2)
+    xs_all = np.sort(pd.unique(summary[x].astype(float)))
+    if len(xs_all) <= 6:
+        ax.set_xticks(xs_all)
+        ax.set_xticklabels([f"{v:g}" for v in xs_all])
+    min_span = 10.0 if metric_format(metric).scale == 100 else 0.1
+    low, high = ax.get_ylim()
+    if high - low < min_span:
+        mid = (low + high) / 2
+        low, high = mid - min_span / 2, mid + min_span / 2
+        data_low = float(np.nanmin(summary["low"])) if summary["low"].notna().any() else float(summary["mean"].min())
+        if low < 0 <= data_low:
+            low, high = 0.0, min_span
+        elif min_span == 10.0 and high > 100:
+            low, high = 100 - min_span, 100.0
+        ax.set_ylim(low, high)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(metric))
-    ax.legend(title=axis_label(hue), fontsize="small", title_fontsize="small", frameon=False)
+    if legend:
+        ax.legend(title=axis_label(hue), fontsize="small", title_fontsize="small", frameon=False)
     return ax

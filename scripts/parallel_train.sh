@@ -1,26 +1,17 @@
 #!/usr/bin/env bash
-# Train a profile's unfinished runs in N parallel processes: disjoint shards of `lanet study --train-only`.
+# Train a profile's unfinished runs in N parallel worker processes on this machine: a thin wrapper around
+# `lanet study --executor local --jobs N --train-only` (submitit's local executor; one GPU per worker where
+# there are several; workers share the queue through the run claims). Logs: <output>/logs/submitit/.
 #
-#   scripts/parallel_train.sh N LOGDIR [lanet study arguments...]
-#   e.g. scripts/parallel_train.sh 8 logs --profile cpu --only 06_label_ratio --budget-minutes 30
+#   scripts/parallel_train.sh N [lanet study arguments...]
+#   e.g. scripts/parallel_train.sh 8 --profile cpu --only 06_label_ratio --budget-minutes 30
 #
-# Each process trains every N-th run still unfinished when it starts (`--shard K/N`) into the same run
-# folder; records are written atomically, so the shards never touch one another's runs. Render afterwards
-# with `lanet study --profile NAME --render-only`. Set OMP_NUM_THREADS so that N x threads <= cores.
-# Exit status: 0 if every shard exited 0.
-set -u
-if [ $# -lt 2 ]; then
-  echo "usage: $0 N LOGDIR [lanet study arguments...]" >&2
+# Render afterwards with `lanet study --profile NAME --render-only`. Set OMP_NUM_THREADS so that
+# N x threads <= cores. Exit status: 0 if every run finished.
+set -eu
+if [ $# -lt 1 ]; then
+  echo "usage: $0 N [lanet study arguments...]" >&2
   exit 2
 fi
-n=$1; logs=$2; shift 2
-mkdir -p "$logs"
-py=${PYTHON:-python3}
-pids=()
-for k in $(seq 0 $((n - 1))); do
-  "$py" -m lanet_core.cli study --train-only --shard "$k/$n" "$@" > "$logs/shard$k.log" 2>&1 &
-  pids+=($!)
-done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-exit $status
+n=$1; shift
+exec "${PYTHON:-python3}" -m lanet_core.cli study --executor local --jobs "$n" --train-only "$@"

@@ -87,3 +87,32 @@ def test_bn_rebuild_needs_folded_weights_and_backbone_lr_groups() -> None:
     opt = tr.optimizer(build_model(cfg))
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-3])
     assert len(opt.param_groups[0]["params"]) > 0 and len(opt.param_groups[1]["params"]) > 0
+
+
+def test_rebuild_brings_folded_convolutions_to_unit_variance_outputs() -> None:
+    """Same function, standard parameterisation: each conv feeding a BN outputs unit variance on the calibration
+    images (as in a network trained with BN); without ``rescale_convs`` the conv weights are untouched."""
+    from lanet_core.models.bn_rebuild import conv_feeding
+
+    folded = _folded_mobilenet()
+    x = _images()
+    plain = copy.deepcopy(folded)
+    rebuild_batchnorm(plain, [x], rescale_convs=False)
+    for a, b in zip(folded.parameters(), plain.parameters()):
+        if a.dim() == 4:
+            assert torch.equal(a, b)
+    rebuilt = copy.deepcopy(folded)
+    rebuild_batchnorm(rebuilt, [x])
+    pairs = conv_feeding(rebuilt)
+    assert len(pairs) == sum(isinstance(m, nn.BatchNorm2d) for m in rebuilt.modules())
+    seen = []
+    hooks = [conv.register_forward_hook(lambda m, i, o: seen.append(o.double().var(dim=(0, 2, 3), unbiased=False)))
+             for conv in pairs.values()]
+    with torch.no_grad():
+        out_a, out_b = folded(x), rebuilt.eval()(x)
+    for h in hooks:
+        h.remove()
+    v = torch.cat(seen)  # var / (var + eps) per channel: 1 except for (near-)dead channels
+    assert v.max() <= 1 + 1e-3 and (v > 0.99).double().mean() > 0.9
+    for fa, fb in zip(out_a, out_b):
+        assert torch.allclose(fa, fb, rtol=1e-4, atol=1e-4)

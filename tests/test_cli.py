@@ -47,3 +47,13 @@ def test_every_subcommand_and_option_explains_itself():
         for action in p._actions:
             if action.dest != "help":
                 assert action.help, f"lanet {name} {action.option_strings or action.dest}: no help"
+
+
+def test_study_outside_a_checkout_says_it_needs_one(monkeypatch, tmp_path) -> None:
+    """An installed wheel has no profiles: the error says the study needs a checkout (issue 14)."""
+    import lanet_core.study.profiles as profiles
+    from lanet_core.errors import ConfigError
+
+    monkeypatch.setattr(profiles, "project_root", lambda: tmp_path)
+    with pytest.raises(ConfigError, match="checkout of the lanet repository"):
+        profiles.load_profile("cpu")

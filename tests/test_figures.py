@@ -198,7 +198,9 @@ def test_example_grid_handles_missing_and_zero_maps() -> None:
             figures.ExampleRow("b", "malignant", image, None, {"map": heat, "cam": heat, "other": heat})]
     fig = figures.example_grid(rows, contour_columns=["map"], title="t")
     try:
-        axes = np.array(fig.axes).reshape(2, 4)
+        axes = np.array(fig.axes[:8]).reshape(2, 4)
+        assert fig.axes[8].get_ylabel() == "map value"  # the colour bar (0-1) beside the grid
+        assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "predicted lesion (map > 0.5)"
         texts = [t.get_text() for ax in axes.ravel() for t in ax.texts]
         assert texts.count("n/a") == 1 and texts.count("all zero") == 1
         assert axes[0, 0].get_title() == "Image + true lesion" and axes[0, 1].get_title() == "map"
@@ -340,7 +342,7 @@ def test_sweep_table_and_figure() -> None:
     try:
         low, high = fig.axes[0].get_ylim()
         assert low >= 0 and high <= 1
-        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [LANET, "U-Net"]
+        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [LANET, "U-Net", "evaluation threshold (0.5)"]
     finally:
         plt.close(fig)
     with pytest.raises(DataError):

@@ -146,10 +146,17 @@ def forest_figure(paired: pd.DataFrame):
             ax.errorbar(sub["diff"], y, xerr=[sub["diff"] - sub["low"], sub["high"] - sub["diff"]], fmt="o", color="black",
                         capsize=3)
             ax.axvline(0, color="grey", lw=1, ls="--")
-            ax.set_yticks(y, [f"{a} - {b}" for a, b in zip(sub["a"], sub["b"])])
+            lo, hi = min(0.0, float(sub["low"].min())), max(0.0, float(sub["high"].max()))
+            pad = 0.08 * (hi - lo if hi > lo else 1.0)
+            ax.set_xlim(lo - pad, hi + pad)  # zero always inside, never on the frame
+            ax.set_ylim(-0.6, len(sub) - 0.4)
+            ax.set_yticks(y, [f"{a} vs {b}" for a, b in zip(sub["a"], sub["b"])])
             unit = " (points)" if metric_format(m).scale == 100 else ""
-            ax.set_xlabel(f"{metric_format(m).label.split(' (')[0]} difference{unit}")
-            ax.set_title(f"{m}: {PAIRED_TESTS.get(m, '')}")
-        fig.suptitle("Out-of-fold paired differences, 95 % CI (two-sided)")
+            name = metric_format(m).label.split(" (")[0]
+            ax.set_xlabel(f"{name} difference{unit}")
+            ax.set_title(f"{name}: {PAIRED_TESTS.get(m, '')}", fontsize="small")
+        n_img = int(paired["n_images"].max()) if "n_images" in paired else None
+        fig.suptitle("Out-of-fold paired differences (first minus second), 95 % CI, two-sided"
+                     + (f"; {n_img} images" if n_img else ""), fontsize="small")
         fig.tight_layout()
     return fig

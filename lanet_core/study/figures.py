@@ -258,12 +258,16 @@ def _draw(ax, lines: list[np.ndarray], color: str, style: str = "-") -> None:
 
 
 def example_grid(rows: Sequence[ExampleRow], *, contour_columns: Sequence[str] = (), threshold: float = 0.5,
-                 alpha: float = 0.5, cell_inches: float = 1.9, title: str | None = None):
+                 alpha: float = 0.5, cell_inches: float = 1.9, title: str | None = None,
+                 colorbar_label: str = "map value"):
     """A matplotlib figure: one row per example; column 1 the image with its true lesion contour (green),
     then one jet overlay per map column with the true contour (white, dashed) and, for ``contour_columns``, the
-    contour of ``map > threshold`` (magenta). Missing maps show "n/a", all-zero maps "all zero". Returns the
-    figure.
+    contour of ``map > threshold`` (magenta). Missing maps show "n/a", all-zero maps "all zero". A colour bar
+    (``colorbar_label``, 0-1) and a legend of the outlines sit beside and below the grid. Returns the figure.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
     import matplotlib.pyplot as plt
 
     if not rows:
@@ -276,7 +280,7 @@ def example_grid(rows: Sequence[ExampleRow], *, contour_columns: Sequence[str] =
         ax = axes[r, 0]
         ax.imshow(row.image, interpolation="nearest")
         _draw(ax, truth, GT_COLOR)
-        ax.set_ylabel(f"{row.image_id}\n{row.label}", fontsize="small")
+        ax.set_ylabel(f"{row.image_id}\ntrue: {row.label}", fontsize="small")
         for c, col in enumerate(columns, start=1):
             ax, heat = axes[r, c], row.panels.get(col)
             if heat is None:
@@ -300,6 +304,16 @@ def example_grid(rows: Sequence[ExampleRow], *, contour_columns: Sequence[str] =
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
+    if columns:
+        fig.subplots_adjust(right=0.9)
+        cax = fig.add_axes([0.92, 0.2, 0.015, 0.6])
+        fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=cax, label=colorbar_label)
+    handles = [Line2D([], [], color=GT_COLOR, label="true lesion"),
+               Line2D([], [], color="0.25", linestyle="--", label="true lesion on maps (white, dashed)")]
+    if contour_columns:
+        handles.append(Line2D([], [], color=PRED_COLOR, label=f"predicted lesion (map > {threshold:g})"))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+               fontsize="small", frameon=False)
     return fig
 
 
@@ -333,7 +347,10 @@ def examples_figure(res: ExperimentResults, columns: Mapping[str, tuple[str, str
     ids = pick_examples(view.labels(), n, available=[m.keys() for m in present], seed=seed)
     if not ids:
         return None, []
-    fig = example_grid(example_rows(view, ids, sources), contour_columns=contour_columns, title=title)
+    kinds = {columns[k][1] for k in sources}
+    label = {"lesion": "lesion probability", "gradcam": "Grad-CAM (normalised to 0-1)"}
+    fig = example_grid(example_rows(view, ids, sources), contour_columns=contour_columns, title=title,
+                       colorbar_label=" / ".join(label[k] for k in sorted(kinds, reverse=True)))
     return fig, ids
 
 
@@ -424,6 +441,10 @@ def gradcam_score_figure(per_image: pd.DataFrame, order: Sequence[str], referenc
         for ax, metric in zip(axes[1:], GRADCAM_SCORES):
             reporting.bar_ci_plot(runs, metric, ax, order=list(order), palette=palette, reference=reference)
             ax.set_ylabel(SCORE_LABELS[metric] + " (per run)")
+        n_img = per_image.groupby("method")["image_id"].nunique().max() if len(per_image) else 0
+        n_seed = runs.groupby("method").size().max() if len(runs) else 0
+        fig.suptitle(f"Grad-CAM on {n_img} test images with a mask: violin = per image (seed mean); bars = mean, "
+                     f"95 % CI over {n_seed} seeds, dots: seeds", fontsize="small")
         fig.tight_layout()
     return fig
 
@@ -490,13 +511,17 @@ def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, thresh
         levels = [m for m in order if m in levels] + [m for m in levels if m not in order]
     with reporting.plot_context():
         fig, ax = plt.subplots(figsize=(4.6, 3.6))
-        reporting.line_ci_plot(sweep, "threshold", "iou", "method", ax, order=levels)
+        reporting.line_ci_plot(sweep, "threshold", "iou", "method", ax, order=levels, legend=False)
         if threshold is not None:
-            ax.axvline(threshold, color="0.5", linestyle=":", linewidth=1)
+            ax.axvline(threshold, color="0.5", linestyle=":", linewidth=1, label=f"evaluation threshold ({threshold:g})")
         low, high = ax.get_ylim()
         ax.set_ylim(max(low, 0.0), min(high, 1.0))  # IoU lives in [0, 1]; CI bands of few seeds may not
         ax.set_xlabel("Lesion-map threshold")
+        n = sweep.groupby("method")["seed"].nunique().max() if "seed" in sweep else None
+        ax.set_title(f"Test IoU vs threshold (mean, 95 % CI over {n} seeds)" if n else "Test IoU vs threshold",
+                     fontsize="small")
         fig.tight_layout()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     return fig
 
 

@@ -215,15 +215,14 @@ class Study:
             return
         order = order or list(dict.fromkeys(runs["method"]))
         with reporting.plot_context():
-            fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6), squeeze=False)
+            fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.8), squeeze=False)
             for ax, m in zip(axes[0], metrics):
                 sub = runs[runs[m].notna()]
                 ref = reference if reference in set(sub["method"]) else None
                 reporting.bar_ci_plot(sub, m, ax, order=[o for o in order if o in set(sub["method"])],
                                       palette=reporting.method_palette(order), reference=ref)
                 ax.tick_params(axis="x", rotation=60)
-            if title:
-                fig.suptitle(title)
+            fig.suptitle("\n".join(t for t in (title, _bars_note(runs, reference)) if t), fontsize="small")
             fig.tight_layout()
             self.figure(fig, stem)
 
@@ -232,14 +231,38 @@ class Study:
         if runs.empty or not metrics:
             return
         with reporting.plot_context():
-            fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+            fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), squeeze=False)
+            methods = list(dict.fromkeys(runs["method"]))
             for ax, m in zip(axes[0], metrics):
                 sub = runs[runs[m].notna()]
-                reporting.line_ci_plot(sub, x, m, "method", ax, palette=reporting.method_palette(sorted(set(sub["method"]))))
-            if title:
-                fig.suptitle(title)
+                reporting.line_ci_plot(sub, x, m, "method", ax, palette=reporting.method_palette(methods),
+                                       legend=False)
+            per_point = runs.groupby(["method", x]).size()
+            note = ("one seed per point (no CI)" if per_point.max() == 1 else
+                    f"mean, shaded 95 % CI over {_n_text(per_point)} seeds; dots: seeds")
+            if len(methods) == 1:
+                note = f"{methods[0]}: {note}"
+            fig.suptitle("\n".join(t for t in (title, note) if t), fontsize="small")
             fig.tight_layout()
+            if len(methods) > 1:  # one legend below the panels, never over the data
+                handles, labels = axes[0][0].get_legend_handles_labels()
+                fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
+                           fontsize="small", frameon=False)
             self.figure(fig, stem)
+
+
+def _n_text(counts: pd.Series) -> str:
+    lo, hi = int(counts.min()), int(counts.max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _bars_note(runs: pd.DataFrame, reference: str | None) -> str:
+    """The reading key of a bar figure: what bars, error bars, dots and stars are, and n."""
+    n = _n_text(runs.groupby("method").size())
+    key = f"mean, 95 % CI over n={n} seeds (t), dots: seeds"
+    if reference and reference in set(runs["method"]):
+        key += f"; stars: Welch t-test vs {reference} (bold)"
+    return key
 
 
 def reference_method(runs: pd.DataFrame, suffix: str = "+LA-Net") -> str | None:

@@ -94,7 +94,14 @@ def profile_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    cand = project_root() / "configs" / "profiles" / f"{name}.yaml"
+    folder = project_root() / "configs" / "profiles"
+    if not folder.is_dir():
+        raise ConfigError(
+            f"profile {name!r}: no configs/profiles/ here ({project_root()}). The study (profiles, notebooks, "
+            "committed manifests and results) lives in a checkout of the lanet repository, not in the installed "
+            "package: clone it, `pip install -e .` from it and run `lanet study` inside it (or pass a profile "
+            "YAML path).")
+    cand = folder / f"{name}.yaml"
     if not cand.is_file():
         known = sorted(p.stem for p in (project_root() / "configs" / "profiles").glob("*.yaml"))
         raise ConfigError(f"unknown profile {name!r}; known profiles: {known}")

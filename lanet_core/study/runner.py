@@ -76,13 +76,8 @@ def shard_specs(specs: list, profile: Profile, shard: tuple[int, int]) -> list:
     return list(unique.values())[shard[0]::shard[1]]
 
 
-def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
-              shard: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Train (or find finished) every run the notebooks need, in notebook order. Returns (done, total).
-
-    ``shard=(k, n)`` trains only the k-th of n interleaved shares of the runs unfinished at the start, so that
-    n processes (or machines sharing the run folder) train disjoint runs at once.
-    """
+def study_specs(profile: Profile, notebooks: list[str]) -> list:
+    """Every run the notebooks need, in notebook order (an experiment read by two notebooks listed once)."""
     seen: set[str] = set()
     specs = []
     for nb in notebooks:
@@ -91,6 +86,52 @@ def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
                 continue
             seen.add(exp)
             specs += experiment_runs(exp, profile)
+    return specs
+
+
+def train_with_executor(profile: Profile, notebooks: list[str], executor: str, jobs: int,
+                        slurm=None, wait: bool = True, deadline: float | None = None) -> str:
+    """Train the unfinished runs as submitit jobs (:mod:`lanet_core.study.executor`).
+
+    Returns ``done`` (every run finished), ``budget`` (stopped cleanly at the deadline), ``submitted``
+    (``wait=False``) or ``missing`` (runs failed or jobs crashed; reported on stderr)."""
+    from lanet_core.study.executor import log_dir, submit, wait_for
+
+    todo = shard_specs(study_specs(profile, notebooks), profile, (0, 1))
+    if not todo:
+        print("lanet study: every run is finished; nothing to submit", flush=True)
+        return "done"
+    jobs_ = submit(profile, todo, executor, jobs=jobs, slurm=slurm, deadline=deadline)
+    ids = [str(j.job_id) for j in jobs_]
+    print(f"lanet study: {len(todo)} unfinished runs submitted ({executor}): "
+          f"{len(ids)} job(s) {ids[0]}{' .. ' + ids[-1] if len(ids) > 1 else ''}; logs in {log_dir(profile)}",
+          flush=True)
+    if not wait:
+        print(f"lanet study: not waiting. When the jobs end: lanet study --profile {profile.name} --render-only",
+              flush=True)
+        return "submitted"
+    reports, crashed = wait_for(jobs_, profile)
+    trained = sum(len(r.trained) for r in reports)
+    failed = [f"{label}: {err}" for r in reports for label, err in r.failed]
+    left = shard_specs(study_specs(profile, notebooks), profile, (0, 1))
+    print(f"lanet study: jobs ended: {trained} runs trained, {len(failed)} failed, {len(crashed)} job(s) crashed, "
+          f"{len(left)} runs unfinished", flush=True)
+    for line in failed + crashed:
+        print(f"  {line}", file=sys.stderr, flush=True)
+    if left and any(r.stopped for r in reports) and not failed and not crashed:
+        print("lanet study: the time budget ran out; run the same command again to continue.", flush=True)
+        return "budget"
+    return "missing" if left else "done"
+
+
+def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
+              shard: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Train (or find finished) every run the notebooks need, in notebook order. Returns (done, total).
+
+    ``shard=(k, n)`` trains only the k-th of n interleaved shares of the runs unfinished at the start, so that
+    n processes (or machines sharing the run folder) train disjoint runs at once.
+    """
+    specs = study_specs(profile, notebooks)
     if shard is not None:
         unfinished = shard_specs(specs, profile, (0, 1))
         specs = unfinished[shard[0]::shard[1]]
@@ -284,8 +325,14 @@ def _execute_batch(prof: Profile, notebooks: list[str], *, force: bool, render_o
 
 def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool = False,
               budget_minutes: float | None = None, render_only: bool = False, train_only: bool = False,
-              jobs: int = 2, shard: str | None = None, plan: bool = False) -> int:
-    """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code."""
+              jobs: int = 2, shard: str | None = None, plan: bool = False, executor: str = "inline",
+              slurm=None, wait: bool = True) -> int:
+    """The study runner behind ``lanet study`` / ``make study`` / ``make figures``. Returns an exit code.
+
+    ``executor``: ``inline`` trains in this process (``--budget-minutes``, ``--shard`` apply); ``local`` / ``slurm``
+    train the unfinished runs as submitit jobs (``jobs`` local workers / one SLURM array task per run,
+    ``slurm``: :class:`lanet_core.study.executor.SlurmOptions`), then render once they have all finished.
+    """
     import logging
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
@@ -299,11 +346,22 @@ def run_study(profile: str = "cpu", only: list[str] | None = None, force: bool =
     shard_kn = parse_shard(shard)
     if shard_kn is not None and not train_only:
         raise ConfigError("--shard trains a share of the runs: use it with --train-only, then render once")
+    if executor != "inline" and shard_kn is not None:
+        raise ConfigError(f"--executor {executor}: --shard applies to inline training only (the executor splits "
+                          "the runs among its jobs)")
     deadline = time.time() + 60 * budget_minutes if budget_minutes else None
     print(f"lanet study: profile {prof.name} ({prof.description.strip().splitlines()[0] if prof.description else ''}); "
           f"output {prof.output}", flush=True)
     t0 = time.time()
-    if not render_only:
+    if not render_only and executor != "inline":
+        state = train_with_executor(prof, notebooks, executor, jobs, slurm=slurm, wait=wait, deadline=deadline)
+        if state == "missing":
+            print("lanet study: runs are missing (see above); notebooks not rendered. Fix, then rerun the "
+                  "same command: it submits only what is missing.", file=sys.stderr, flush=True)
+            return 1
+        if state != "done" or train_only:
+            return 0
+    elif not render_only:
         try:
             done, total = train_all(prof, notebooks, deadline, shard_kn)
         except BudgetExhausted as exc:
