@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "fusion_resize": "bilinear",  # bilinear (authors, align_corners=True) | area (average-pool when shrinking)
         "init": "kaiming",  # LA-Net init: kaiming (authors' code) | xavier (paper text)
         "drop_rate": 0.0,  # dropout before the classifier (timm classifiers)
+        "head_init": "timm",  # new head of classifier/vit: timm (the model's own; MobileNetV2/EfficientNet: U(+-1/sqrt(classes))) | torch (nn.Linear default, fan-in)
     },
     "loss": {
         "lam": 0.5,  # lambda: L = lam * CE + (1 - lam) * (L_w + alpha * L_wo)
@@ -109,7 +110,8 @@ NON_IDENTITY_KEYS: tuple[str, ...] = ("name", "data.root", "data.num_workers", "
 
 # Keys added after runs were first recorded, with the value that reproduces the older behaviour: left out
 # of the identity while they hold that value, so adding an option does not invalidate finished runs.
-LATE_KEYS: dict[str, Any] = {"train.select_metric": "accuracy", "model.bn_rebuild": False, "train.backbone_lr_scale": 1.0}
+LATE_KEYS: dict[str, Any] = {"train.select_metric": "accuracy", "model.bn_rebuild": False, "train.backbone_lr_scale": 1.0,
+                             "model.head_init": "timm"}
 
 # Values hashed as another value. Precision is an execution choice, like the device: ``auto`` (bf16 where
 # the hardware has it natively) and ``true`` both say "bf16 autocast allowed", and every committed run was
@@ -128,6 +130,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.arch": tuple(ARCH_DEFAULTS),
     "model.sam": ("authors", "cbam"),
     "model.fusion_resize": ("bilinear", "area"),
+    "model.head_init": ("timm", "torch"),
     "model.init": ("kaiming", "xavier"),
     "model.fusion_stride": (8, 16, 32),
     "loss.pseudo": ("paper", "authors", "none"),

@@ -116,3 +116,19 @@ def test_rebuild_brings_folded_convolutions_to_unit_variance_outputs() -> None:
     assert v.max() <= 1 + 1e-3 and (v > 0.99).double().mean() > 0.9
     for fa, fb in zip(out_a, out_b):
         assert torch.allclose(fa, fb, rtol=1e-4, atol=1e-4)
+
+
+def test_head_init_torch_replaces_timms_thousand_class_init() -> None:
+    """timm's MobileNetV2 head init is U(+-1/sqrt(classes)) (+-0.71 for 2 classes); head_init=torch is fan-in based."""
+    from lanet_core.config import resolve_config
+    from lanet_core.errors import ConfigError
+    from lanet_core.models.factory import build_model
+
+    def head_max(init: str) -> float:
+        cfg = resolve_config({"model": {"arch": "classifier", "backbone": "mobilenetv2_100", "head_init": init}})
+        return float(build_model(cfg).head.weight.detach().abs().max())
+
+    assert head_max("timm") > 0.5
+    assert head_max("torch") <= 1 / 1280 ** 0.5 + 1e-6
+    with pytest.raises(ConfigError, match="classifier/vit heads"):
+        build_model(resolve_config({"model": {"arch": "lanet", "head_init": "torch"}}))

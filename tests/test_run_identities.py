@@ -70,6 +70,8 @@ def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
         c = s.config
         assert c["model"]["bn_rebuild"] is True and c["model"]["weights"].startswith("local:")
         assert c["train"]["lr"] == 1e-3 and c["data"]["image_size"] == 224 == s.group["image_size"]
+        assert (c["train"]["stage1_epochs"] if s.method != "MNV2" else 4) == 4 and c["train"]["stage2_epochs"] == 12
         assert c["model"]["fusion_stride"] == (8 if s.method.endswith("-fine") else 32)
+        assert c["model"]["head_init"] == ("torch" if s.method == "MNV2" else "timm")
     old = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] != PRETRAINED_REBUILT]
     assert all(s.config["train"]["lr"] == 1e-4 and not s.config["model"]["bn_rebuild"] for s in old)

@@ -68,6 +68,8 @@ def build_model(cfg: Mapping[str, Any], *, seed: int | None = None) -> nn.Module
             num_classes=2,
             **options,
         )
+    if m.get("head_init", "timm") == "torch":
+        reset_head(model)
     rebuild = bool(m.get("bn_rebuild", False))
     if rebuild and not bn_folded:
         raise ConfigError(f"model.bn_rebuild = true needs BatchNorm-folded weights (model.weights = {m['weights']!r} is not)")
@@ -77,6 +79,21 @@ def build_model(cfg: Mapping[str, Any], *, seed: int | None = None) -> nn.Module
         freeze_batchnorm(model.component_modules().get("feature extractor", model))
     model.bn_frozen = freeze  # recorded in describe() and provenance
     return model
+
+
+def reset_head(model: nn.Module) -> None:
+    """``model.head_init: torch``: PyTorch's default init (U(+-1/sqrt(fan_in))) for a timm classifier's new head.
+
+    timm initialises the new head of MobileNetV2/EfficientNet with U(+-1/sqrt(fan_out)), meant for 1000 classes:
+    with 2 classes that is U(+-0.71), and the converted ImageNet MobileNetV2's pooled features give initial
+    logits up to +-16 (measured at 224 px), so the first Adam steps at lr 1e-3 wreck the pretrained features.
+    """
+    from lanet_core.models.classifiers import TimmClassifier
+
+    head = model.head if isinstance(model, TimmClassifier) else None
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(f"model.head_init = torch applies to classifier/vit heads; {type(model).__name__} has none")
+    head.reset_parameters()
 
 
 # (classification head, lesion head) of each architecture

@@ -223,14 +223,15 @@ def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
     if not ft or not local_weights_available(weights):
         return []
     size = int(ft.get("image_size", p.main_size))
-    train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size") if k in ft}
+    train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs") if k in ft}
     out = []
     for seed in ft.get("seeds", p.seeds):
         for kind in ft.get("methods", ["classifier", "lanet"]):
             arch = "lanet" if kind == "lanet_fine" else kind
             m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
-            ups = [_data(p.dataset("busi"), image_size=size), _model(arch, bb, weights=weights, bn_rebuild=True),
-                   {"train": train}]
+            head = {"head_init": "torch"} if arch == "classifier" else {}  # timm's 1000-class head init: see reset_head
+            ups = [_data(p.dataset("busi"), image_size=size),
+                   _model(arch, bb, weights=weights, bn_rebuild=True, **head), {"train": train}]
             if kind == "lanet_fine":
                 ups.append(fine_updates(p))
             out.append(_spec(p, "pretraining", m, seed, *ups, group={"init": PRETRAINED_REBUILT, "image_size": size},
