@@ -131,3 +131,37 @@ def test_imagenet_without_hub_names_the_local_file_option(monkeypatch, tmp_path)
     with pytest.raises(ConfigError, match="resnet18.tv_in1k"):
         create_feature_extractor("resnet18", weights="imagenet:tv_in1k")
     assert time.monotonic() - start < 10  # failed at once, no retries against an unreachable hub
+
+
+def test_imagenet_tag_loads_through_timms_hub_code_from_a_staged_cache(monkeypatch, tmp_path):
+    """``weights: imagenet:tv_in1k`` (the paper profile's spec) through timm's real pretrained loader and
+    huggingface_hub: a file staged in the hub cache layout stands in for the download, offline. A user with
+    internet runs exactly this code; only the file comes from the network instead."""
+    cache = tmp_path / "hub"
+    repo = cache / "models--timm--resnet18.tv_in1k"
+    rev = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    snap = repo / "snapshots" / rev
+    snap.mkdir(parents=True)
+    torch.manual_seed(3)
+    state = timm.create_model("resnet18", pretrained=False).state_dict()  # timm key names, as the hub file
+    state["bn1.running_mean"] = torch.randn(64)
+    safetensors.torch.save_file(state, str(snap / "model.safetensors"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    calls = []
+    real = timm.models._builder.load_pretrained
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("pretrained_cfg") or (args[1] if len(args) > 1 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", spy)
+    fex = create_feature_extractor("resnet18", weights="imagenet:tv_in1k")
+    assert calls and calls[0]["hf_hub_id"].startswith("timm/resnet18.tv_in1k")
+    got = {k.replace("body.", ""): v for k, v in fex.state_dict().items()}
+    torch.testing.assert_close(got["bn1.running_mean"], state["bn1.running_mean"], rtol=0, atol=0)
+    clf = create_model_with_weights("resnet18", "imagenet:tv_in1k", num_classes=2)  # new 2-class head
+    torch.testing.assert_close(clf.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"], rtol=0, atol=0)
