@@ -16,28 +16,39 @@
 #
 # The paper's feature extractors are ImageNet-pretrained ResNets, which cannot be downloaded on these
 # machines. The one ImageNet classifier available offline is a quantised Keras MobileNetV2 (TFLite), converted
-# by `lanet convert-weights` into timm's `mobilenetv2_100` (BatchNorm folded into the convolutions, so the
-# converted backbone keeps its normalisation frozen during fine-tuning; see docs/pretrained_weights.md).
-# Here LA-Net and a plain classifier with that backbone are trained from the converted ImageNet weights and
-# from scratch, everything else equal, to measure how much of a gap to the paper is pretraining.
-# Where the TFLite file is absent, only the scratch rows exist.
+# by `lanet convert-weights` into timm's `mobilenetv2_100` with BatchNorm folded into the convolutions
+# (docs/pretrained_weights.md). Two fine-tuning regimes:
+#
+# * **BN folded + frozen** (128 px, lr 1e-4, the scratch runs' schedule): the converted network kept
+#   normalisation-free, as first run; at lr 1e-3 it collapsed to constant predictions.
+# * **BN rebuilt** (224 px, ImageNet's resolution, the paper's lr 1e-3 for every parameter, half the schedule):
+#   each folded BatchNorm rebuilt from the training images' statistics so the network computes exactly the
+#   pretrained function at initialisation, then trains normally (`model.bn_rebuild`); the folded convolutions
+#   back at unit-variance scale; the plain classifier's new head with PyTorch's fan-in init
+#   (`model.head_init: torch`; timm's 1000-class init gave initial logits up to ±16).
+#
+# Scratch runs (MobileNetV2 here, ResNet18 from `02_fully_labelled`) and the paper's ImageNet ResNet18 (256 px)
+# complete the table. Where the TFLite file is absent, only the scratch rows exist.
 
 # %% tags=["parameters"]
 profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
 train: bool = True  # False: render from finished run records only
 
 # %%
-from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, setup
+from lanet_core.study import pretraining
+from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, paper_numbers, setup
 
 study = setup(profile, train)
 res = study.experiment("pretraining")
 runs = res.runs()
 if len(runs):
-    runs["model"] = runs["method"] + " (" + runs["init"] + ")"
-runs.groupby(["method", "init"])[["accuracy", "auc", "iou"]].mean().round(3) if len(runs) else runs
+    main = study.profile.main_size
+    runs["model"] = runs["method"] + " (" + runs["init"] + [
+        "" if s == main else f", {s} px" for s in runs["image_size"]] + ")"
+runs.groupby(["model"], sort=False)[["accuracy", "auc", "iou"]].mean().round(3) if len(runs) else runs
 
 # %% [markdown]
-# ## All four models (mean ± 95 % CI over seeds; stars vs LA-Net from scratch)
+# ## Every model (mean ± 95 % CI over seeds; stars vs LA-Net from scratch)
 
 # %%
 ref = next((m for m in runs.get("model", []) if "LA-Net (scratch)" in m), None)
@@ -45,12 +56,61 @@ table = study.comparison(runs.assign(method=runs.get("model")), CLS_METRICS + LO
 table
 
 # %% [markdown]
-# ## Pretrained minus scratch, per model (Welch 95 % CI over seeds, two-sided p)
+# ## Pretrained minus scratch, per model (BN folded + frozen, 128 px; Welch 95 % CI over seeds, two-sided p)
 
 # %%
 study.difference(runs, by="init", a="ImageNet", b="scratch", metrics=["accuracy", "auc", "f1_macro", "iou", "dice"],
                  name="pretraining_difference", group_cols=("method",))
 
+# %% [markdown]
+# ## BN rebuilt (224 px, lr 1e-3) minus BN folded + frozen (128 px, lr 1e-4), per model
+
+# %%
+study.difference(runs, by="init", a="ImageNet, BN rebuilt", b="ImageNet",
+                 metrics=["accuracy", "auc", "f1_macro", "iou", "dice"], name="pretraining_bn_rebuilt_difference",
+                 group_cols=("method",),
+                 caption="ImageNet MobileNetV2, BN rebuilt (224 px, lr 1e-3) minus BN folded and frozen (128 px, "
+                         "lr 1e-4): mean difference with 95 % CI (Welch over seeds)")
+
+# %% [markdown]
+# ## The pretraining table: scratch R18, scratch MNV2, ImageNet MNV2 (both regimes), the paper's ImageNet R18
+
+# %%
+full = study.experiment("fully_labelled").runs()
+regimes = pretraining.regime_runs(full, runs)
+if len(regimes):
+    reg_table = study.table(pretraining.regimes_table(regimes, paper_numbers()), "pretraining_regimes",
+        caption="Accuracy, AUC and lesion IoU per pretraining regime: ours mean ± 95 % CI over seeds (BUSI fixed "
+                "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (Tables 1, 21)")
+    display(reg_table[["regime", "kind", "input (px)", "seeds", "source", "accuracy", "auc", "iou"]])
+    rebuilt, frozen = "MNV2, ImageNet, BN rebuilt, lr 1e-3", "MNV2, ImageNet, BN folded+frozen, lr 1e-4"
+    diffs = study.table(pretraining.regime_differences(
+        regimes, [(rebuilt, frozen), (rebuilt, "MNV2, scratch"), (rebuilt, "R18, scratch")], reg_table),
+        "pretraining_regime_differences",
+        caption="Differences between regimes per model kind: ours with a Welch 95 % CI over seeds and two-sided p; "
+                "the paper minus ours as a difference of means only (the paper gives no per-seed values)")
+    display(diffs[[c for c in ("kind", "comparison", "accuracy", "auc", "iou") if c in diffs]])
+
 # %%
 study.bars(runs.assign(method=runs.get("model")), ["accuracy", "auc", "iou"], ref, "fig_pretraining",
            title="MobileNetV2: ImageNet (converted TFLite) vs scratch")
+
+# %% [markdown]
+# ## Grad-CAM of the ImageNet MobileNetV2 models with rebuilt BN (as `09_gradcam` for ResNet18)
+
+# %%
+from lanet_core.study import figures  # noqa: E402
+
+cams = res.gradcam()
+if len(cams) and "init" in cams:
+    cams = cams[cams["init"] == "ImageNet, BN rebuilt"]
+order = [m for m in ("MNV2+LA-Net", "MNV2+LA-Net-fine", "MNV2") if len(cams) and m in set(cams["method"])]
+if len(order) >= 2:
+    scores = figures.gradcam_per_image(cams, order)
+    loc = study.table(figures.gradcam_localisation_table(scores, order[0], order), "pretraining_gradcam",
+                      caption="Grad-CAM of the predicted class, ImageNet MobileNetV2 with rebuilt BN (224 px): share "
+                              "of CAM energy inside the true lesion and pointing-game hit rate, mean ± 95 % CI over "
+                              f"seeds; stars: two-sided Welch t-test vs {order[0]}")
+    display(loc[["method", "n", "images_per_run", "zero_energy_cams", *figures.GRADCAM_SCORES]])
+else:
+    print("Grad-CAM records of the BN-rebuilt MobileNetV2 runs are missing")

@@ -1,0 +1,114 @@
+"""The pretraining table (issue 13): scratch ResNet18, scratch MobileNetV2, the converted ImageNet MobileNetV2
+fine-tuned with frozen folded BN (128 px, lr 1e-4) and with rebuilt BN (224 px, lr 1e-3), and the paper's
+ImageNet ResNet18 (256 px, its reported mean ± 95 % CI), side by side, with Welch differences between ours.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from lanet_core import reporting
+from lanet_core.stats import mean_ci
+
+KINDS = ("vanilla", "LA-Net", "LA-Net-fine")
+METRICS = ("accuracy", "auc", "iou")
+
+
+def method_kind(method: str) -> str:
+    """``"R18+LA-Net-fine"`` -> ``"LA-Net-fine"``, ``"MNV2+LA-Net"`` -> ``"LA-Net"``, ``"R18"`` -> ``"vanilla"``."""
+    tail = method.split("+", 1)[1] if "+" in method else ""
+    return tail if tail in KINDS else ("vanilla" if not tail else tail)
+
+
+def regime_runs(fully_labelled: pd.DataFrame, pretraining: pd.DataFrame) -> pd.DataFrame:
+    """One runs table with a ``regime`` column: R18 scratch (the fully-labelled BUSI runs), MNV2 scratch,
+    MNV2 ImageNet folded/frozen and MNV2 ImageNet with BN rebuilt (the ``init`` groups of the pretraining
+    experiment). Keeps vanilla, LA-Net and LA-Net-fine rows; ``kind`` names which."""
+    parts = []
+    if len(fully_labelled):
+        r18 = fully_labelled[fully_labelled["method"].isin(["R18", "R18+LA-Net", "R18+LA-Net-fine"])].copy()
+        r18["regime"] = "R18, scratch"
+        parts.append(r18)
+    if len(pretraining):
+        pre = pretraining.copy()
+        names = {"scratch": "MNV2, scratch", "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4",
+                 "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3"}
+        pre["regime"] = pre["init"].map(names).fillna(pre["init"])
+        parts.append(pre)
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    out["kind"] = out["method"].map(method_kind)
+    return out
+
+
+def regimes_table(runs: pd.DataFrame, paper: pd.DataFrame, paper_size: str = "256") -> pd.DataFrame:
+    """Rows: regime x kind (ours: mean ± 95 % CI over seeds, n seeds, input size; the paper's ImageNet R18 rows
+    from its tables at ``paper_size`` px). Columns: the formatted metric, plus ``<metric>_mean``."""
+    rows = []
+    for (regime, kind), df in runs.groupby(["regime", "kind"], sort=False):
+        size = int(df["image_size"].iloc[0]) if "image_size" in df and df["image_size"].notna().any() else None
+        row: dict[str, object] = {"regime": regime, "kind": kind, "input (px)": size, "seeds": len(df), "source": "ours"}
+        for m in METRICS:
+            vals = df[m].dropna() if m in df else pd.Series(dtype=float)
+            if len(vals):
+                ci = mean_ci(vals)
+                row[m] = reporting.format_metric_ci(m, ci.mean, ci.half_width)
+                row[f"{m}_mean"] = ci.mean
+        rows.append(row)
+    p = paper[(paper["image_size"].astype(str) == paper_size) & (paper["dataset"] == "busi")] if len(paper) else paper
+    for kind, method in (("vanilla", "R18"), ("LA-Net", "R18+LA-Net")):
+        row = {"regime": "R18, ImageNet (paper)", "kind": kind, "input (px)": int(paper_size), "seeds": 3,
+               "source": "paper"}
+        for m in METRICS:
+            hit = p[(p["method"] == method) & (p["metric"] == m)] if len(p) else p
+            if len(hit):
+                mean, ci = float(hit["mean"].iloc[0]), float(hit["ci"].iloc[0])
+                row[m] = reporting.format_metric_ci(m, mean, ci)
+                row[f"{m}_mean"] = mean
+        rows.append(row)
+    order = {k: i for i, k in enumerate(KINDS)}
+    out = pd.DataFrame(rows)
+    out["_k"] = out["kind"].map(order)
+    return out.sort_values(["_k"], kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+def regime_differences(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], paper_table: pd.DataFrame | None = None
+                       ) -> pd.DataFrame:
+    """Per kind and pair ``(a, b)`` of regimes: ``a - b`` of each metric with a Welch 95 % CI over seeds and
+    two-sided p (:func:`lanet_core.study.notebook.diff_ci`). With ``paper_table`` (from :func:`regimes_table`),
+    also the paper's ImageNet R18 minus each of our regimes (difference of means only: the paper gives no
+    per-seed values)."""
+    from lanet_core.study.notebook import diff_ci
+
+    rows = []
+    for kind in KINDS:
+        sub = runs[runs["kind"] == kind]
+        for a, b in pairs:
+            xa, xb = sub[sub["regime"] == a], sub[sub["regime"] == b]
+            if xa.empty or xb.empty:
+                continue
+            row: dict[str, object] = {"kind": kind, "comparison": f"{a}  minus  {b}"}
+            for m in METRICS:
+                va, vb = xa[m].dropna().to_numpy(float), xb[m].dropna().to_numpy(float)
+                if len(va) and len(vb):
+                    row.update(diff_ci(va, vb, m))
+            rows.append(row)
+        if paper_table is not None and len(paper_table):
+            ours = paper_table[(paper_table["kind"] == kind) & (paper_table["source"] == "ours")]
+            theirs = paper_table[(paper_table["kind"] == kind) & (paper_table["source"] == "paper")]
+            for _, o in ours.iterrows():
+                if theirs.empty:
+                    continue
+                row = {"kind": kind, "comparison": f"R18, ImageNet (paper)  minus  {o['regime']}"}
+                for m in METRICS:
+                    pm, om = theirs.iloc[0].get(f"{m}_mean"), o.get(f"{m}_mean")
+                    if pm is not None and om is not None and np.isfinite(pm) and np.isfinite(om):
+                        scale = reporting.metric_format(m).scale
+                        row[m] = f"{(pm - om) * scale:+.{1 if scale == 100 else 3}f} (paper: no per-seed values)"
+                        row[f"{m}_diff"] = pm - om
+                rows.append(row)
+    return pd.DataFrame(rows)
