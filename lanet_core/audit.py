@@ -26,8 +26,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy.spatial.distance import cdist  # noqa: E402
 
 from lanet_core.data.images import image_size, mask_to_box, read_image, read_mask_union  # noqa: E402
-from lanet_core.data.manifest import LABELS, SPLITS, BBox, atomic_write_text, mask_paths, parse_bbox  # noqa: E402
-from lanet_core.data.manifest import file_sha256  # noqa: E402
+from lanet_core.data.manifest import LABELS, SPLITS, BBox, mask_paths, parse_bbox  # noqa: E402
+from lanet_core.io import atomic_write_text, file_sha256  # noqa: E402
 from lanet_core.data.validate import NEAR_DUPLICATE_MAX_DISTANCE, image_fingerprint  # noqa: E402
 from lanet_core.errors import DataError  # noqa: E402
 from lanet_core.paths import cache_dir  # noqa: E402

@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lanet_core.data.manifest import LABELS, atomic_write_bytes, atomic_write_text
+from lanet_core.data.manifest import LABELS
+from lanet_core.io import atomic_write_bytes, atomic_write_text
 from lanet_core.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

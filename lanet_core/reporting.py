@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
+from lanet_core.io import atomic_write_bytes, atomic_write_text
 from lanet_core.errors import ConfigError, DataError
 from lanet_core.stats import (
     IDENTICAL_REPEATS,

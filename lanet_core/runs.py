@@ -40,8 +40,7 @@ import torch
 import yaml
 
 from lanet_core.config import dump_config, identity, resolve_config
-from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
-from lanet_core.data.manifest import file_sha256
+from lanet_core.io import atomic_write_bytes, atomic_write_text, file_sha256, record_csv, record_json
 from lanet_core.data.packs import configured_packs
 from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError, LanetError
@@ -122,32 +121,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def _json(obj: Any) -> str:
-    def default(o):
-        if isinstance(o, (np.integer,)):
-            return int(o)
-        if isinstance(o, (np.floating,)):
-            return float(o)
-        return str(o)
-
-    def clean(o):
-        if isinstance(o, float) and not np.isfinite(o):
-            return None
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, np.floating):
-            return clean(float(o))
-        return o
-
-    return json.dumps(clean(obj), indent=2, sort_keys=False, default=default) + "\n"
-
-
-def _csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, lineterminator="\n", float_format="%.6g")
 
 
 @dataclass
@@ -335,8 +308,8 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
                   lesion_threshold: dict | None = None, alternatives: dict | None = None) -> RunResult:
     """Write history, per-image records, lesion maps, provenance, and ``metrics.json`` last."""
     history = pd.DataFrame(trainer.history)
-    atomic_write_text(run_dir / "history.csv", _csv(history))
-    atomic_write_text(run_dir / "per_image.csv", _csv(per))
+    atomic_write_text(run_dir / "history.csv", record_csv(history))
+    atomic_write_text(run_dir / "per_image.csv", record_csv(per))
     maps = lesion_map_archive(pred, eval_rows, cfg["eval"]["map_store_size"])
     if maps:
         buf = io.BytesIO()
@@ -371,7 +344,7 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         "calls": trainer.calls,  # every (resumed) training call: start, end, device, host, threads
         "epochs_trained": len(history),
     }
-    atomic_write_text(run_dir / "provenance.json", _json(prov))
+    atomic_write_text(run_dir / "provenance.json", record_json(prov))
     metrics = {
         "run": run_dir.name,
         "config_hash": prov["config_hash"],
@@ -383,8 +356,8 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         metrics["lesion_threshold"] = lesion_threshold
     if alternatives:
         metrics["selection_alternatives"] = alternatives
-    atomic_write_text(run_dir / "metrics.json", _json(metrics))
-    return RunResult(run_dir, dict(cfg), json.loads(_json(metrics)), cached=False)
+    atomic_write_text(run_dir / "metrics.json", record_json(metrics))
+    return RunResult(run_dir, dict(cfg), json.loads(record_json(metrics)), cached=False)
 
 
 def read_record(path: Path) -> dict:
@@ -424,11 +397,11 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
     per, pred, eval_rows = trainer.evaluate(model, split, tuned_threshold=tuned["threshold"] if tuned else None)
     if split != cfg["eval"]["split"]:
         metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
-        return RunResult(run_dir, cfg, json.loads(_json(metrics)), _per_image=per)
+        return RunResult(run_dir, cfg, json.loads(record_json(metrics)), _per_image=per)
     old = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     metrics = {**old, "test": summary_metrics(per)}
     if tuned is not None:
         metrics["lesion_threshold"] = tuned
-    atomic_write_text(run_dir / "per_image.csv", _csv(per))
-    atomic_write_text(run_dir / "metrics.json", _json(metrics))
-    return RunResult(run_dir, cfg, json.loads(_json(metrics)))
+    atomic_write_text(run_dir / "per_image.csv", record_csv(per))
+    atomic_write_text(run_dir / "metrics.json", record_json(metrics))
+    return RunResult(run_dir, cfg, json.loads(record_json(metrics)))

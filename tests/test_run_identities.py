@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lanet_core.config import identity, resolve_config
-from lanet_core.data.manifest import file_sha256
+from lanet_core.io import file_sha256
 from lanet_core.paths import project_root
 from lanet_core.runs import config_hash
 from lanet_core.study.experiments import EXPERIMENTS, PRETRAINED_REBUILT

@@ -34,7 +34,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from lanet_core.data.images import box_to_mask, read_image, read_mask_union, resize_array
-from lanet_core.data.manifest import atomic_write_bytes, label_index, mask_paths, parse_bbox
+from lanet_core.data.manifest import label_index, mask_paths, parse_bbox
+from lanet_core.io import atomic_write_bytes
 from lanet_core.data.packs import ImagePacks, portable_key
 from lanet_core.errors import DataError
 from lanet_core.paths import cache_dir

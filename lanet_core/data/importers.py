@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from lanet_core.data.images import image_size, mask_to_box, read_mask_union
-from lanet_core.data.manifest import LABELS, MASK_SEPARATOR, BBox, atomic_write_bytes, write_manifest
+from lanet_core.data.manifest import LABELS, MASK_SEPARATOR, BBox, write_manifest
+from lanet_core.io import atomic_write_bytes, file_sha256
 from lanet_core.data.splits import (
     carve_validation,
     drop_train_copies_of_test,
@@ -26,7 +27,6 @@ from lanet_core.data.splits import (
     restrict_location_labels,
     sort_natural,
 )
-from lanet_core.data.manifest import file_sha256
 from lanet_core.errors import DataError
 from lanet_core.paths import HOW_TO_GET_DATA
 

@@ -21,15 +21,14 @@ as optional metadata. Everything is read as text so a manifest round-trips byte 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from lanet_core.errors import DataError
+from lanet_core.io import atomic_write_text
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -46,8 +45,6 @@ LABELS: tuple[str, ...] = ("benign", "malignant")  # class index 0 = benign, 1 =
 LOCATION_LABELS: tuple[str, ...] = ("mask", "box", "none")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MASK_SEPARATOR = "|"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class ManifestError(DataError):
@@ -139,32 +136,3 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     text = df.to_csv(index=False, lineterminator="\n")
     atomic_write_text(path, text)
     return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temporary file beside ``path`` and rename it into place."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; use the usual default
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -23,7 +23,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from lanet_core.data.manifest import atomic_write_bytes, file_sha256, mask_paths
+from lanet_core.data.manifest import mask_paths
+from lanet_core.io import atomic_write_bytes, file_sha256
 from lanet_core.errors import DataError
 
 PACK_ENV = "LANET_IMAGE_PACKS"

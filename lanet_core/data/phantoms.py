@@ -32,7 +32,8 @@ from PIL import Image
 from scipy import ndimage
 
 from lanet_core.data.images import mask_to_box
-from lanet_core.data.manifest import LABELS, atomic_write_bytes, write_manifest
+from lanet_core.data.manifest import LABELS, write_manifest
+from lanet_core.io import atomic_write_bytes
 from lanet_core.data.video import BOX_COLUMNS, patient_splits, write_template_tables
 from lanet_core.errors import ConfigError, DataError
 

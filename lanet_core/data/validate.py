@@ -27,11 +27,11 @@ from lanet_core.data.manifest import (
     REQUIRED_COLUMNS,
     SPLITS,
     BBox,
-    file_sha256,
     mask_paths,
     parse_bbox,
 )
 from lanet_core.errors import DataError
+from lanet_core.io import file_sha256
 from lanet_core.paths import DataRootNotFound, find_data_root
 
 Severity = Literal["error", "warning"]
@@ -369,7 +369,7 @@ def ensure_manifest_valid(manifest: str | Path, data_root: str | Path, *, check_
     import json
     import logging
 
-    from lanet_core.data.manifest import atomic_write_text, file_sha256
+    from lanet_core.io import atomic_write_text, file_sha256
     from lanet_core.paths import cache_dir
 
     log = logging.getLogger(__name__)

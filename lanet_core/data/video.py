@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from lanet_core.data.images import image_size
-from lanet_core.data.manifest import LABELS, REQUIRED_COLUMNS, BBox, atomic_write_text, write_manifest
+from lanet_core.data.manifest import LABELS, REQUIRED_COLUMNS, BBox, write_manifest
+from lanet_core.io import atomic_write_text
 from lanet_core.data.splits import stratified_holdout
 from lanet_core.errors import ConfigError, DataError
 

@@ -32,7 +32,7 @@ from PIL import Image
 from timm.layers import Conv2dSame
 from torch import nn
 
-from lanet_core.data.manifest import atomic_write_bytes
+from lanet_core.io import atomic_write_bytes
 from lanet_core.errors import ConfigError
 from lanet_core.paths import cache_dir
 

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lanet_core.data.manifest import atomic_write_bytes, atomic_write_text
+from lanet_core.io import atomic_write_bytes, atomic_write_text, record_csv, record_json
 from lanet_core.data.sources import load_manifest
 from lanet_core.evaluation import per_image_records, predict, summary_metrics
 from lanet_core.models.output import LogitsOnly
-from lanet_core.runs import RunResult, _csv, _json
+from lanet_core.runs import RunResult
 from lanet_core.training.trainer import Trainer
 
 
@@ -86,7 +86,7 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
     labels = pd.Series(np.where(masked["y_true"] == 1, "malignant", "benign"), index=masked["image_id"])
     ex_ids = pick_examples(labels, n_examples) if len(labels) else []  # both classes, deterministic
     examples = [small_cams[i] for i in ex_ids]
-    atomic_write_text(result.run_dir / "gradcam.csv", _csv(df))
+    atomic_write_text(result.run_dir / "gradcam.csv", record_csv(df))
     buf = io.BytesIO()
     np.savez_compressed(buf, image_id=np.asarray(ex_ids), cams=np.stack(examples) if examples else np.zeros((0, 64, 64), np.uint8))
     atomic_write_bytes(result.run_dir / "gradcam_examples.npz", buf.getvalue())
@@ -107,9 +107,9 @@ def compute_external(result: RunResult, key: str, manifest: str) -> dict:
     e = tr.cfg["eval"]
     per = per_image_records(pred, ds.rows, threshold=e["threshold"], align_corners=e["align_corners"], gt_mode=e["gt"])
     summary = {"run": result.run_dir.name, "evaluated_on": manifest, "split": "test", "test": summary_metrics(per)}
-    atomic_write_text(result.run_dir / "external" / f"{key}.csv", _csv(per))
-    atomic_write_text(external_path(result.run_dir, key), _json(summary))
-    return json.loads(_json(summary))
+    atomic_write_text(result.run_dir / "external" / f"{key}.csv", record_csv(per))
+    atomic_write_text(external_path(result.run_dir, key), record_json(summary))
+    return json.loads(record_json(summary))
 
 
 def load_external(run_dir: Path, key: str) -> dict | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lanet_core.data.manifest import atomic_write_text
+from lanet_core.io import atomic_write_text
 from lanet_core.errors import BudgetExhausted, ConfigError
 from lanet_core.paths import project_root
 from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lanet_core import reporting
-from lanet_core.data.manifest import atomic_write_text
+from lanet_core.io import atomic_write_text
 from lanet_core.stats import mean_ci
 from lanet_core.study.experiments import method_name, short
 from lanet_core.study.notebook import Study, diff_ci

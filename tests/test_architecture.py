@@ -1,0 +1,80 @@
+"""Module structure (issue 17): no import cycles between lanet_core modules, no private cross-module imports,
+file primitives in one place (``lanet_core.io``)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lanet_core
+
+PACKAGE = Path(lanet_core.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in PACKAGE.rglob("*.py"):
+        parts = list(p.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path], *, top_level_only: bool) -> list[tuple[str, list[str]]]:
+    """(imported lanet_core module, imported names) for each import statement of the module."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name in modules]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [a.name for a in node.names]
+            for n in names:  # "from lanet_core.study import figures" imports a module
+                if f"{node.module}.{n}" in modules:
+                    out.append((f"{node.module}.{n}", []))
+            if node.module in modules:
+                out.append((node.module, names))
+    return out
+
+
+def test_no_import_cycles_at_module_level() -> None:
+    """Module-level imports form a DAG (imports inside functions are lazy and may point anywhere)."""
+    modules = _modules()
+    graph = {m: {t for t, _ in _imports(m, p, modules, top_level_only=True) if t != m and not m.startswith(t + ".")
+                 and not t.startswith(m + ".")} for m, p in modules.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(stack[stack.index(n):] + [n])
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    modules = _modules()
+    bad = [f"{m} imports {t}.{n}" for m, p in modules.items()
+           for t, names in _imports(m, p, modules, top_level_only=False) if t != m
+           for n in names if n.startswith("_") and not n.startswith("__")]
+    assert not bad, bad
+
+
+def test_file_primitives_live_in_io() -> None:
+    modules = _modules()
+    defs = [m for m, p in modules.items() for node in ast.parse(p.read_text()).body
+            if isinstance(node, ast.FunctionDef) and node.name in ("atomic_write_bytes", "atomic_write_text", "file_sha256")]
+    assert defs == ["lanet_core.io"] * 3
