@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 
 PHASH_BITS = 64
 PHASH_CACHE_FILE = "phash64_v1.csv"  # bump the version if the hashing (decode, hash size) ever changes
-LABEL_COLORS = {"benign": "#1f77b4", "malignant": "#d62728"}  # tab10 blue / red
+# Class colours outside the method palette (reporting.METHOD_COLORS), so a class is never read as a method.
+LABEL_COLORS = {"benign": "#4daf4a", "malignant": "#984ea3"}  # ColorBrewer Set1 green / purple
+DATASET_NAMES = {"busi": "BUSI", "busbra": "BUS-BRA"}
+TRUE_LESION_COLOR = "#00e000"  # the true lesion outline, as in every example grid (study.figures.GT_COLOR)
 NEAR_DUPLICATE_COLUMNS = (
     "test_id", "test_label", "match_id", "match_label", "match_split", "distance", "suspected_leak",
     "label_conflict", "n_within_threshold",
@@ -195,13 +198,13 @@ def plot_geometry(geom: pd.DataFrame, title: str) -> Figure:
         for label, sub in _by_label(geom):
             ax.scatter(sub["width"], sub["height"], s=8, alpha=0.6, color=LABEL_COLORS[label], label=label)
         ax.set(xlabel="Image width (px)", ylabel="Image height (px)", title="Image sizes")
-        ax.legend(fontsize="small")
         for ax, col, xlabel, panel in ((axes[1], "lesion_area_frac", "Lesion area / image area", "Lesion size"),
                                        (axes[3], "box_aspect", "Box width / height", "Lesion box aspect")):
             values = geom[col].dropna()
             bins = np.histogram_bin_edges(values, bins=30) if len(values) else 10
             for label, sub in _by_label(geom):
-                ax.hist(sub[col].dropna(), bins=bins, alpha=0.55, color=LABEL_COLORS[label], label=label)
+                ax.hist(sub[col].dropna(), bins=bins, histtype="step", linewidth=1.6, color=LABEL_COLORS[label],
+                        label=label)
             ax.set(xlabel=xlabel, ylabel="Images", title=panel)
         axes[3].axvline(1.0, color="k", lw=0.8, ls="--")
         ax = axes[2]
@@ -209,6 +212,9 @@ def plot_geometry(geom: pd.DataFrame, title: str) -> Figure:
             ax.scatter(sub["centre_x"], sub["centre_y"], s=8, alpha=0.6, color=LABEL_COLORS[label], label=label)
         ax.set(xlim=(0, 1), ylim=(1, 0), aspect="equal", xlabel="Box centre x / width",
                ylabel="Box centre y / height (depth)", title="Lesion positions")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small", frameon=False,
+                   markerscale=2)
         fig.suptitle(title)
     return fig
 
@@ -252,10 +258,11 @@ def plot_examples(sets: Sequence[AuditSet], per_class: int = 4, seed: int = 0) -
                 mask = read_mask_union([ds.data_root / m for m in mask_paths(rec)])
             except DataError as exc:
                 raise DataError(f"{ds.where(i)}: {exc}") from None
-            ax.contour(mask.astype(float), levels=[0.5], colors=[LABEL_COLORS[label]], linewidths=1.2)
-            ax.set_title(str(rec["image_id"]), fontsize=7)
-        axes[r, 0].set_ylabel(f"{ds.name}\n{label}", fontsize=9)
+            ax.contour(mask.astype(float), levels=[0.5], colors=[TRUE_LESION_COLOR], linewidths=1.2)
+            ax.set_title(str(rec["image_id"]), fontsize=8)
+        axes[r, 0].set_ylabel(f"{DATASET_NAMES.get(ds.name, ds.name)}\n{label}", fontsize=9)
     fig.tight_layout()
+    fig.text(0.5, 0.0, "green outline: the true lesion (mask)", ha="center", va="top", fontsize=9)
     return fig
 
 
@@ -384,10 +391,11 @@ def plot_distance_histograms(tables: dict[str, pd.DataFrame], threshold: int) ->
         for ax, (name, table) in zip(axes[0], tables.items()):
             d = table["distance"].astype(int).to_numpy()
             bins = np.arange(-0.5, (d.max() if len(d) else threshold) + 1.5)
-            ax.hist(d[d <= threshold], bins=bins, color="#d62728", label=f"<= {threshold}: suspected leak")
+            ax.hist(d[d <= threshold], bins=bins, color="#d62728", label=f"\u2264 {threshold}: suspected leak")
             ax.hist(d[d > threshold], bins=bins, color="#7f7f7f", label=f"> {threshold}")
             ax.axvline(threshold + 0.5, color="k", ls="--", lw=0.8)
-            ax.set(xlabel="pHash distance to nearest train/val image (bits)", ylabel="Test images", title=name)
+            ax.set(xlabel="pHash distance to nearest train/val image (bits)", ylabel="Test images",
+                   title=DATASET_NAMES.get(name, name))
             ax.set_ylim(0, 1.35 * max(np.bincount(d).max() if len(d) else 1, 1))  # headroom for the legend
             ax.legend(fontsize="small", loc="upper left")
         fig.tight_layout()
@@ -433,11 +441,17 @@ def plot_pairs(ds: AuditSet, table: pd.DataFrame, threshold: int, n_below: int =
             ax = axes[r, 2 * c + j]
             ax.axis("on")
             _show_image(ax, ds, position[image_id])
-            ax.set_title(f"{split}: {image_id}\n{label}", fontsize=7, color=color)
-        axes[r, 2 * c].set_xlabel(f"distance {int(pair.distance)}" + (" (label conflict)" if conflict else ""),
-                                  fontsize=7, color=color)
-    fig.suptitle(f"{ds.name}: test image | nearest train/val image; {len(below)} pair(s) at distance <= {threshold} "
-                 f"(suspected leaks), then {len(above)} just above", fontsize=9)
+            ax.set_title(f"{split}: {image_id}" if str(image_id).startswith(str(label)) else
+                         f"{split}: {image_id} ({label})", fontsize=9, color=color)
+            for spine in ax.spines.values():  # a frame in the pair's colour groups the two images
+                spine.set_edgecolor(color)
+                spine.set_linewidth(2)
+        axes[r, 2 * c].set_xlabel(f"distance {int(pair.distance)} bits" + (" (label conflict)" if conflict else ""),
+                                  fontsize=9, color=color)
+    fig.suptitle(f"{DATASET_NAMES.get(ds.name, ds.name)}: test image | nearest train/val image; {len(below)} pair(s) "
+                 f"at distance \u2264 {threshold} (suspected leaks), then {len(above)} just above.\nFrame and title: "
+                 "red = suspected leak, orange = suspected leak whose twin has the other class, grey = above the "
+                 "threshold", fontsize=10)
     return fig
 
 

@@ -65,7 +65,8 @@ summary[summary["quantity"].isin(["width", "height", "lesion_area_frac", "box_as
 
 # %%
 for key, g in geometry.items():
-    study.figure(audit.plot_geometry(g, f"{key} ({sets[key].source})"), f"fig_{key}_geometry")
+    study.figure(audit.plot_geometry(g, f"{audit.DATASET_NAMES.get(key, key)}: image and lesion geometry "
+                                        f"({len(g)} images)"), f"fig_{key}_geometry")
 
 # %% [markdown]
 # ## Examples with their masks (paper Fig. 4)

@@ -237,7 +237,7 @@ def test_figures_are_built(dup_set):
     ]
     pairs = figs[0]
     titles = [ax.get_title() for ax in pairs.axes if ax.get_title()]
-    assert len(titles) == 6 and titles[0] == "test: a_copy\nbenign" and titles[1] == "train: a\nbenign"
+    assert len(titles) == 6 and titles[0] == "test: a_copy (benign)" and titles[1] == "train: a (benign)"
     examples = figs[1]
     shown = [ax for ax in examples.axes if ax.get_title()]
     assert len(shown) == 4  # 2 benign test images; 2 malignant from all splits (the test split has only 1)

@@ -232,7 +232,7 @@ def test_examples_figure_from_run_records(tmp_path: Path, toy_data) -> None:
     try:
         assert len(ids) == 3 and {"img3", "img4"} & set(ids)  # both classes
         assert [ax.get_title() for ax in fig.axes[:4]] == ["Image + true lesion", "map", "cam", "vanilla cam"]
-        assert len(fig.axes) == 3 * 4  # columns without maps are left out
+        assert len(fig.axes) == 3 * 4 + 1  # columns without maps are left out; + the colour bar
     finally:
         plt.close(fig)
     assert figures.examples_figure(res, {"x": ("Missing", "lesion")}) == (None, [])
