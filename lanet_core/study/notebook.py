@@ -344,6 +344,10 @@ def setup(profile: str = "smoke", train: bool = True) -> Study:
         shown_out = prof.output
     print(f"lanet study, profile {prof.name!r} ({'train missing runs' if train else 'render only'}); "
           f"seeds {prof.seeds}; output {shown_out}")
+    if _in_kernel() and prof.name != "smoke" and not os.environ.get("LANET_STUDY_RUNNER"):  # a person, not the runner
+        print("  (tables and figures are rewritten there: from unchanged run records the bytes are identical, so "
+              "`git status` shows only what this session really changed; change `profile` in the first cell, "
+              "or set LANET_RESULTS_DIR to write elsewhere)")
     print(f"python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     prof.tables_dir.mkdir(parents=True, exist_ok=True)
     prof.figures_dir.mkdir(parents=True, exist_ok=True)

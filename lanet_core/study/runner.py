@@ -178,6 +178,7 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
     out = profile.notebooks_dir / f"{nb}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(src)
+    os.environ["LANET_STUDY_RUNNER"] = "1"  # the kernel inherits it: notebooks know the runner executes them
     notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python (lanet)", "language": "python"})
     notebook.metadata.setdefault("language_info", {"name": "python"})
     # temporary files beside the output (not in $TMPDIR, which may be another filesystem: rename would fail
