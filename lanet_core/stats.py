@@ -217,6 +217,36 @@ def welch_ttest(comparison: Iterable[float], proposed: Iterable[float]) -> TTest
     return _ttest(comparison, proposed, "two-sided", equal_var=False, what="welch_ttest")
 
 
+@dataclass(frozen=True)
+class WelchDiff:
+    """Difference of means ``a - b`` of two independent samples (e.g. seeds of two settings), Welch's two-sided
+    95 % CI and p; ``note``: ``"n < 2"`` (no CI) or ``"identical repeats"`` (both samples constant: CI = the
+    difference, no p)."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+    note: str = ""
+
+
+def welch_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> WelchDiff:
+    """Welch's difference of means of two seed samples (``scipy.stats.ttest_ind(equal_var=False)`` and its
+    ``confidence_interval``): the study's between-setting difference (tables of differences, pretraining)."""
+    xa, xb = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    d = float(np.mean(xa) - np.mean(xb))
+    nan = float("nan")
+    if len(xa) < 2 or len(xb) < 2:
+        return WelchDiff(d, nan, nan, nan, TOO_FEW)
+    if np.std(xa) == 0 and np.std(xb) == 0:
+        return WelchDiff(d, d, d, nan, IDENTICAL_REPEATS)
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns about precision, the CI is still right
+        warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
+        t = sps.ttest_ind(xa, xb, equal_var=False)
+    ci = t.confidence_interval(confidence)
+    return WelchDiff(d, float(ci.low), float(ci.high), float(t.pvalue))
+
+
 def significance_stars(p: float) -> str:
     """``"***"`` for p ≤ 0.001, ``"**"`` ≤ 0.01, ``"*"`` ≤ 0.05, ``"ns"`` above; ``""`` for NaN/None."""
     if p is None:

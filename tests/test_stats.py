@@ -253,3 +253,21 @@ def test_summarise_runs_bad_columns() -> None:
     runs = _runs().assign(accuracy="high")
     with pytest.raises(DataError, match="not numeric"):
         summarise_runs(runs, ["method"], ["accuracy"])
+
+
+def test_welch_difference_matches_the_welch_formula() -> None:
+    import math
+
+    from scipy import stats as sps
+
+    from lanet_core.stats import welch_difference
+
+    a, b = [0.70, 0.72, 0.74], [0.60, 0.61, 0.65]
+    w = welch_difference(a, b)
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)  # Welch-Satterthwaite
+    half = sps.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert w.diff == pytest.approx(0.1) and w.low == pytest.approx(0.1 - half) and w.high == pytest.approx(0.1 + half)
+    assert w.note == "" and 0 < w.p < 0.05
+    assert welch_difference([0.5, 0.5], [0.4, 0.4]).note == "identical repeats"
+    assert math.isnan(welch_difference([0.5], [0.4, 0.45]).low)

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from lanet_core import reporting  # noqa: E402
 from lanet_core.evaluation import summary_metrics  # noqa: E402
 from lanet_core.paths import project_root  # noqa: E402
-from lanet_core.stats import mean_ci  # noqa: E402
+from lanet_core.stats import mean_ci, welch_difference  # noqa: E402
 from lanet_core.study.profiles import Profile, load_profile  # noqa: E402
 from lanet_core.study.records import ExperimentResults, run_experiment  # noqa: E402
 
@@ -271,28 +271,13 @@ def reference_method(runs: pd.DataFrame, suffix: str = "+LA-Net") -> str | None:
 
 
 def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
-    """``{metric: "diff [low, high]", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples."""
-    from scipy import stats
-
-    d = float(np.mean(xa) - np.mean(xb))
-    out: dict[str, object] = {f"{metric}_diff": d}
-    if len(xa) < 2 or len(xb) < 2:
-        lo = hi = p = float("nan")
-        note = "n < 2"
-    elif np.std(xa) == 0 and np.std(xb) == 0:
-        lo = hi = d
-        p, note = float("nan"), "identical repeats"
-    else:
-        import warnings
-
-        with warnings.catch_warnings():  # near-identical seeds: scipy warns about precision, the CI is still right
-            warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
-            t = stats.ttest_ind(xa, xb, equal_var=False)
-        ci = t.confidence_interval(0.95)
-        lo, hi, p, note = float(ci.low), float(ci.high), float(t.pvalue), ""
-    out.update({f"{metric}_low": lo, f"{metric}_high": hi, f"{metric}_p": p})
-    text = reporting.format_diff_ci(metric, d, lo, hi)
-    out[metric] = f"{text} ({note})" if note else f"{text} (p={p:.3g})"
+    """``{metric: "diff [low, high]", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples
+    (:func:`lanet_core.stats.welch_difference`, formatted in the metric's display units)."""
+    w = welch_difference(xa, xb)
+    out: dict[str, object] = {f"{metric}_diff": w.diff, f"{metric}_low": w.low, f"{metric}_high": w.high,
+                              f"{metric}_p": w.p}
+    text = reporting.format_diff_ci(metric, w.diff, w.low, w.high)
+    out[metric] = f"{text} ({w.note})" if w.note else f"{text} (p={w.p:.3g})"
     return out
 
 
