@@ -388,6 +388,9 @@ TABLE_INDEX = [
     ("Fig. 12 - Grad-CAM, measured", "gradcam_localisation", "fig12_gradcam"),
     ("Fig. 5 - predicted lesion masks; IoU threshold sweep", "iou_threshold_sweep", "fig5_lesion_masks"),
     ("Beyond the paper - ImageNet pretraining (MobileNetV2) vs scratch", "pretraining_difference", "fig_pretraining"),
+    ("Beyond the paper - pretraining regimes: scratch R18/MNV2, ImageNet MNV2 (BN frozen / rebuilt), the paper's "
+     "ImageNet R18", "pretraining_regimes", None),
+    ("Beyond the paper - differences between pretraining regimes", "pretraining_regime_differences", None),
     ("Data audit - counts and near-duplicates", "data_counts", "fig4_examples"),
 ]
 
