@@ -680,10 +680,11 @@ def bar_ci_plot(
     finite = np.isfinite(tops) & np.isfinite(bottoms)
     lo, hi = (float(bottoms[finite].min()), float(tops[finite].max())) if finite.any() else (0.0, 1.0)
     span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.05
+    axis_span = span if zoom else max(hi - min(lo, 0.0), span)  # stars sit clear of the caps on either axis
     for i, m in enumerate(order):
         label = _significance_label(pvalues.get(m))
         if label and np.isfinite(tops[i]):
-            ax.text(x[i], tops[i] + 0.04 * span, label, ha="center", va="bottom", fontsize="small")
+            ax.text(x[i], tops[i] + 0.03 * axis_span, label, ha="center", va="bottom", fontsize="small")
     if zoom:
         bottom = lo - 0.25 * span
         bottom = max(bottom, 0.0) if lo >= 0 else bottom
@@ -693,7 +694,8 @@ def bar_ci_plot(
                     color="0.35", ha="left", va="bottom")
     else:
         base = min(lo, 0.0)
-        ax.set_ylim(base - (0.05 * (hi - base) if base < 0 else 0.0), hi + 0.15 * (hi - base))
+        extent = hi - base if hi > base else 1.0  # all zero: still a visible axis
+        ax.set_ylim(base - (0.05 * extent if base < 0 else 0.0), max(hi, base) + 0.15 * extent)
     ax.set_xticks(x)
     ax.set_xticklabels(order, rotation=30, ha="right", rotation_mode="anchor")
     ax.grid(axis="x", visible=False)
@@ -756,8 +758,10 @@ def line_ci_plot(
         data_low = float(np.nanmin(summary["low"])) if summary["low"].notna().any() else float(summary["mean"].min())
         if low < 0 <= data_low:
             low, high = 0.0, min_span
-        elif min_span == 10.0 and high > 100:
-            low, high = 100 - min_span, 100.0
+        else:
+            top = 100.0 if min_span == 10.0 else 1.0  # percent metrics end at 100, fractions (IoU, AUC) at 1
+            if high > top >= float(summary["mean"].max()):
+                low, high = top - min_span, top
         ax.set_ylim(low, high)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(metric))

@@ -77,15 +77,16 @@ study.difference(runs, by="init", a="ImageNet, BN rebuilt", b="ImageNet",
 
 # %%
 full = study.experiment("fully_labelled").runs()
-regimes = pretraining.regime_runs(full, runs)
+labels = pretraining.regime_labels(study.profile)  # from the runs' configs: weights, BN mode, lr
+regimes = pretraining.regime_runs(full, runs, labels)
 if len(regimes):
     reg_table = study.table(pretraining.regimes_table(regimes, paper_numbers()), "pretraining_regimes",
         caption="Accuracy, AUC and lesion IoU per pretraining regime: ours mean ± 95 % CI over seeds (BUSI fixed "
                 "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (Tables 1, 21)")
     display(reg_table[["regime", "kind", "input (px)", "seeds", "source", "accuracy", "auc", "iou"]])
-    rebuilt, frozen = "MNV2, ImageNet, BN rebuilt, lr 1e-3", "MNV2, ImageNet, BN folded+frozen, lr 1e-4"
+    rebuilt, frozen, scratch = (labels.get(k, k) for k in ("ImageNet, BN rebuilt", "ImageNet", "scratch"))
     diffs = study.table(pretraining.regime_differences(
-        regimes, [(rebuilt, frozen), (rebuilt, "MNV2, scratch"), (rebuilt, "R18, scratch")], reg_table),
+        regimes, [(rebuilt, frozen), (rebuilt, scratch), (rebuilt, labels.get("R18", "R18"))], reg_table),
         "pretraining_regime_differences",
         caption="Differences between regimes per model kind: ours with a Welch 95 % CI over seeds and two-sided p; "
                 "the paper minus ours as a difference of means only (the paper gives no per-seed values)")

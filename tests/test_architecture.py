@@ -21,10 +21,21 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _module_level(body: list[ast.stmt]):
+    """Statements executed at import: the module body, including inside if/try/with blocks, not functions."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            for field in ("body", "orelse", "finalbody"):
+                yield from _module_level(getattr(node, field, []) or [])
+            for handler in getattr(node, "handlers", []):
+                yield from _module_level(handler.body)
+
+
 def _imports(name: str, path: Path, modules: dict[str, Path], *, top_level_only: bool) -> list[tuple[str, list[str]]]:
     """(imported lanet_core module, imported names) for each import statement of the module."""
     tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    nodes = list(_module_level(tree.body)) if top_level_only else list(ast.walk(tree))
     out = []
     for node in nodes:
         if isinstance(node, ast.Import):

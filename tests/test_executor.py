@@ -61,6 +61,26 @@ def test_worker_reports_a_failing_run_and_goes_on(own_results) -> None:
     assert rep.trained == [good.label]
 
 
+def test_a_run_one_worker_failed_on_is_not_retried_by_the_others(own_results, monkeypatch) -> None:
+    import lanet_core.study.records as records
+    from lanet_core.study.executor import FAILED_MARK
+
+    prof = load_profile("smoke")
+    spec = runner.study_specs(prof, ["07_input_size"])[0]
+    calls = []
+
+    def boom(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(records, "ensure_run", boom)
+    first = train_specs("smoke", [spec], worker="a")
+    second = train_specs("smoke", [spec], worker="b")
+    assert len(calls) == 1  # the second worker saw the mark and skipped it
+    assert "out of memory" in first.failed[0][1] and second.failed[0][1].startswith("failed in another worker")
+    assert (run_dir_of(spec, prof) / FAILED_MARK).is_file()
+
+
 def test_executor_refuses_shards() -> None:
     with pytest.raises(ConfigError, match="inline training only"):
         runner.run_study("smoke", only=["07_input_size"], executor="local", shard="0/2", train_only=True)

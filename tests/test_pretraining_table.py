@@ -19,7 +19,9 @@ def test_regimes_table_and_differences() -> None:
                         + _runs("R50", None, [0.6, 0.6, 0.6]))
     pre = pd.DataFrame(_runs("MNV2", "scratch", [0.58, 0.59, 0.57]) + _runs("MNV2", "ImageNet", [0.76, 0.75, 0.77])
                        + _runs("MNV2", "ImageNet, BN rebuilt", [0.85, 0.86, 0.84], size=224))
-    runs = pretraining.regime_runs(full, pre)
+    labels = {"R18": "R18, scratch", "scratch": "MNV2, scratch", "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4",
+              "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3"}
+    runs = pretraining.regime_runs(full, pre, labels)
     assert "R50" not in set(runs["method"])
     assert set(runs["kind"]) == {"vanilla", "LA-Net"}
     table = pretraining.regimes_table(runs, paper_numbers())
@@ -37,3 +39,16 @@ def test_regimes_table_and_differences() -> None:
 def test_method_kind() -> None:
     assert [pretraining.method_kind(m) for m in ("R18", "MNV2+LA-Net", "R18+LA-Net-fine")] == \
         ["vanilla", "LA-Net", "LA-Net-fine"]
+
+
+def test_regime_labels_come_from_the_configs(monkeypatch) -> None:
+    import lanet_core.study.experiments as ex
+    from lanet_core.study.profiles import load_profile
+
+    monkeypatch.setattr(ex, "local_weights_available", lambda w: True)
+    labels = pretraining.regime_labels(load_profile("cpu"))
+    assert labels == {"R18": "R18, scratch", "scratch": "MNV2, scratch",
+                      "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4",
+                      "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3"}
+    paper = pretraining.regime_labels(load_profile("paper"))
+    assert paper["R18"] == "R18, ImageNet"  # the paper profile's R18 is ImageNet-pretrained

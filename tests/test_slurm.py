@@ -27,7 +27,7 @@ from lanet_core.study.records import run_dir_of
 
 pytestmark = [pytest.mark.smoke, pytest.mark.slurm]
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
 
 
 def _free_port() -> int:
@@ -85,29 +85,11 @@ NodeName={host} CPUs={os.cpu_count()} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """)
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    started = []
-    try:
-        subprocess.run([_which("munged"), "--force", f"--socket={sock}", f"--key-file={key}",
-                        f"--pid-file={d / 'munge' / 'munged.pid'}", f"--log-file={d / 'munge' / 'munged.log'}",
-                        f"--seed-file={d / 'munge' / 'munged.seed'}"], check=True, capture_output=True, timeout=30)
-        started.append(d / "munge" / "munged.pid")
-        for daemon in ("slurmctld", "slurmd"):
-            subprocess.run([_which(daemon)], env=env, check=True, capture_output=True, timeout=30)
-            started.append(d / f"{daemon}.pid")
-        for _ in range(60):
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout
-            if out.strip() in ("idle", "mix", "alloc"):
-                break
-            time.sleep(0.5)
-        else:
-            logs = (d / "slurmctld.log").read_text()[-800:] if (d / "slurmctld.log").exists() else ""
-            pytest.skip(f"the single-node SLURM did not come up (sinfo: {out.strip()!r}); slurmctld log: {logs}")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        err = getattr(exc, "stderr", b"") or b""
-        pytest.skip(f"SLURM daemons could not start here: {exc}: {err.decode(errors='replace')[-400:]}")
+    started: list[Path] = []
     old = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(conf)
-    try:
+    try:  # whatever happens (a skip included), the daemons started here are stopped in `finally`
+        _start_daemons(d, env, key, sock, started)
+        os.environ["SLURM_CONF"] = str(conf)
         yield d
     finally:
         if old is None:
@@ -119,6 +101,29 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
             except (OSError, ValueError):
                 pass
+
+
+def _start_daemons(d: Path, env: dict, key: Path, sock: Path, started: list[Path]) -> None:
+    """munged, slurmctld, slurmd (pid files appended to ``started`` as each starts); skip if they cannot run."""
+    try:
+        subprocess.run([_which("munged"), "--force", f"--socket={sock}", f"--key-file={key}",
+                        f"--pid-file={d / 'munge' / 'munged.pid'}", f"--log-file={d / 'munge' / 'munged.log'}",
+                        f"--seed-file={d / 'munge' / 'munged.seed'}"], check=True, capture_output=True, timeout=30)
+        started.append(d / "munge" / "munged.pid")
+        for daemon in ("slurmctld", "slurmd"):
+            started.append(d / f"{daemon}.pid")
+            subprocess.run([_which(daemon)], env=env, check=True, capture_output=True, timeout=30)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"SLURM daemons could not start here: {exc}: {err.decode(errors='replace')[-400:]}")
+    out = ""
+    for _ in range(60):
+        out = subprocess.run([_which("sinfo"), "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout
+        if out.strip() in ("idle", "mix", "alloc"):
+            return
+        time.sleep(0.5)
+    logs = (d / "slurmctld.log").read_text()[-800:] if (d / "slurmctld.log").exists() else ""
+    pytest.skip(f"the single-node SLURM did not come up (sinfo: {out.strip()!r}); slurmctld log: {logs}")
 
 
 def test_smoke_notebook_trains_as_a_slurm_array_and_renders(slurm_cluster, monkeypatch, tmp_path, capsys) -> None:

@@ -333,7 +333,7 @@ EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
 NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "01_data_audit": (),
     "02_fully_labelled": ("fully_labelled",),
-    "03_pretraining": ("pretraining",),
+    "03_pretraining": ("pretraining", "fully_labelled"),  # the pretraining table reads the R18 scratch runs too
     "04_partial_labels": ("partial_labels", "sensitivity"),
     "05_attention_ablation": ("attention_ablation",),
     "06_label_ratio": ("label_ratio",),

@@ -245,7 +245,11 @@ class Study:
             fig.suptitle("\n".join(t for t in (title, note) if t), fontsize="small")
             fig.tight_layout()
             if len(methods) > 1:  # one legend below the panels, never over the data
-                handles, labels = axes[0][0].get_legend_handles_labels()
+                merged: dict[str, object] = {}
+                for ax in axes[0]:  # every method, even one missing from the first metric
+                    for h, lab in zip(*ax.get_legend_handles_labels()):
+                        merged.setdefault(lab, h)
+                labels, handles = list(merged), list(merged.values())
                 fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
                            fontsize="small", frameon=False)
             self.figure(fig, stem)
@@ -258,8 +262,9 @@ def _n_text(counts: pd.Series) -> str:
 
 def _bars_note(runs: pd.DataFrame, reference: str | None) -> str:
     """The reading key of a bar figure: what bars, error bars, dots and stars are, and n."""
-    n = _n_text(runs.groupby("method").size())
-    key = f"mean, 95 % CI over n={n} seeds (t), dots: seeds"
+    counts = runs.groupby("method").size()
+    n = _n_text(counts)
+    key = ("one seed per bar (no CI)" if counts.max() == 1 else f"mean, 95 % CI over n={n} seeds (t), dots: seeds")
     if reference and reference in set(runs["method"]):
         key += f"; stars: Welch t-test vs {reference} (bold)"
     return key

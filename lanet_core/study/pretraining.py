@@ -23,20 +23,50 @@ def method_kind(method: str) -> str:
     return tail if tail in KINDS else ("vanilla" if not tail else tail)
 
 
-def regime_runs(fully_labelled: pd.DataFrame, pretraining: pd.DataFrame) -> pd.DataFrame:
-    """One runs table with a ``regime`` column: R18 scratch (the fully-labelled BUSI runs), MNV2 scratch,
-    MNV2 ImageNet folded/frozen and MNV2 ImageNet with BN rebuilt (the ``init`` groups of the pretraining
-    experiment). Keeps vanilla, LA-Net and LA-Net-fine rows; ``kind`` names which."""
+def _lr(lr: float) -> str:
+    return f"{lr:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def regime_labels(profile) -> dict[str, str]:
+    """The regime label of each row group, read from the configs the profile's experiments resolve to:
+    ``{"R18": "R18, scratch", "<init group>": "MNV2, ImageNet, BN folded+frozen, lr 1e-4", ...}`` (weights,
+    BatchNorm mode and lr as the runs use them, so another profile gets its own, true labels)."""
+    from lanet_core.study.experiments import EXPERIMENTS, method_name
+
+    out: dict[str, str] = {}
+    r18 = method_name("classifier", profile.main_backbone)
+    for spec in EXPERIMENTS["fully_labelled"](profile):
+        if spec.method == r18:
+            w = spec.config["model"]["weights"]
+            out["R18"] = f"{r18}, " + ("scratch" if w == "none" else "ImageNet")
+            break
+    for spec in EXPERIMENTS["pretraining"](profile):
+        init = spec.group.get("init")
+        if init in out:
+            continue
+        m, t = spec.config["model"], spec.config["train"]
+        bb = spec.method.split("+")[0]
+        if m["weights"] == "none":
+            out[init] = f"{bb}, scratch"
+        else:
+            bn = "BN rebuilt" if m.get("bn_rebuild") else "BN folded+frozen"
+            out[init] = f"{bb}, ImageNet, {bn}, lr {_lr(t['lr'])}"
+    return out
+
+
+def regime_runs(fully_labelled: pd.DataFrame, pretraining: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """One runs table with a ``regime`` column (``labels`` from :func:`regime_labels`): the main backbone's
+    fully-labelled BUSI runs and each ``init`` group of the pretraining experiment. Keeps vanilla, LA-Net and
+    LA-Net-fine rows; ``kind`` names which."""
     parts = []
-    if len(fully_labelled):
-        r18 = fully_labelled[fully_labelled["method"].isin(["R18", "R18+LA-Net", "R18+LA-Net-fine"])].copy()
-        r18["regime"] = "R18, scratch"
+    if len(fully_labelled) and "R18" in labels:
+        base = labels["R18"].split(",")[0]
+        r18 = fully_labelled[fully_labelled["method"].isin([base, f"{base}+LA-Net", f"{base}+LA-Net-fine"])].copy()
+        r18["regime"] = labels["R18"]
         parts.append(r18)
     if len(pretraining):
         pre = pretraining.copy()
-        names = {"scratch": "MNV2, scratch", "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4",
-                 "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3"}
-        pre["regime"] = pre["init"].map(names).fillna(pre["init"])
+        pre["regime"] = pre["init"].map(labels).fillna(pre["init"])
         parts.append(pre)
     if not parts:
         return pd.DataFrame()

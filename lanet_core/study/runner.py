@@ -112,8 +112,18 @@ def train_with_executor(profile: Profile, notebooks: list[str], executor: str, j
         return "submitted"
     reports, crashed = wait_for(jobs_, profile)
     trained = sum(len(r.trained) for r in reports)
-    failed = [f"{label}: {err}" for r in reports for label, err in r.failed]
+    errors: dict[str, str] = {}
+    for r in reports:  # one line per failed run, however many workers met it
+        for label, err in r.failed:
+            if label not in errors or errors[label].startswith("failed in another worker"):
+                errors[label] = err
+    failed = [f"{label}: {err}" for label, err in sorted(errors.items())]
     left = shard_specs(study_specs(profile, notebooks), profile, (0, 1))
+    busy = sorted({label for r in reports for label in r.busy} & {s.label for s in left})
+    if busy:
+        print(f"lanet study: {len(busy)} run(s) held by another process (an inline study, another submission) "
+              f"and not finished yet: {', '.join(busy[:5])}{' ...' if len(busy) > 5 else ''}", file=sys.stderr,
+              flush=True)
     print(f"lanet study: jobs ended: {trained} runs trained, {len(failed)} failed, {len(crashed)} job(s) crashed, "
           f"{len(left)} runs unfinished", flush=True)
     for line in failed + crashed:
