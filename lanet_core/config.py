@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from lanet_core.errors import ConfigError
+from lanet_core.models.registry import ARCHITECTURES
 from lanet_core.paths import project_root
 
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -87,16 +88,8 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-# Architecture-specific defaults applied before the preset and the user's file.
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lanet": {},
-    "classifier": {"train": {"stage1_epochs": 0}},
-    "vit": {"model": {"backbone": "vit_small_patch16_224"}, "train": {"stage1_epochs": 0}},
-    "unet": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
-    "deeplabv3": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
-    "rmtl": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
-    "agn": {"train": {"stage1_epochs": 0}, "data": {"train_images": "labelled"}},
-}
+# Architecture-specific defaults applied before the preset and the user's file (from the registry).
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {n: a.config_defaults() for n, a in ARCHITECTURES.items()}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "authors": {"train": {"lr": 1e-4, "batch_size": 12}},  # the authors' as-run scripts
@@ -303,7 +296,7 @@ def resolve_config(user: Mapping[str, Any] | None = None, overrides: Iterable[st
     cfg = deep_merge(DEFAULTS, ARCH_DEFAULTS[arch])
     cfg = deep_merge(cfg, PRESETS[preset])
     cfg = deep_merge(cfg, merged_user)
-    if arch != "lanet":
+    if not ARCHITECTURES[arch].stage1:
         cfg["train"]["stage1_epochs"] = 0  # stage 1 is LA-Net's pre-training; baselines train in one stage
     _numbers(cfg)
     validate_config(cfg)

@@ -287,3 +287,30 @@ def test_baseline_options_lists_the_extras():
     assert baseline_options("rmtl") == ("map_size", "timm_kwargs")
     assert baseline_options("agn") == ("inter_channels", "timm_kwargs")
     assert baseline_options("unet") == ()
+
+
+def test_registry_heads_match_what_the_models_return():
+    """The registry's heads (used by the trainer and evaluator) are what each built model really outputs."""
+    from lanet_core.models.registry import ARCHITECTURES
+
+    for arch in BASELINE_ARCHS:
+        want_logits, want_lesion = EXPECTED[arch]
+        assert ARCHITECTURES[arch].class_head == (want_logits is not None), arch
+        assert ARCHITECTURES[arch].lesion_head == (want_lesion is not None), arch
+    assert ARCHITECTURES["lanet"].stage1 and not any(ARCHITECTURES[a].stage1 for a in BASELINE_ARCHS)
+
+
+def test_registry_derives_the_per_architecture_tables():
+    from lanet_core.config import ARCH_DEFAULTS, resolve_config
+    from lanet_core.models.baselines import DEFAULT_BACKBONES
+    from lanet_core.models.factory import ARCH_HEADS
+    from lanet_core.models.registry import ARCHITECTURES
+    from lanet_core.study.experiments import method_name
+
+    assert set(ARCH_DEFAULTS) == set(ARCH_HEADS) == set(ARCHITECTURES) == {"lanet", *BASELINE_ARCHS}
+    for arch in BASELINE_ARCHS:  # the config default and the builder default are one fact
+        assert resolve_config({"model": {"arch": arch}})["model"]["backbone"] == DEFAULT_BACKBONES[arch]
+    assert resolve_config({"model": {"arch": "unet"}})["data"]["train_images"] == "labelled"
+    assert resolve_config({"model": {"arch": "rmtl"}, "train": {"stage1_epochs": 5}})["train"]["stage1_epochs"] == 0
+    assert [method_name(a, "resnet50") for a in ("lanet", "classifier", "rmtl", "agn")] == \
+        ["R50+LA-Net", "R50", "R50+RMTL", "AGN"]

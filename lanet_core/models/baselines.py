@@ -20,7 +20,6 @@ agn         Schlemper et al. 2019 (AG-Sononet)   (B, K)                     (B, 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import numbers
 import os
@@ -30,31 +29,15 @@ import timm
 from torch import nn
 
 from lanet_core.errors import ConfigError
-from lanet_core.models.agn import AGN
-from lanet_core.models.classifiers import DEFAULT_VIT, build_classifier, build_vit
-from lanet_core.models.rmtl import RMTL
-from lanet_core.models.segmenters import build_segmenter
+from lanet_core.models.registry import ARCHITECTURES
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "classifier": build_classifier,
-    "vit": build_vit,
-    "unet": functools.partial(build_segmenter, "unet"),
-    "deeplabv3": functools.partial(build_segmenter, "deeplabv3"),
-    "rmtl": RMTL,
-    "agn": AGN,
-}
+# Every architecture but LA-Net, in registry order: builders, names and default backbones from the registry.
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {n: a.build_fn() for n, a in ARCHITECTURES.items() if n != "lanet"}
 BASELINE_ARCHS: tuple[str, ...] = tuple(_BUILDERS)
 
-#: Backbone used when none is named: ResNet18 trunks (the paper's main size) except ViT-S/16 for
-#: "vit" (ViT-B/16, the paper's, has 86 M parameters) and ResNet50 for DeepLabV3 (the authors' model).
-DEFAULT_BACKBONES: dict[str, str] = {
-    "classifier": "resnet18",
-    "vit": DEFAULT_VIT,
-    "unet": "resnet18",
-    "deeplabv3": "resnet50",
-    "rmtl": "resnet18",
-    "agn": "resnet18",
-}
+#: Backbone used when none is named (registry ``default_backbone``): ResNet18 trunks (the paper's main size)
+#: except ViT-S/16 for "vit" (ViT-B/16, the paper's, has 86 M parameters) and ResNet50 for DeepLabV3.
+DEFAULT_BACKBONES: dict[str, str] = {n: ARCHITECTURES[n].default_backbone for n in BASELINE_ARCHS}
 
 _COMMON = {"backbone", "weights", "image_size", "num_classes"}
 

@@ -17,8 +17,8 @@ from torch import nn
 from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import create_model_with_weights
 from lanet_core.models.output import ModelOutput
+from lanet_core.models.registry import DEFAULT_VIT
 
-DEFAULT_VIT = "vit_small_patch16_224"
 
 
 def stage_module(model: nn.Module, index: int = -1) -> nn.Module:

@@ -9,6 +9,7 @@ from torch import nn
 
 from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import freeze_batchnorm
+from lanet_core.models.registry import ARCHITECTURES
 
 
 def weights_info(weights: str) -> tuple[dict, bool]:
@@ -96,13 +97,5 @@ def reset_head(model: nn.Module) -> None:
     head.reset_parameters()
 
 
-# (classification head, lesion head) of each architecture
-ARCH_HEADS: dict[str, tuple[bool, bool]] = {
-    "lanet": (True, True),
-    "rmtl": (True, True),
-    "agn": (True, True),
-    "classifier": (True, False),
-    "vit": (True, False),
-    "unet": (False, True),
-    "deeplabv3": (False, True),
-}
+# (classification head, lesion head) of each architecture (from the registry)
+ARCH_HEADS: dict[str, tuple[bool, bool]] = {n: (a.class_head, a.lesion_head) for n, a in ARCHITECTURES.items()}

@@ -10,6 +10,8 @@ is copied in strictly. Output: ``ModelOutput(logits=None, lesion_logits=(B, 1, S
 
 from __future__ import annotations
 
+import functools
+
 import os
 
 import segmentation_models_pytorch as smp
@@ -81,3 +83,7 @@ def build_segmenter(
     if weights is not None and str(weights) not in _RANDOM_INIT:
         copy_encoder_weights(net, backbone, weights)
     return SmpSegmenter(net)
+
+
+build_unet = functools.partial(build_segmenter, "unet")  # registry builders (lanet_core.models.registry)
+build_deeplabv3 = functools.partial(build_segmenter, "deeplabv3")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lanet_core.models.backbones import local_weights_available
+from lanet_core.models.registry import architecture
 from lanet_core.study.profiles import Profile
 
 SHORT = {
@@ -50,16 +51,7 @@ class RunSpec:
 
 def method_name(arch: str, backbone: str) -> str:
     """The paper's row labels: R18, R18+LA-Net, R18+RMTL, U-Net, DeepLabV3, AGN, ViT-S/16, EB0."""
-    b = short(backbone)
-    return {
-        "lanet": f"{b}+LA-Net",
-        "classifier": b,
-        "vit": b,
-        "rmtl": f"{b}+RMTL",
-        "unet": "U-Net",
-        "deeplabv3": "DeepLabV3",
-        "agn": "AGN",
-    }[arch]
+    return architecture(arch).label(short(backbone))
 
 
 FINE = "-fine"  # method-name suffix of LA-Net with the finer lesion map

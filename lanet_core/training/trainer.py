@@ -41,6 +41,7 @@ from lanet_core.evaluation import (
     Predictions, autocast_for, per_image_records, predict, summary_metrics, tune_threshold,
 )
 from lanet_core.models.factory import ARCH_HEADS, build_model
+from lanet_core.models.registry import ARCHITECTURES
 from lanet_core.models.output import ModelOutput
 from lanet_core.precision import resolve_amp, resolve_channels_last
 from lanet_core.training.losses import hybrid_loss, localisation_loss
@@ -69,7 +70,7 @@ def plan_stages(cfg: Mapping[str, Any]) -> list[Stage]:
     """The stages a config trains, in order."""
     has_cls, has_loc = ARCH_HEADS[cfg["model"]["arch"]]
     stages = []
-    if cfg["train"]["stage1_epochs"] > 0 and cfg["model"]["arch"] == "lanet":
+    if cfg["train"]["stage1_epochs"] > 0 and ARCHITECTURES[cfg["model"]["arch"]].stage1:
         stages.append(Stage("stage1", cfg["train"]["stage1_epochs"], "floc", "labelled", "iou"))
     images = cfg["data"]["train_images"] if has_cls else "labelled"
     if has_cls and has_loc:  # a joint model: select on the configured criterion, report the other one too
