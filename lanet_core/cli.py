@@ -109,6 +109,27 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resolve(args: argparse.Namespace) -> int:
+    import yaml
+
+    from lanet_core.config import find_config_file, format_sources, resolve_with_sources
+
+    layers = []
+    if args.profile:
+        from lanet_core.study.profiles import load_profile
+
+        prof = load_profile(args.profile)
+        layers.append((f"profile {prof.name} (base)", prof.base))
+        if args.experiment and args.experiment in prof.overrides:
+            layers.append((f"profile {prof.name} ({args.experiment})", prof.overrides[args.experiment]))
+    path = find_config_file(args.config)
+    user = yaml.safe_load(path.read_text()) or {}
+    layers.append((f"file {path.name}", user))
+    cfg, sources = resolve_with_sources(user, args.set, user_layers=layers)
+    print(format_sources(cfg, sources))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from lanet_core.bench import inference_latency, run_benchmark
 
@@ -264,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_cmd_describe)
+
+    s = sub.add_parser("resolve", help="print the resolved config with where each value came from",
+                       epilog="example: lanet resolve configs/busi_lanet_r18.yaml --profile paper --set train.lr=3e-4")
+    s.add_argument("config", help="run config YAML (path, or a name under configs/)")
+    s.add_argument("--profile", default=None, help="apply this profile's base (as the study does) below the file")
+    s.add_argument("--experiment", default=None, help="with --profile: also that experiment's profile overrides")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (dotted)")
+    s.set_defaults(func=_cmd_resolve)
 
     s = sub.add_parser("bench", help="training and inference images/s and peak memory through the real data path")
     s.add_argument("--config", default="configs/busi_lanet_r18.yaml")

@@ -13,7 +13,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -377,3 +377,46 @@ def with_overrides(cfg: Mapping[str, Any], **dotted: Any) -> dict[str, Any]:
         _set(out, key, value)
     validate_config(out)
     return out
+
+
+def _leaves(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_leaves(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def resolve_with_sources(user: Mapping[str, Any], overrides: Iterable[str] | None = None, *,
+                         user_layers: Sequence[tuple[str, Mapping[str, Any]]] | None = None
+                         ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The resolved config and, per dotted key, the layer its value came from: ``default``, ``arch <a>``,
+    ``preset <p>``, each of ``user_layers`` in order (e.g. a profile's base, then the file; default: one layer
+    ``file`` = ``user``), ``--set``, or ``rule`` (LA-Net's stage 1 forced to 0 for other architectures)."""
+    layers = list(user_layers) if user_layers is not None else [("file", user)]
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = deep_merge(merged, layer, strict=False)
+    over: dict[str, Any] = {}
+    for text in overrides or []:
+        over = deep_merge(over, parse_override(text), strict=False)
+    cfg = resolve_config(merged, overrides)
+    arch, preset = cfg["model"]["arch"], cfg["train"]["preset"]
+    sources = {k: "default" for k in _leaves(DEFAULTS)}
+    for name, layer in [(f"arch {arch}", ARCH_DEFAULTS[arch]), (f"preset {preset}", PRESETS[preset]), *layers,
+                        ("--set", over)]:
+        for k in _leaves(layer):
+            sources[k] = name
+    if not ARCHITECTURES[arch].stage1 and _leaves(merged).get("train.stage1_epochs", 0) not in (0, None):
+        sources["train.stage1_epochs"] = "rule (no stage 1 for this arch)"
+    return cfg, sources
+
+
+def format_sources(cfg: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """``key = value  # source`` lines of a resolved config, keys in config order."""
+    flat = _leaves(cfg)
+    width = max(len(f"{k} = {v!r}") for k, v in flat.items())
+    return "\n".join(f"{f'{k} = {v!r}':<{width}}  # {sources.get(k, 'default')}" for k, v in flat.items())

@@ -97,3 +97,20 @@ def test_unknown_backbone_names_the_key():
     for arch in ("lanet", "unet"):
         with pytest.raises(ConfigError, match="model.backbone = 'resnet_nope'"):
             build_model(resolve_config({"model": {"arch": arch, "backbone": "resnet_nope"}, "data": {"image_size": 64}}))
+
+
+def test_resolve_with_sources_names_each_layer(tmp_path) -> None:
+    """`lanet resolve`: every value with the layer it came from (issue 15)."""
+    from lanet_core.config import format_sources, resolve_config, resolve_with_sources
+
+    user = {"model": {"arch": "rmtl"}, "train": {"preset": "paper", "stage1_epochs": 7, "seed": 3}}
+    base = {"data": {"image_size": 128}, "train": {"amp": False}}
+    cfg, src = resolve_with_sources(user, ["train.lr=3e-4"], user_layers=[("profile cpu (base)", base), ("file x", user)])
+    assert cfg == resolve_config({**user, "data": base["data"], "train": {**base["train"], **user["train"]}},
+                                 ["train.lr=3e-4"])
+    assert src["train.lr"] == "--set" and src["train.batch_size"] == "preset paper"
+    assert src["data.image_size"] == "profile cpu (base)" and src["train.seed"] == "file x"
+    assert src["data.train_images"] == "arch rmtl" and src["model.use_cam"] == "default"
+    assert src["train.stage1_epochs"].startswith("rule") and cfg["train"]["stage1_epochs"] == 0
+    text = format_sources(cfg, src)
+    assert "train.lr = 0.0003" in text and "# --set" in text
