@@ -85,8 +85,9 @@ if len(regimes):
                 "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (Tables 1, 21)")
     display(reg_table[["regime", "kind", "input (px)", "seeds", "source", "accuracy", "auc", "iou"]])
     rebuilt, frozen, scratch = (labels.get(k, k) for k in ("ImageNet, BN rebuilt", "ImageNet", "scratch"))
-    diffs = study.table(pretraining.regime_differences(
-        regimes, [(rebuilt, frozen), (rebuilt, scratch), (rebuilt, labels.get("R18", "R18"))], reg_table),
+    variants = [v for k, v in labels.items() if k.startswith("ImageNet, BN rebuilt, ")]  # e.g. a lower fex lr
+    pairs = [(rebuilt, frozen), (rebuilt, scratch), (rebuilt, labels.get("R18", "R18"))] + [(v, rebuilt) for v in variants]
+    diffs = study.table(pretraining.regime_differences(regimes, pairs, reg_table),
         "pretraining_regime_differences",
         caption="Differences between regimes per model kind: ours with a Welch 95 % CI over seeds and two-sided p; "
                 "the paper minus ours as a difference of means only (the paper gives no per-seed values)")

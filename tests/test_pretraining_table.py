@@ -49,6 +49,7 @@ def test_regime_labels_come_from_the_configs(monkeypatch) -> None:
     labels = pretraining.regime_labels(load_profile("cpu"))
     assert labels == {"R18": "R18, scratch", "scratch": "MNV2, scratch",
                       "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4",
-                      "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3"}
+                      "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3",
+                      "ImageNet, BN rebuilt, fex lr x0.1": "MNV2, ImageNet, BN rebuilt, lr 1e-3 (feature extractor 1e-4)"}
     paper = pretraining.regime_labels(load_profile("paper"))
     assert paper["R18"] == "R18, ImageNet"  # the paper profile's R18 is ImageNet-pretrained

@@ -41,7 +41,7 @@ def test_cpu_profile_specs_find_their_committed_records() -> None:
     for exp in ("fully_labelled", "attention_ablation", "label_ratio", "input_size", "depth", "partial_labels",
                 "sensitivity", "pretraining"):
         for spec in EXPERIMENTS[exp](prof):
-            if "LA-Net-fine" in spec.method or spec.group.get("init") == PRETRAINED_REBUILT:  # added later (new runs)
+            if "LA-Net-fine" in spec.method or str(spec.group.get("init")).startswith(PRETRAINED_REBUILT):  # new runs
                 continue
             sha = file_sha256(project_root() / spec.config["data"]["manifest"])
             if config_hash(spec.config, sha) not in committed:
@@ -66,6 +66,9 @@ def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
     ft = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] == PRETRAINED_REBUILT]
     assert {s.method for s in ft} == {"MNV2", "MNV2+LA-Net", "MNV2+LA-Net-fine"}
     assert len(ft) == 9 and {s.seed for s in ft} == {0, 1, 2}
+    variant = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] == PRETRAINED_REBUILT + ", fex lr x0.1"]
+    assert [s.method for s in variant] == ["MNV2", "MNV2+LA-Net"]
+    assert all(s.config["train"]["backbone_lr_scale"] == 0.1 and s.config["train"]["lr"] == 1e-3 for s in variant)
     for s in ft:
         c = s.config
         assert c["model"]["bn_rebuild"] is True and c["model"]["weights"].startswith("local:")
@@ -73,5 +76,5 @@ def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
         assert (c["train"]["stage1_epochs"] if s.method != "MNV2" else 4) == 4 and c["train"]["stage2_epochs"] == 12
         assert c["model"]["fusion_stride"] == (8 if s.method.endswith("-fine") else 32)
         assert c["model"]["head_init"] == ("torch" if s.method == "MNV2" else "timm")
-    old = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] != PRETRAINED_REBUILT]
+    old = [s for s in ex.EXPERIMENTS["pretraining"](prof) if not s.group["init"].startswith(PRETRAINED_REBUILT)]
     assert all(s.config["train"]["lr"] == 1e-4 and not s.config["model"]["bn_rebuild"] for s in old)

@@ -211,23 +211,30 @@ def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
     """Issue 13: the converted ImageNet weights fine-tuned as a normal network (``pretrained.fine_tuning``):
     BatchNorm rebuilt from the training images and trainable, the profile's lr (the paper's 1e-3) unless the
     entry names one, at ``image_size`` (ImageNet resolution), for ``methods`` (classifier, lanet, lanet_fine)."""
-    ft = p.pretrained.get("fine_tuning") or {}
-    if not ft or not local_weights_available(weights):
+    entries = p.pretrained.get("fine_tuning") or []
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not entries or not local_weights_available(weights):
         return []
-    size = int(ft.get("image_size", p.main_size))
-    train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs") if k in ft}
     out = []
-    for seed in ft.get("seeds", p.seeds):
-        for kind in ft.get("methods", ["classifier", "lanet"]):
-            arch = "lanet" if kind == "lanet_fine" else kind
-            m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
-            head = {"head_init": "torch"} if arch == "classifier" else {}  # timm's 1000-class head init: see reset_head
-            ups = [_data(p.dataset("busi"), image_size=size),
-                   _model(arch, bb, weights=weights, bn_rebuild=True, **head), {"train": train}]
-            if kind == "lanet_fine":
-                ups.append(fine_updates(p))
-            out.append(_spec(p, "pretraining", m, seed, *ups, group={"init": PRETRAINED_REBUILT, "image_size": size},
-                             posthoc=("gradcam",), name=f"{m}-imagenet-bn-{size}"))
+    for ft in entries:  # the main regime, then variants (``variant``: their name, e.g. another lr)
+        size = int(ft.get("image_size", p.main_size))
+        train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs")
+                 if k in ft}
+        variant = ft.get("variant", "")
+        init = PRETRAINED_REBUILT + (f", {variant}" if variant else "")
+        slug = "imagenet-bn" + (f"-{variant}".replace(" ", "-") if variant else "")
+        for seed in ft.get("seeds", p.seeds):
+            for kind in ft.get("methods", ["classifier", "lanet"]):
+                arch = "lanet" if kind == "lanet_fine" else kind
+                m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
+                head = {"head_init": "torch"} if arch == "classifier" else {}  # timm's 1000-class init: reset_head
+                ups = [_data(p.dataset("busi"), image_size=size),
+                       _model(arch, bb, weights=weights, bn_rebuild=True, **head), {"train": train}]
+                if kind == "lanet_fine":
+                    ups.append(fine_updates(p))
+                out.append(_spec(p, "pretraining", m, seed, *ups, group={"init": init, "image_size": size},
+                                 posthoc=("gradcam",), name=f"{m}-{slug}-{size}"))
     return out
 
 

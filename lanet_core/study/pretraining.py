@@ -50,7 +50,9 @@ def regime_labels(profile) -> dict[str, str]:
             out[init] = f"{bb}, scratch"
         else:
             bn = "BN rebuilt" if m.get("bn_rebuild") else "BN folded+frozen"
-            out[init] = f"{bb}, ImageNet, {bn}, lr {_lr(t['lr'])}"
+            scale = float(t.get("backbone_lr_scale", 1.0))
+            fex = f" (feature extractor {_lr(t['lr'] * scale)})" if scale != 1.0 else ""
+            out[init] = f"{bb}, ImageNet, {bn}, lr {_lr(t['lr'])}{fex}"
     return out
 
 
