@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=None)
     ap.add_argument("--match", default=None, help="only runs whose method contains this text")
     ap.add_argument("--exclude", default=None, help="skip runs whose method contains this text")
+    ap.add_argument("--name", default=None, help="only runs whose config name contains this text")
     ap.add_argument("--priority", default="", help="comma-separated method names trained first (e.g. R18,R18+LA-Net)")
     args = ap.parse_args()
     prof = load_profile(args.profile)
@@ -32,6 +33,8 @@ def main() -> None:
         specs = [s for s in specs if args.match in s.method]
     if args.exclude:
         specs = [s for s in specs if args.exclude not in s.method]
+    if args.name:
+        specs = [s for s in specs if args.name in s.config["name"]]
     first = [m for m in args.priority.split(",") if m]
     specs.sort(key=lambda s: (s.method not in first, s.seed))  # stable: experiment order within a seed
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
