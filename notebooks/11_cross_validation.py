@@ -66,3 +66,20 @@ paired[[c for c in paired.columns if c not in ("diff", "low", "high")]] if len(p
 # %%
 if len(paired):
     study.figure(crossval.forest_figure(paired), "fig_cv_paired_differences")
+
+# %% [markdown]
+# ## Model selection across folds: validation accuracy (the paper) vs mean of validation AUC and IoU
+# Every joint run records the test metrics of the epoch each criterion selects; here the replicates are the folds
+# (one run per fold), so the 95 % CIs are over five different test sets, not seeds.
+
+# %%
+from lanet_core.study import figures  # noqa: E402
+
+runs = res.runs()
+sel = figures.selection_table(runs.assign(seed=runs["fold"])) if len(runs) and "fold" in runs else runs.iloc[0:0]
+if len(sel):
+    sel = sel.rename(columns={"n_seeds": "n_folds"})
+    study.table(sel, "cv_selection_criterion_comparison",
+                caption="Cross-validation: test metrics of the epoch selected by validation accuracy vs by mean "
+                        "(validation AUC, IoU), mean ± 95 % CI over folds")
+sel

@@ -372,6 +372,7 @@ TABLE_INDEX = [
     ("Beyond the paper - lesion-map oracle ceilings (test split)", "lesion_map_ceilings", None),
     ("Beyond the paper - LA-Net-fine training target, chosen on validation IoU", "lesion_target_comparison", None),
     ("Beyond the paper - stage-2 selection: validation accuracy vs mean(AUC, IoU)", "selection_criterion_comparison", None),
+    ("Beyond the paper - stage-2 selection across the 5 cross-validation folds", "cv_selection_criterion_comparison", None),
     ("Table 5/6 companion - leak-free test subset", "table5_busi_leak_free", None),
     ("Table 5/6 companion - paired bootstrap over test images", "table5_busi_paired_bootstrap", None),
     ("Tables 3, 9 - partly-labelled classification (BUS-BRA stand-in for MBUD)", "table3_busbra_partial_classification", "fig_busbra_partial_labels"),
