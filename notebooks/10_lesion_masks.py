@@ -39,7 +39,7 @@ train: bool = True  # False: render from finished run records only
 import pandas as pd
 
 from lanet_core.study import figures
-from lanet_core.study.experiments import method_name
+from lanet_core.study.experiments import FINE, method_name
 from lanet_core.study.notebook import setup
 
 study = setup(profile, train)
@@ -51,9 +51,10 @@ lanet, unet, rmtl = method_name("lanet", backbone), method_name("unet", backbone
 # ## Examples (Fig. 5)
 
 # %%
+fine = lanet + FINE  # LA-Net with the stride-8 lesion map (beyond the paper), where the profile has it
 fig, ids = figures.examples_figure(
-    res, {lanet: (lanet, "lesion"), unet: (unet, "lesion"), rmtl: (rmtl, "lesion")},
-    n=4, contour_columns=[lanet, unet, rmtl],
+    res, {lanet: (lanet, "lesion"), fine: (fine, "lesion"), unet: (unet, "lesion"), rmtl: (rmtl, "lesion")},
+    n=4, contour_columns=[lanet, fine, unet, rmtl],
 )
 if fig is not None:
     study.figure(fig, "fig5_lesion_masks")
