@@ -89,3 +89,23 @@ def test_file_primitives_live_in_io() -> None:
     defs = [m for m, p in modules.items() for node in ast.parse(p.read_text()).body
             if isinstance(node, ast.FunctionDef) and node.name in ("atomic_write_bytes", "atomic_write_text", "file_sha256")]
     assert defs == ["lanet_core.io"] * 3
+
+
+def test_every_architecture_builds_a_model_of_the_protocol() -> None:
+    """Each registry entry builds a LanetModel whose protocol attributes are its own, not set from outside."""
+    import torch
+
+    from lanet_core.config import resolve_config
+    from lanet_core.models.base import LanetModel
+    from lanet_core.models.factory import build_model
+    from lanet_core.models.registry import ARCHITECTURES
+
+    torch.set_num_threads(1)
+    for arch in ARCHITECTURES:
+        backbone = "vit_tiny_patch16_224" if arch == "vit" else "resnet18"
+        cfg = resolve_config({"model": {"arch": arch, "backbone": backbone}, "data": {"image_size": 64}})
+        model = build_model(cfg)
+        assert isinstance(model, LanetModel), arch
+        assert model.bn_frozen is False and model.bn_rebuild_pending is False
+        assert set(model.component_modules()) and hasattr(model, "gradcam_layer")
+        assert (model.gradcam_layer is None) == (not ARCHITECTURES[arch].class_head), arch

@@ -22,6 +22,7 @@ from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import create_feature_extractor
 from lanet_core.models.classifiers import stage_module
 from lanet_core.models.output import ModelOutput
+from lanet_core.models.base import LanetModel
 
 GATED_STAGES = 2  # the gates act on the two stages before the last one
 
@@ -48,7 +49,7 @@ class GridAttentionGate(nn.Module):
         return torch.sigmoid(q) * x, q
 
 
-class AGN(nn.Module):
+class AGN(LanetModel):
     """Attention-gated CNN; ``forward`` -> logits ``(B, K)``, lesion_logits ``(B, 1, S/8, S/8)`` (ResNet trunk).
 
     ``inter_channels``: width of the gates' hidden layer; default the gating (stage-4) channels, as
@@ -74,7 +75,6 @@ class AGN(nn.Module):
         self.gates = nn.ModuleList(GridAttentionGate(c, c4, inter) for c in gated)
         self.classifier = nn.Linear(sum(gated) + c4, num_classes)
         self.gradcam_layer = stage_module(self.features)
-        self.gradcam_reshape_transform = None
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         """``x``: ``(B, 3, S, S)``."""

@@ -18,6 +18,7 @@ from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import create_model_with_weights
 from lanet_core.models.output import ModelOutput
 from lanet_core.models.registry import DEFAULT_VIT
+from lanet_core.models.base import LanetModel
 
 
 
@@ -57,7 +58,7 @@ def vit_reshape_transform(tensor: torch.Tensor, height: int, width: int) -> torc
     return grid.reshape(b, height, width, c).permute(0, 3, 1, 2)
 
 
-class TimmClassifier(nn.Module):
+class TimmClassifier(LanetModel):
     """A timm classifier returning :class:`ModelOutput` ``(logits=(B, K), lesion_logits=None)``.
 
     Attributes:

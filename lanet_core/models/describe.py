@@ -30,12 +30,12 @@ def describe_model(cfg: Mapping[str, Any], depth: int = 2) -> str:
     m = cfg["model"]
     lines = [
         f"model.arch={m['arch']}  backbone={m['backbone']}  weights={m['weights']}  input=3x{size}x{size}",
-        f"BatchNorm of the feature extractor frozen: {getattr(model, 'bn_frozen', False)}",
+        f"BatchNorm of the feature extractor frozen: {model.bn_frozen}",
         "",
         f"{'component':<30} {'parameters':>14}",
     ]
     total = count_parameters(model)
-    comps = model.component_modules() if hasattr(model, "component_modules") else {"model": model}
+    comps = model.component_modules()
     for name, comp in comps.items():
         lines.append(f"{name:<30} {count_parameters(comp):>14,}")
     lines.append(f"{'total':<30} {total:>14,}")

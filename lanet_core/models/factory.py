@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from lanet_core.errors import ConfigError
-from lanet_core.models.backbones import freeze_batchnorm
 from lanet_core.models.registry import ARCHITECTURES
 
 
@@ -75,10 +74,7 @@ def build_model(cfg: Mapping[str, Any], *, seed: int | None = None) -> nn.Module
     if rebuild and not bn_folded:
         raise ConfigError(f"model.bn_rebuild = true needs BatchNorm-folded weights (model.weights = {m['weights']!r} is not)")
     freeze = (bn_folded and not rebuild) if m["freeze_bn"] == "auto" else bool(m["freeze_bn"])
-    model.bn_rebuild_pending = rebuild  # the trainer rebuilds BN from training images before the first step
-    if freeze:  # only the pretrained feature extractor; LA-Net / heads keep learning their statistics
-        freeze_batchnorm(model.component_modules().get("feature extractor", model))
-    model.bn_frozen = freeze  # recorded in describe() and provenance
+    model.configure_batchnorm(frozen=freeze, rebuild_pending=rebuild)  # the trainer rebuilds before the first step
     return model
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from lanet_core.models.attention import CBAM
 from lanet_core.models.backbones import create_feature_extractor
 from lanet_core.models.output import ModelOutput
+from lanet_core.models.base import LanetModel
 
 
 def resize_map(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -109,7 +110,7 @@ def last_stage_module(feature_extractor: nn.Module) -> nn.Module:
     raise AttributeError(f"cannot locate feature module {name!r} in {type(feature_extractor).__name__}")
 
 
-class LANet(nn.Module):
+class LANet(LanetModel):
     """The full framework: FEX (timm) + LA-Net + attention-based classifier (MAM + GAP + linear).
 
     ``forward(x: (B,3,S,S)) -> ModelOutput(logits (B,K), lesion_logits (B,1,S/stride,S/stride))``.

@@ -19,6 +19,7 @@ from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import create_feature_extractor
 from lanet_core.models.classifiers import stage_module
 from lanet_core.models.output import ModelOutput
+from lanet_core.models.base import LanetModel
 
 MASK_CHANNELS = (256, 64, 1)
 
@@ -38,7 +39,7 @@ def _mask_block(in_channels: int, out_channels: int, size: int) -> nn.Sequential
     )
 
 
-class RMTL(nn.Module):
+class RMTL(LanetModel):
     """Shared-trunk classification + mask model; ``forward`` -> logits ``(B, K)``, lesion_logits ``(B, 1, m, m)``.
 
     ``m = map_size`` (default: ``image_size``). The mask head's sizes are fixed at build time, so the
@@ -69,7 +70,6 @@ class RMTL(nn.Module):
             *(_mask_block(c_in, c_out, s) for c_in, c_out, s in zip(channels[:-1], channels[1:], sizes))
         )
         self.gradcam_layer = stage_module(self.features)
-        self.gradcam_reshape_transform = None
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         """``x``: ``(B, 3, S, S)``."""

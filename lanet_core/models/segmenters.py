@@ -21,16 +21,16 @@ from torch import nn
 from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import create_model_with_weights
 from lanet_core.models.output import ModelOutput
+from lanet_core.models.base import LanetModel
 
 _RANDOM_INIT = ("none", "", "random")  # weights specs meaning "random init" (backbones._weights_kwargs)
 _SMP_ARCHS = {"unet": smp.Unet, "deeplabv3": smp.DeepLabV3}
 
 
-class SmpSegmenter(nn.Module):
+class SmpSegmenter(LanetModel):
     """An smp model returning ``ModelOutput(lesion_logits=(B, 1, S, S))``; no classifier, no Grad-CAM layer."""
 
     gradcam_layer: nn.Module | None = None
-    gradcam_reshape_transform = None
 
     def __init__(self, net: smp.base.SegmentationModel):
         super().__init__()

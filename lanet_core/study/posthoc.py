@@ -53,13 +53,13 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
 
     tr = _trainer(result)
     model = tr.load_best().eval()
-    if getattr(model, "gradcam_layer", None) is None:
+    if model.gradcam_layer is None:
         raise ValueError(f"{result.run_dir.name}: model has no Grad-CAM layer")
     rows = tr.rows_for(tr.cfg["eval"]["split"])
     ds = tr.dataset(rows, train=False)
     loader = tr.loader(ds, False)
     recs, small_cams = [], {}
-    reshape = getattr(model, "gradcam_reshape_transform", None)
+    reshape = model.gradcam_reshape_transform
     with GradCAM(model=LogitsOnly(model), target_layers=[model.gradcam_layer], reshape_transform=reshape) as cam:
         for b in loader:
             x = b["image"].to(tr.device)

@@ -205,7 +205,7 @@ class Trainer:
     # ----------------------------------------------------------------- model
     def fresh_model(self) -> nn.Module:
         model = build_model(self.cfg).to(self.device)
-        self.bn_frozen = bool(getattr(model, "bn_frozen", False))
+        self.bn_frozen = bool(model.bn_frozen)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -347,7 +347,7 @@ class Trainer:
         self.calls = list(ck.get("calls", [])) if ck is not None else []
         self.calls.append({"start_utc": _utc(), "end_utc": None, "device": str(self.device),
                            "host": socket.gethostname(), "threads": torch.get_num_threads()})
-        if ck is None and getattr(model, "bn_rebuild_pending", False):
+        if ck is None and model.bn_rebuild_pending:
             self.rebuild_batchnorm(model)
         if ck is not None:
             model.load_state_dict(ck["model"])
@@ -424,7 +424,7 @@ class Trainer:
             model.load_state_dict(best["state"])
         if self.cfg["train"]["stage2_init"] == "lanet" and hasattr(model, "feature_extractor"):
             fresh = self.fresh_model()
-            if getattr(fresh, "bn_rebuild_pending", False):
+            if fresh.bn_rebuild_pending:
                 self.rebuild_batchnorm(fresh)
             model.feature_extractor.load_state_dict(fresh.feature_extractor.state_dict())
         return model
