@@ -78,3 +78,17 @@ def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
         assert c["model"]["head_init"] == ("torch" if s.method == "MNV2" else "timm")
     old = [s for s in ex.EXPERIMENTS["pretraining"](prof) if not s.group["init"].startswith(PRETRAINED_REBUILT)]
     assert all(s.config["train"]["lr"] == 1e-4 and not s.config["model"]["bn_rebuild"] for s in old)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "paper", "smoke"])
+def test_table_columns_agree_with_the_run_configs(profile) -> None:
+    """A spec's table columns (image size, ratio, backbone) are the values its config really trains with."""
+    prof = load_profile(profile)
+    for exp, build in EXPERIMENTS.items():
+        for spec in build(prof):
+            if "image_size" in spec.group:
+                assert spec.group["image_size"] == spec.config["data"]["image_size"], spec.label
+            if "backbone" in spec.group:
+                from lanet_core.study.experiments import short
+
+                assert spec.group["backbone"] == short(spec.config["model"]["backbone"]), spec.label

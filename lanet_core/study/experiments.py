@@ -82,7 +82,10 @@ def _spec(p: Profile, exp: str, method: str, seed: int, *updates: dict, group=No
     cfg = p.config(*updates, {"train": {"seed": seed}}, experiment=exp)
     slug = (name or method).replace("+", "-").replace("/", "").replace(" ", "-").lower()
     cfg["name"] = f"{exp}-{slug}-s{seed}"
-    return RunSpec(exp, method, seed, cfg, dict(group or {}), tuple(posthoc))
+    group = dict(group or {})
+    if "image_size" in group:  # one source of truth: the size the run's config really has
+        group["image_size"] = int(cfg["data"]["image_size"])
+    return RunSpec(exp, method, seed, cfg, group, tuple(posthoc))
 
 
 def baseline_entries(p: Profile, backbone: str) -> list[tuple[str, str]]:
