@@ -227,7 +227,9 @@ def cross_validated_claims(study: Study) -> list[Claim]:
     lanet, vanilla, rmtl = method_name("lanet", bb), method_name("classifier", bb), method_name("rmtl", bb)
     todo = [(lanet, vanilla, "accuracy", "Table 5"), (lanet, vanilla, "auc", "Table 5"),
             (lanet, rmtl, "accuracy", "Table 5"), (lanet, rmtl, "auc", "Table 5"),
-            (lanet, rmtl, "iou", "Table 6, Fig. 7a"), (lanet + FINE, rmtl, "iou", "beyond the paper")]
+            (lanet, rmtl, "iou", "Table 6, Fig. 7a"), (lanet, "AGN", "accuracy", "Table 5"),
+            (method_name("unet", bb), lanet, "iou", "Table 6"), (lanet + FINE, rmtl, "iou", "beyond the paper"),
+            (lanet + FINE, "AGN", "iou", "beyond the paper")]
     out = []
     for a, b, m, where in todo:
         text = {"accuracy": "classifies better", "auc": "has a higher AUC", "iou": "localises better"}[m]
