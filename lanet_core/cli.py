@@ -114,16 +114,29 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
     from lanet_core.config import find_config_file, format_sources, resolve_with_sources
 
+    from lanet_core.errors import ConfigError
+
     layers = []
+    if args.experiment and not args.profile:
+        raise ConfigError("--experiment needs --profile (the overrides are the profile's)")
     if args.profile:
+        from lanet_core.study.experiments import EXPERIMENTS
         from lanet_core.study.profiles import load_profile
 
         prof = load_profile(args.profile)
         layers.append((f"profile {prof.name} (base)", prof.base))
-        if args.experiment and args.experiment in prof.overrides:
-            layers.append((f"profile {prof.name} ({args.experiment})", prof.overrides[args.experiment]))
+        if args.experiment:
+            if args.experiment not in EXPERIMENTS:
+                raise ConfigError(f"--experiment {args.experiment!r}: not one of {sorted(EXPERIMENTS)}")
+            if args.experiment in prof.overrides:
+                layers.append((f"profile {prof.name} ({args.experiment})", prof.overrides[args.experiment]))
     path = find_config_file(args.config)
-    user = yaml.safe_load(path.read_text()) or {}
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
     layers.append((f"file {path.name}", user))
     cfg, sources = resolve_with_sources(user, args.set, user_layers=layers)
     print(format_sources(cfg, sources))

@@ -410,7 +410,8 @@ def resolve_with_sources(user: Mapping[str, Any], overrides: Iterable[str] | Non
                         ("--set", over)]:
         for k in _leaves(layer):
             sources[k] = name
-    if not ARCHITECTURES[arch].stage1 and _leaves(merged).get("train.stage1_epochs", 0) not in (0, None):
+    if not ARCHITECTURES[arch].stage1 and _leaves(deep_merge(merged, over, strict=False)).get(
+            "train.stage1_epochs", 0) not in (0, None):
         sources["train.stage1_epochs"] = "rule (no stage 1 for this arch)"
     return cfg, sources
 

@@ -76,7 +76,11 @@ if len(paired):
 from lanet_core.study import figures  # noqa: E402
 
 runs = res.runs()
-sel = figures.selection_table(runs.assign(seed=runs["fold"])) if len(runs) and "fold" in runs else runs.iloc[0:0]
+if len(runs) and "fold" in runs:  # seeds of a fold averaged first: the replicates are the folds
+    per_fold = runs.groupby(["method", "fold"], sort=False).mean(numeric_only=True).reset_index()
+    sel = figures.selection_table(per_fold.assign(seed=per_fold["fold"]))
+else:
+    sel = runs.iloc[0:0]
 if len(sel):
     sel = sel.rename(columns={"n_seeds": "n_folds"})
     study.table(sel, "cv_selection_criterion_comparison",

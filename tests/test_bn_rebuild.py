@@ -87,6 +87,14 @@ def test_bn_rebuild_needs_folded_weights_and_backbone_lr_groups() -> None:
     opt = tr.optimizer(build_model(cfg))
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-3])
     assert len(opt.param_groups[0]["params"]) > 0 and len(opt.param_groups[1]["params"]) > 0
+    for arch in ("classifier", "rmtl", "agn", "unet"):  # every model's feature extractor, not only LA-Net's
+        c = resolve_config({"model": {"arch": arch, "backbone": "test_resnet"}, "data": {"image_size": 64},
+                            "train": {"lr": 1e-3, "backbone_lr_scale": 0.1}})
+        model = build_model(c)
+        opt = Trainer(c, pd.DataFrame(columns=["split", "location_label"]), ".", ".").optimizer(model)
+        fex = model.component_modules()["feature extractor"]
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-3]), arch
+        assert sum(p.numel() for p in opt.param_groups[0]["params"]) == sum(p.numel() for p in fex.parameters())
 
 
 def test_rebuild_brings_folded_convolutions_to_unit_variance_outputs() -> None:

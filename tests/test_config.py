@@ -114,3 +114,10 @@ def test_resolve_with_sources_names_each_layer(tmp_path) -> None:
     assert src["train.stage1_epochs"].startswith("rule") and cfg["train"]["stage1_epochs"] == 0
     text = format_sources(cfg, src)
     assert "train.lr = 0.0003" in text and "# --set" in text
+
+
+def test_resolve_sources_stage1_rule_sees_set_overrides() -> None:
+    from lanet_core.config import resolve_with_sources
+
+    cfg, src = resolve_with_sources({"model": {"arch": "classifier"}}, ["train.stage1_epochs=5"])
+    assert cfg["train"]["stage1_epochs"] == 0 and src["train.stage1_epochs"].startswith("rule")

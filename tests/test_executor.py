@@ -74,11 +74,22 @@ def test_a_run_one_worker_failed_on_is_not_retried_by_the_others(own_results, mo
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(records, "ensure_run", boom)
+    run_dir_of(spec, prof).mkdir(parents=True)  # the run had started (its folder exists)
     first = train_specs("smoke", [spec], worker="a")
     second = train_specs("smoke", [spec], worker="b")
     assert len(calls) == 1  # the second worker saw the mark and skipped it
     assert "out of memory" in first.failed[0][1] and second.failed[0][1].startswith("failed in another worker")
     assert (run_dir_of(spec, prof) / FAILED_MARK).is_file()
+
+
+def test_no_run_folder_is_created_for_a_failure_mark(own_results, monkeypatch) -> None:
+    import lanet_core.study.records as records
+
+    prof = load_profile("smoke")
+    spec = runner.study_specs(prof, ["07_input_size"])[0]
+    monkeypatch.setattr(records, "ensure_run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bad")))
+    rep = train_specs("smoke", [spec], worker="a")
+    assert rep.failed and not run_dir_of(spec, prof).exists()
 
 
 def test_executor_refuses_shards() -> None:

@@ -53,3 +53,19 @@ def test_regime_labels_come_from_the_configs(monkeypatch) -> None:
                       "ImageNet, BN rebuilt, fex lr x0.1": "MNV2, ImageNet, BN rebuilt, lr 1e-3 (feature extractor 1e-4)"}
     paper = pretraining.regime_labels(load_profile("paper"))
     assert paper["R18"] == "R18, ImageNet"  # the paper profile's R18 is ImageNet-pretrained
+
+
+def test_fine_tuning_variants_need_their_own_names(monkeypatch) -> None:
+    import dataclasses
+
+    import lanet_core.study.experiments as ex
+    from lanet_core.errors import ConfigError
+    from lanet_core.study.profiles import load_profile
+
+    monkeypatch.setattr(ex, "local_weights_available", lambda w: True)
+    prof = load_profile("cpu")
+    entry = {"image_size": 224, "methods": ["classifier"], "seeds": [0]}
+    bad = dataclasses.replace(prof, pretrained={**prof.pretrained, "fine_tuning": [entry, dict(entry)]})
+    with pytest.raises(ConfigError, match="variant"):
+        ex.EXPERIMENTS["pretraining"](bad)
+    assert pretraining._lr(2.5e-4) == "2.5e-4" and pretraining._lr(1e-4) == "1e-4"

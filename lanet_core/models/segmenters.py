@@ -45,7 +45,7 @@ class SmpSegmenter(LanetModel):
 
     def component_modules(self) -> dict[str, nn.Module]:
         return {
-            "encoder": self.net.encoder,
+            "feature extractor": self.net.encoder,  # the (pretrained) smp encoder
             "decoder": self.net.decoder,
             "segmentation head": self.net.segmentation_head,
         }

@@ -103,7 +103,7 @@ def train_specs(profile_ref: str, specs: Sequence[RunSpec], worker: str = "",
         except Exception as exc:  # noqa: BLE001 - reported per run; the other runs go on
             traceback.print_exc()
             rep.failed.append((spec.label, f"{type(exc).__name__}: {exc}"))
-            if mark is not None:
+            if mark is not None and mark.parent.is_dir():  # never create a run folder just for the mark
                 try:
                     atomic_write_text(mark, f"{type(exc).__name__}: {exc}\n")
                 except OSError:
@@ -121,7 +121,11 @@ def _gpu_ids() -> list[int]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         ids = [v.strip() for v in visible.split(",") if v.strip()]
-        return [int(v) for v in ids if v.isdigit()]
+        if any(not v.isdigit() for v in ids):
+            raise ConfigError(f"--executor local: CUDA_VISIBLE_DEVICES={visible!r} holds non-numeric ids (GPU UUIDs "
+                              "or MIG devices); submitit's local executor needs numeric indices to give each worker "
+                              "one GPU: set CUDA_VISIBLE_DEVICES=0,1,... or run inline")
+        return [int(v) for v in ids]
     try:
         import torch
 
@@ -156,7 +160,8 @@ def submit(profile: Profile, specs: Sequence[RunSpec], executor: str, *, jobs: i
     if executor == "local":
         n = max(1, min(jobs, len(specs)))
         gpus = _gpu_ids()
-        threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // n)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, cores // n)
         out = []
         for k in range(n):
             ex = submitit.LocalExecutor(folder=folder)

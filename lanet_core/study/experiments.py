@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import local_weights_available
 from lanet_core.models.registry import architecture
 from lanet_core.study.profiles import Profile
@@ -220,6 +221,10 @@ def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
     if not entries or not local_weights_available(weights):
         return []
     out = []
+    names = [ft.get("variant", "") for ft in entries]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"pretrained.fine_tuning: every entry after the first needs its own `variant` name "
+                          f"(got {names}); entries with the same name would share runs' table rows")
     for ft in entries:  # the main regime, then variants (``variant``: their name, e.g. another lr)
         size = int(ft.get("image_size", p.main_size))
         train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs")

@@ -24,7 +24,9 @@ def method_kind(method: str) -> str:
 
 
 def _lr(lr: float) -> str:
-    return f"{lr:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    """``1e-4`` for 0.0001, ``2.5e-4`` for 0.00025."""
+    mant, exp = f"{lr:.2e}".split("e")
+    return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
 
 
 def regime_labels(profile) -> dict[str, str]:
@@ -34,9 +36,9 @@ def regime_labels(profile) -> dict[str, str]:
     from lanet_core.study.experiments import EXPERIMENTS, method_name
 
     out: dict[str, str] = {}
-    r18 = method_name("classifier", profile.main_backbone)
+    r18, lanet = method_name("classifier", profile.main_backbone), method_name("lanet", profile.main_backbone)
     for spec in EXPERIMENTS["fully_labelled"](profile):
-        if spec.method == r18:
+        if spec.method == lanet:  # always in the experiment (the vanilla row depends on the baselines list)
             w = spec.config["model"]["weights"]
             out["R18"] = f"{r18}, " + ("scratch" if w == "none" else "ImageNet")
             break

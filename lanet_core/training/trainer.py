@@ -211,11 +211,15 @@ class Trainer:
         return model
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """Adam; with ``train.backbone_lr_scale != 1`` the feature extractor is its own group at lr x scale."""
+        """Adam; with ``train.backbone_lr_scale != 1`` the feature extractor (the model's ``"feature extractor"``
+        component: LA-Net's backbone, a classifier's trunk, RMTL/AGN's features) is its own group at lr x scale."""
         t = self.cfg["train"]
         scale = float(t.get("backbone_lr_scale", 1.0))
-        fex = getattr(model, "feature_extractor", None)
-        if scale == 1.0 or fex is None:
+        fex = model.component_modules().get("feature extractor")
+        if scale != 1.0 and fex is None:
+            raise ConfigError(f"train.backbone_lr_scale = {scale}: {type(model).__name__} has no feature-extractor "
+                              f"component (components: {list(model.component_modules())})")
+        if scale == 1.0:
             return torch.optim.Adam(
                 [p for p in model.parameters() if p.requires_grad], lr=t["lr"], weight_decay=t["weight_decay"]
             )
