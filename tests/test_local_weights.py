@@ -130,7 +130,7 @@ def test_imagenet_without_hub_names_the_local_file_option(monkeypatch, tmp_path)
         create_model_with_weights("resnet18", "imagenet", num_classes=2)
     with pytest.raises(ConfigError, match="resnet18.tv_in1k"):
         create_feature_extractor("resnet18", weights="imagenet:tv_in1k")
-    assert time.monotonic() - start < 10  # failed at once, no retries against an unreachable hub
+    assert time.monotonic() - start < 60  # failed at once (retries against an unreachable hub take minutes); loose for loaded CI machines
 
 
 def test_imagenet_tag_loads_through_timms_hub_code_from_a_staged_cache(monkeypatch, tmp_path):
