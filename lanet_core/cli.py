@@ -110,10 +110,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_resolve(args: argparse.Namespace) -> int:
-    import yaml
-
-    from lanet_core.config import find_config_file, format_sources, resolve_with_sources
-
+    from lanet_core.config import format_sources, read_config_file, resolve_with_sources
     from lanet_core.errors import ConfigError
 
     layers = []
@@ -130,13 +127,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--experiment {args.experiment!r}: not one of {sorted(EXPERIMENTS)}")
             if args.experiment in prof.overrides:
                 layers.append((f"profile {prof.name} ({args.experiment})", prof.overrides[args.experiment]))
-    path = find_config_file(args.config)
-    try:
-        user = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(user, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    path, user = read_config_file(args.config)
     layers.append((f"file {path.name}", user))
     cfg, sources = resolve_with_sources(user, args.set, user_layers=layers)
     print(format_sources(cfg, sources))

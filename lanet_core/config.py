@@ -311,6 +311,16 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Iterab
     """
     if isinstance(source, Mapping):
         return resolve_config(source, overrides)
+    path, user = read_config_file(source)
+    try:
+        return resolve_config(user, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def read_config_file(source: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """``(path, sections)`` of a config YAML (found by :func:`find_config_file`); a clear error if it is not
+    valid YAML or not a mapping of sections."""
     path = find_config_file(source)
     try:
         user = yaml.safe_load(path.read_text()) or {}
@@ -318,10 +328,7 @@ def load_config(source: str | os.PathLike | Mapping[str, Any], overrides: Iterab
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(user, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
-    try:
-        return resolve_config(user, overrides)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    return path, user
 
 
 def find_config_file(source: str | os.PathLike) -> Path:
@@ -403,15 +410,15 @@ def resolve_with_sources(user: Mapping[str, Any], overrides: Iterable[str] | Non
     over: dict[str, Any] = {}
     for text in overrides or []:
         over = deep_merge(over, parse_override(text), strict=False)
-    cfg = resolve_config(merged, overrides)
+    everything = deep_merge(merged, over, strict=False)  # what resolve_config(merged, overrides) merges
+    cfg = resolve_config(everything)
     arch, preset = cfg["model"]["arch"], cfg["train"]["preset"]
     sources = {k: "default" for k in _leaves(DEFAULTS)}
     for name, layer in [(f"arch {arch}", ARCH_DEFAULTS[arch]), (f"preset {preset}", PRESETS[preset]), *layers,
                         ("--set", over)]:
         for k in _leaves(layer):
             sources[k] = name
-    if not ARCHITECTURES[arch].stage1 and _leaves(deep_merge(merged, over, strict=False)).get(
-            "train.stage1_epochs", 0) not in (0, None):
+    if not ARCHITECTURES[arch].stage1 and _leaves(everything).get("train.stage1_epochs", 0) not in (0, None):
         sources["train.stage1_epochs"] = "rule (no stage 1 for this arch)"
     return cfg, sources
 

@@ -141,8 +141,8 @@ def regime_differences(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], pap
                 for m in METRICS:
                     pm, om = theirs.iloc[0].get(f"{m}_mean"), o.get(f"{m}_mean")
                     if pm is not None and om is not None and np.isfinite(pm) and np.isfinite(om):
-                        scale = reporting.metric_format(m).scale
-                        row[m] = f"{(pm - om) * scale:+.{1 if scale == 100 else 3}f} (paper: no per-seed values)"
+                        fmt = reporting.metric_format(m)
+                        row[m] = f"{(pm - om) * fmt.scale:+.{fmt.digits}f} (paper: no per-seed values)"
                         row[f"{m}_diff"] = pm - om
                 rows.append(row)
     return pd.DataFrame(rows)
