@@ -37,73 +37,63 @@ def _itr(loader):
 
 def bench_one(cfg: dict, steps: int = 10, warmup: int = 2) -> dict[str, Any]:
     """Measure one config in this process (call through :func:`run_benchmark` for clean peak memory)."""
-    from lanet_core.data.sources import load_manifest
-    from lanet_core.training.trainer import Trainer
+    from lanet_core.evaluation import autocast_for
+    from lanet_core.training.context import RunContext
+    from lanet_core.training.loop import build_optimizer, train_step
+    from lanet_core.training.stages import plan_stages
 
-    rows, _, data_root = load_manifest(cfg["data"]["manifest"], cfg["data"]["root"])
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, rows, data_root, Path(tmp))
-        model = trainer.fresh_model()
-        stage = trainer.stages[-1]
-        ds = trainer.dataset(trainer.rows_for("train", "all"), train=True)
-        ds.warm()
-        opt = trainer.optimizer(model)
-        it = _itr(trainer.loader(ds, True, 0))
-        dev = trainer.device
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        model.train()
-        from lanet_core.evaluation import autocast_for
+    ctx = RunContext.from_config(cfg)
+    model = ctx.build_model()
+    stage = plan_stages(ctx.cfg)[-1]
+    ds = ctx.dataset(ctx.rows_for("train", "all"), train=True)
+    ds.warm()
+    opt = build_optimizer(ctx.cfg, model)
+    it = _itr(ctx.loader(ds, True, 0))
+    dev = ctx.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    model.train()
 
-        def step(b: dict) -> int:
-            b = {k: v.to(dev) for k, v in b.items()}
-            x = b["image"].contiguous(memory_format=torch.channels_last) if trainer.channels_last else b["image"]
-            with autocast_for(dev, trainer.amp):
-                out = model(x)
-            loss = trainer.batch_loss(stage, out, b).total
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return len(x)
+    def step(b: dict) -> int:
+        """The training loop's own step (:func:`lanet_core.training.loop.train_step`)."""
+        return train_step(ctx, model, opt, stage, {k: v.to(dev) for k, v in b.items()})[0]
 
-        def timed(batches) -> float:
-            """images/s over ``steps`` steps after ``warmup`` steps; ``batches`` yields batches."""
-            n, t0 = 0, 0.0
-            for i in range(warmup + steps):
-                if i == warmup:
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize()
-                    t0, n = time.perf_counter(), 0
-                n += step(next(batches))
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            return n / (time.perf_counter() - t0)
-
-        # the bare model step: one fixed batch, no data path
-        fixed = next(it)
-        step_ips = timed(iter(lambda: fixed, None))
-        # the real data path: cache -> augmentation -> DataLoader -> step
-        train_ips = timed(it)
-        model.eval()
-        n = 0
-        with torch.no_grad():
-            for i in range(warmup + steps):
-                if i == warmup:
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize()
-                    t0, n = time.perf_counter(), 0
-                x = next(it)["image"].to(dev)
-                if trainer.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast_for(dev, trainer.amp):
-                    model(x)
-                n += len(x)
+    def timed(batches) -> float:
+        """images/s over ``steps`` steps after ``warmup`` steps; ``batches`` yields batches."""
+        n, t0 = 0, 0.0
+        for i in range(warmup + steps):
+            if i == warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0, n = time.perf_counter(), 0
+            n += step(next(batches))
         if dev.type == "cuda":
             torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        infer_ips = n / (time.perf_counter() - t0)
+        return n / (time.perf_counter() - t0)
+
+    # the bare model step: one fixed batch, no data path
+    fixed = next(it)
+    step_ips = timed(iter(lambda: fixed, None))
+    # the real data path: cache -> augmentation -> DataLoader -> step
+    train_ips = timed(it)
+    model.eval()
+    n = 0
+    with torch.no_grad():
+        for i in range(warmup + steps):
+            if i == warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0, n = time.perf_counter(), 0
+            x = ctx.model_input(next(it)["image"].to(dev))
+            with autocast_for(dev, ctx.amp):
+                model(x)
+            n += len(x)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    infer_ips = n / (time.perf_counter() - t0)
     return {
         "arch": cfg["model"]["arch"],
         "backbone": cfg["model"]["backbone"],
@@ -111,8 +101,8 @@ def bench_one(cfg: dict, steps: int = 10, warmup: int = 2) -> dict[str, Any]:
         "batch_size": cfg["train"]["batch_size"],
         "device": str(dev) + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""),
         "threads": torch.get_num_threads(),
-        "precision": precision_name(trainer.amp),
-        "channels_last": trainer.channels_last,
+        "precision": precision_name(ctx.amp),
+        "channels_last": ctx.channels_last,
         "train_img_per_s": round(train_ips, 2),
         "step_img_per_s": round(step_ips, 2),
         "data_path_share": round(max(0.0, 1 - train_ips / step_ips), 3),

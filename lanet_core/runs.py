@@ -269,45 +269,68 @@ def _check_manifest(cfg: Mapping[str, Any]) -> None:
     ensure_manifest_valid(mpath, data_root, check_files=not configured_packs())
 
 
+def _stop_after(n: int | None):
+    """An ``on_epoch_end`` hook that interrupts training after ``n`` epochs of this call (tests of resume)."""
+    if n is None:
+        return None
+    done = [0]
+
+    def hook(row: dict) -> None:
+        done[0] += 1
+        if done[0] >= n:
+            raise KeyboardInterrupt(f"stopped after {done[0]} epoch(s) (stop_after_epochs)")
+
+    return hook
+
+
 def _train_and_record(cfg, rows, data_root, run_dir, sha, *, deadline, stop_after_epochs, keep_last_checkpoint) -> RunResult:
+    from lanet_core.training.context import RunContext
+    from lanet_core.training.evaluator import evaluate_split, tune_lesion_threshold
     from lanet_core.training.trainer import Trainer
 
     started = datetime.now(timezone.utc)
-    trainer = Trainer(cfg, rows, data_root, run_dir)
-    model = trainer.fit(deadline=deadline, stop_after_epochs=stop_after_epochs)
+    ctx = RunContext(cfg, rows, data_root)
+    fit = Trainer(ctx, run_dir).fit(deadline=deadline, on_epoch_end=_stop_after(stop_after_epochs))
     t_eval = time.time()
-    tuned = trainer.tune_lesion_threshold(model)
-    per, pred, eval_rows = trainer.evaluate(model, tuned_threshold=tuned["threshold"] if tuned else None)
-    alternatives = evaluate_alternatives(trainer, model)
-    trainer.wall["test_eval"] = time.time() - t_eval
-    result = write_records(run_dir, cfg, trainer, per, pred, eval_rows, sha, data_root, started,
+    tuned = tune_lesion_threshold(ctx, fit.model)
+    per, pred, eval_rows = evaluate_split(ctx, fit.model, tuned_threshold=tuned["threshold"] if tuned else None)
+    alternatives = evaluate_alternatives(ctx, fit)
+    fit.wall["test_eval"] = time.time() - t_eval
+    result = write_records(run_dir, cfg, ctx, fit, per, pred, eval_rows, sha, data_root, started,
                            lesion_threshold=tuned, alternatives=alternatives)
     if not keep_last_checkpoint:
         (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
     return result
 
 
-def evaluate_alternatives(trainer, model) -> dict[str, dict[str, Any]]:
-    """Test metrics of the epochs the *other* selection criteria picked (``Trainer.alternatives``), each with
+def evaluate_alternatives(ctx, fit) -> dict[str, dict[str, Any]]:
+    """Test metrics of the epochs the *other* selection criteria picked (``FitResult.alternatives``), each with
     its own validation-tuned threshold: reported beside the run's result, never replacing it."""
+    from lanet_core.training.evaluator import evaluate_split, tune_lesion_threshold
+
     out: dict[str, dict[str, Any]] = {}
-    if not trainer.alternatives:
+    if not fit.alternatives:
         return out
+    model = fit.model
     selected = copy.deepcopy(model.state_dict())
-    for crit, alt in trainer.alternatives.items():
+    for crit, alt in fit.alternatives.items():
         model.load_state_dict(alt["state"])
-        tuned = trainer.tune_lesion_threshold(model)
-        per, _, _ = trainer.evaluate(model, tuned_threshold=tuned["threshold"] if tuned else None)
+        tuned = tune_lesion_threshold(ctx, model)
+        per, _, _ = evaluate_split(ctx, model, tuned_threshold=tuned["threshold"] if tuned else None)
         out[crit] = {"stage": alt["stage"], "epoch": alt["epoch"], "key": alt["key"], "lesion_threshold": tuned,
                      "test": summary_metrics(per)}
     model.load_state_dict(selected)
     return out
 
 
-def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, data_root, started, *,
+def write_records(run_dir, cfg, ctx, fit, per, pred, eval_rows, manifest_sha, data_root, started, *,
                   lesion_threshold: dict | None = None, alternatives: dict | None = None) -> RunResult:
-    """Write history, per-image records, lesion maps, provenance, and ``metrics.json`` last."""
-    history = pd.DataFrame(trainer.history)
+    """Write history, per-image records, lesion maps, provenance, and ``metrics.json`` last.
+
+    ``ctx``: the run's :class:`~lanet_core.training.context.RunContext` (device, precision); ``fit``: the
+    :class:`~lanet_core.training.trainer.FitResult` of training; ``per``/``pred``/``eval_rows``: the test pass.
+    """
+    history = pd.DataFrame(fit.history)
     atomic_write_text(run_dir / "history.csv", record_csv(history))
     atomic_write_text(run_dir / "per_image.csv", record_csv(per))
     maps = lesion_map_archive(pred, eval_rows, cfg["eval"]["map_store_size"])
@@ -315,7 +338,7 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         buf = io.BytesIO()
         np.savez_compressed(buf, **maps)
         atomic_write_bytes(run_dir / "lesion_maps.npz", buf.getvalue())
-    sel = trainer.selected
+    sel = fit.selected
     sel_row = history[(history["stage"] == sel["stage"]) & (history["epoch"] == sel["epoch"])].iloc[0].to_dict()
     prov = {
         **git_state(),
@@ -326,30 +349,30 @@ def write_records(run_dir, cfg, trainer, per, pred, eval_rows, manifest_sha, dat
         "manifest_sha256": manifest_sha,
         "data_root": str(data_root),
         "image_packs": [str(x) for x in configured_packs()] or None,
-        "model_selection": f"best {trainer.select_split} {trainer.stages[-1].select}, ties broken by the lower loss",
-        "bn_frozen": bool(getattr(trainer, "bn_frozen", False)),
-        "device": str(trainer.device),
-        "amp": trainer.amp,
-        "channels_last": trainer.channels_last,
-        "precision": precision.precision_name(trainer.amp),
-        "deterministic": {"algorithms": trainer.deterministic,
-                          "cublas_workspace": os.environ.get("CUBLAS_WORKSPACE_CONFIG") if trainer.device.type == "cuda" else None,
-                          "nondeterministic_ops": trainer.nondeterministic_ops},
+        "model_selection": fit.selection_rule,
+        "bn_frozen": fit.bn_frozen,
+        "device": str(ctx.device),
+        "amp": ctx.amp,
+        "channels_last": ctx.channels_last,
+        "precision": precision.precision_name(ctx.amp),
+        "deterministic": {"algorithms": ctx.deterministic,
+                          "cublas_workspace": os.environ.get("CUBLAS_WORKSPACE_CONFIG") if ctx.device.type == "cuda" else None,
+                          "nondeterministic_ops": fit.nondeterministic_ops},
         "cpu_capability": precision.cpu_capability(),
         "packages": package_versions(),
         "hardware": hardware(),
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": {k: round(v, 2) for k, v in trainer.wall.items()},
-        "calls": trainer.calls,  # every (resumed) training call: start, end, device, host, threads
+        "wall_seconds": {k: round(v, 2) for k, v in fit.wall.items()},
+        "calls": fit.calls,  # every (resumed) training call: start, end, device, host, threads
         "epochs_trained": len(history),
     }
     atomic_write_text(run_dir / "provenance.json", record_json(prov))
     metrics = {
         "run": run_dir.name,
         "config_hash": prov["config_hash"],
-        "selected": {**sel, "selected_on": trainer.select_split,
-                     "metrics": {k: v for k, v in sel_row.items() if k.startswith(trainer.select_split)}},
+        "selected": {**sel, "selected_on": fit.select_split,
+                     "metrics": {k: v for k, v in sel_row.items() if k.startswith(fit.select_split)}},
         "test": summary_metrics(per),
     }
     if lesion_threshold is not None:
@@ -371,7 +394,8 @@ def read_record(path: Path) -> dict:
 
 def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) -> RunResult:
     """Re-evaluate a run from ``checkpoints/best.pt`` on ``split`` (the test split rewrites the records)."""
-    from lanet_core.training.trainer import Trainer
+    from lanet_core.training.context import RunContext
+    from lanet_core.training.evaluator import evaluate_split, tune_lesion_threshold
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -391,10 +415,10 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
                               "training record with numbers from other data. Retrain, or pass --force")
         if recorded_hash and not run_dir.name.endswith(recorded_hash):
             raise ConfigError(f"{run_dir.name}: config hash {recorded_hash} recorded does not match the folder; pass --force")
-    trainer = Trainer(cfg, rows, data_root, run_dir)
-    model = trainer.load_best()
-    tuned = trainer.tune_lesion_threshold(model)
-    per, pred, eval_rows = trainer.evaluate(model, split, tuned_threshold=tuned["threshold"] if tuned else None)
+    ctx = RunContext(cfg, rows, data_root)
+    model = ctx.load_model(run_dir / "checkpoints" / "best.pt")
+    tuned = tune_lesion_threshold(ctx, model)
+    per, _, _ = evaluate_split(ctx, model, split, tuned_threshold=tuned["threshold"] if tuned else None)
     if split != cfg["eval"]["split"]:
         metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
         return RunResult(run_dir, cfg, json.loads(record_json(metrics)), _per_image=per)

@@ -75,23 +75,20 @@ def test_bn_rebuild_needs_folded_weights_and_backbone_lr_groups() -> None:
     from lanet_core.config import resolve_config
     from lanet_core.errors import ConfigError
     from lanet_core.models.factory import build_model
-    from lanet_core.training.trainer import Trainer
+    from lanet_core.training.loop import build_optimizer
 
     with pytest.raises(ConfigError, match="bn_rebuild = true needs BatchNorm-folded weights"):
         build_model(resolve_config({"model": {"backbone": "test_resnet", "bn_rebuild": True}, "data": {"image_size": 64}}))
     cfg = resolve_config({"model": {"backbone": "test_resnet"}, "data": {"image_size": 64},
                           "train": {"lr": 1e-3, "backbone_lr_scale": 0.1}})
-    import pandas as pd
-
-    tr = Trainer(cfg, pd.DataFrame(columns=["split", "location_label"]), ".", ".")
-    opt = tr.optimizer(build_model(cfg))
+    opt = build_optimizer(cfg, build_model(cfg))
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-3])
     assert len(opt.param_groups[0]["params"]) > 0 and len(opt.param_groups[1]["params"]) > 0
     for arch in ("classifier", "rmtl", "agn", "unet"):  # every model's feature extractor, not only LA-Net's
         c = resolve_config({"model": {"arch": arch, "backbone": "test_resnet"}, "data": {"image_size": 64},
                             "train": {"lr": 1e-3, "backbone_lr_scale": 0.1}})
         model = build_model(c)
-        opt = Trainer(c, pd.DataFrame(columns=["split", "location_label"]), ".", ".").optimizer(model)
+        opt = build_optimizer(c, model)
         fex = model.component_modules()["feature extractor"]
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-3]), arch
         assert sum(p.numel() for p in opt.param_groups[0]["params"]) == sum(p.numel() for p in fex.parameters())

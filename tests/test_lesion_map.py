@@ -13,7 +13,7 @@ from lanet_core.ceilings import oracle_scores
 from lanet_core.config import identity, resolve_config
 from lanet_core.evaluation import Predictions, tune_threshold
 from lanet_core.training.losses import downsample_target
-from lanet_core.training.trainer import plan_stages
+from lanet_core.training.stages import plan_stages
 
 
 def _mask(size: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:

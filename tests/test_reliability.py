@@ -174,16 +174,16 @@ def test_nondeterministic_ops_are_recorded_by_name(tmp_path, monkeypatch) -> Non
     """An op without a deterministic kernel (on CUDA: e.g. adaptive pooling's backward) warns; the run records it."""
     import warnings
 
-    from lanet_core.training import trainer as trainer_mod
+    from lanet_core.training import loop
 
-    orig = trainer_mod.Trainer._train_epoch
+    orig = loop._epoch
 
-    def noisy(self, *a, **k):
+    def noisy(*a, **k):
         warnings.warn("adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, but you set "
                       "'torch.use_deterministic_algorithms(True, warn_only=True)'", UserWarning)
-        return orig(self, *a, **k)
+        return orig(*a, **k)
 
-    monkeypatch.setattr(trainer_mod.Trainer, "_train_epoch", noisy)
+    monkeypatch.setattr(loop, "_epoch", noisy)
     r = train_or_load(resolve_config(CFG), runs_root=tmp_path)
     prov = json.loads((r.run_dir / "provenance.json").read_text())
     assert prov["deterministic"]["algorithms"] is True

@@ -67,7 +67,8 @@ def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
     assert {s.method for s in ft} == {"MNV2", "MNV2+LA-Net", "MNV2+LA-Net-fine"}
     assert len(ft) == 9 and {s.seed for s in ft} == {0, 1, 2}
     variant = [s for s in ex.EXPERIMENTS["pretraining"](prof) if s.group["init"] == PRETRAINED_REBUILT + ", fex lr x0.1"]
-    assert [s.method for s in variant] == ["MNV2", "MNV2+LA-Net"]
+    assert [s.method for s in variant] == ["MNV2", "MNV2+LA-Net", "MNV2+LA-Net-fine"] * 3
+    assert [s.seed for s in variant] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert all(s.config["train"]["backbone_lr_scale"] == 0.1 and s.config["train"]["lr"] == 1e-3 for s in variant)
     for s in ft:
         c = s.config

@@ -8,7 +8,9 @@ import yaml
 from lanet_core.config import resolve_config
 from lanet_core.errors import BudgetExhausted
 from lanet_core.runs import evaluate_run_dir, prepare_run, train_or_load
-from lanet_core.training.trainer import Trainer, plan_stages
+from lanet_core.training.context import RunContext
+from lanet_core.training.stages import plan_stages
+from lanet_core.training.trainer import Trainer
 
 
 def tiny_cfg(phantom_dir, **over):
@@ -98,14 +100,15 @@ def test_test_set_selection_is_explicit_and_recorded(phantom_dir):
 def test_stage2_init_lanet_only_resets_feature_extractor(phantom_dir):
     cfg = tiny_cfg(phantom_dir, train__stage2_init="lanet")
     _, rows, root, run_dir, _ = prepare_run(cfg)
-    tr = Trainer(cfg, rows, root, run_dir)
-    model = tr.fresh_model()
+    ctx = RunContext(cfg, rows, root)
+    tr = Trainer(ctx, run_dir)
+    model = ctx.build_model()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     best = {"state": {k: v.clone() for k, v in model.state_dict().items()}}
     out = tr.begin_next_stage(model, best)
-    fresh = tr.fresh_model()
+    fresh = ctx.build_model()
     assert torch.equal(out.feature_extractor.conv1.weight, fresh.feature_extractor.conv1.weight)
     assert torch.equal(out.lanet.fuse[0].weight, best["state"]["lanet.fuse.0.weight"])
 
@@ -123,3 +126,25 @@ def test_evaluate_run_dir(phantom_dir):
     assert again.test == r.test
     val = evaluate_run_dir(r.run_dir, split="val")
     assert val.metrics["split"] == "val"
+
+
+def test_fit_returns_a_result_the_record_writer_reads(phantom_dir, tmp_path):
+    """``Trainer.fit`` returns a ``FitResult``: the selected model (weights of the selected epoch), the history with
+    one selection flag per epoch, and the other criterion's epoch for a joint model; the trainer keeps no state."""
+    from lanet_core.training.evaluator import evaluate_split
+    from lanet_core.training.trainer import FitResult
+
+    cfg = tiny_cfg(phantom_dir, train__seed=7)
+    _, rows, root, _, _ = prepare_run(cfg)
+    ctx = RunContext(cfg, rows, root)
+    fit = Trainer(ctx, tmp_path / "run").fit()
+    assert isinstance(fit, FitResult)
+    assert [h["stage"] for h in fit.history] == ["stage1", "stage1", "stage2", "stage2"]
+    last_flag = max(i for i, h in enumerate(fit.history) if h["stage"] == "stage2" and h["selected"])
+    assert fit.selected["epoch"] == fit.history[last_flag]["epoch"] and fit.selected["criterion"] == "accuracy"
+    assert set(fit.alternatives) == {"auc+iou"} and fit.selection_rule == "best val accuracy, ties broken by the lower loss"
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, best[k]) for k, v in fit.model.state_dict().items())
+    assert not hasattr(Trainer(ctx, tmp_path / "x"), "history")  # records live in the result, not the trainer
+    per, _, _ = evaluate_split(ctx, fit.model)  # evaluation needs only the context and a model
+    assert len(per) == len(ctx.rows_for("test"))

@@ -18,21 +18,16 @@ import pandas as pd
 import torch
 
 from lanet_core.io import atomic_write_bytes, atomic_write_text, record_csv, record_json
-from lanet_core.data.sources import load_manifest
 from lanet_core.evaluation import per_image_records, predict, summary_metrics
 from lanet_core.models.output import LogitsOnly
 from lanet_core.runs import RunResult
-from lanet_core.training.trainer import Trainer
+from lanet_core.training.context import RunContext
 
 
-def _trainer(result: RunResult, manifest: str | None = None) -> Trainer:
-    cfg = dict(result.config)
-    d = dict(cfg["data"])
-    if manifest is not None:
-        d["manifest"], d["root"] = manifest, "auto"
-    cfg["data"] = d
-    rows, _, data_root = load_manifest(d["manifest"], d["root"])
-    return Trainer(cfg, rows, data_root, result.run_dir)
+def _context(result: RunResult, manifest: str | None = None) -> tuple[RunContext, torch.nn.Module]:
+    """The run's context (on ``manifest`` if given) and its selected model (``checkpoints/best.pt``)."""
+    ctx = RunContext.from_config(result.config, manifest)
+    return ctx, ctx.load_model(result.run_dir / "checkpoints" / "best.pt")
 
 
 def has_gradcam(run_dir: Path) -> bool:
@@ -51,18 +46,18 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
     """Grad-CAM records of a classification run's test images (needs ``checkpoints/best.pt``)."""
     from pytorch_grad_cam import GradCAM
 
-    tr = _trainer(result)
-    model = tr.load_best().eval()
+    ctx, model = _context(result)
+    model.eval()
     if model.gradcam_layer is None:
         raise ValueError(f"{result.run_dir.name}: model has no Grad-CAM layer")
-    rows = tr.rows_for(tr.cfg["eval"]["split"])
-    ds = tr.dataset(rows, train=False)
-    loader = tr.loader(ds, False)
+    rows = ctx.rows_for(ctx.cfg["eval"]["split"])
+    ds = ctx.dataset(rows, train=False)
+    loader = ctx.loader(ds, False)
     recs, small_cams = [], {}
     reshape = model.gradcam_reshape_transform
     with GradCAM(model=LogitsOnly(model), target_layers=[model.gradcam_layer], reshape_transform=reshape) as cam:
         for b in loader:
-            x = b["image"].to(tr.device)
+            x = b["image"].to(ctx.device)
             maps = cam(input_tensor=x, targets=None)  # (B, S, S) in [0, 1], predicted class
             with torch.no_grad():
                 pred = model(x).logits.argmax(1).cpu().numpy()
@@ -99,12 +94,11 @@ def external_path(run_dir: Path, key: str) -> Path:
 
 def compute_external(result: RunResult, key: str, manifest: str) -> dict:
     """Evaluate a finished run on the test split of ``manifest`` (same size and preprocessing)."""
-    tr = _trainer(result, manifest)
-    model = tr.load_best()
-    rows = tr.rows_for("test")
-    ds = tr.dataset(rows, train=False)
-    pred = predict(model, tr.loader(ds, False), tr.device, amp=tr.amp, channels_last=tr.channels_last)
-    e = tr.cfg["eval"]
+    ctx, model = _context(result, manifest)
+    rows = ctx.rows_for("test")
+    ds = ctx.dataset(rows, train=False)
+    pred = predict(model, ctx.loader(ds, False), ctx.device, amp=ctx.amp, channels_last=ctx.channels_last)
+    e = ctx.cfg["eval"]
     per = per_image_records(pred, ds.rows, threshold=e["threshold"], align_corners=e["align_corners"], gt_mode=e["gt"])
     summary = {"run": result.run_dir.name, "evaluated_on": manifest, "split": "test", "test": summary_metrics(per)}
     atomic_write_text(result.run_dir / "external" / f"{key}.csv", record_csv(per))

@@ -1,0 +1,37 @@
+"""Tables and figures for the study, one module per job:
+
+* :mod:`.formats`: how each metric is shown ("mean ± CI", differences, axis labels);
+* :mod:`.tables`: comparison tables (Welch t-test against a reference) and paired bootstrap tables;
+* :mod:`.writers`: deterministic CSV/Markdown/LaTeX tables and PNG/PDF figures;
+* :mod:`.palette`: a fixed colour and hatch per method;
+* :mod:`.plots`: the bar / line plots with confidence intervals shared by the notebooks.
+
+Metric values arrive as fractions in [0, 1]; :data:`METRIC_FORMATS` says how each is shown. Everything written is
+byte-identical when re-run on the same input with the same library versions. The names below are the public API
+(``from lanet_core import reporting; reporting.write_table(...)``).
+"""
+
+from lanet_core.reporting.formats import (  # noqa: F401
+    MetricFormat, METRIC_FORMATS, AXIS_LABELS, metric_format, axis_label, format_mean_ci, format_metric_ci,
+    format_diff_ci,
+)
+from lanet_core.reporting.tables import (  # noqa: F401
+    comparison_table, paired_bootstrap_table,
+)
+from lanet_core.reporting.writers import (  # noqa: F401
+    FloatFormat, NUMERIC_COMPANIONS, display_columns, markdown_table, latex_table, write_table, save_fig,
+)
+from lanet_core.reporting.palette import (  # noqa: F401
+    METHOD_COLORS, FALLBACK_COLORS, method_color, method_hatch, method_palette,
+)
+from lanet_core.reporting.plots import (  # noqa: F401
+    plot_context, bar_ci_plot, line_ci_plot,
+)
+
+__all__ = [
+    "MetricFormat", "METRIC_FORMATS", "AXIS_LABELS", "metric_format", "axis_label", "format_mean_ci",
+    "format_metric_ci", "format_diff_ci", "comparison_table", "paired_bootstrap_table", "FloatFormat",
+    "NUMERIC_COMPANIONS", "display_columns", "markdown_table", "latex_table", "write_table", "save_fig",
+    "METHOD_COLORS", "FALLBACK_COLORS", "method_color", "method_hatch", "method_palette", "plot_context",
+    "bar_ci_plot", "line_ci_plot",
+]
