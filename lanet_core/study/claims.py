@@ -1,0 +1,287 @@
+"""The paper's claims, declared as data (``claims.yaml`` beside this module) and judged by one function.
+
+A claim "A is better than B" is *reproduced* when our mean difference has a 95 % CI (Welch over seeds, or a paired
+test over images for the cross-validated claims) entirely on the paper's side, *contradicted* when it is entirely
+on the other side, and *inconclusive* otherwise (the verdict then states the largest effect the data still allow).
+A claim "A is not better than B" needs an equivalence margin declared in advance (:data:`EQUIVALENCE_MARGINS`).
+
+Adding a claim: one entry in ``claims.yaml`` (its header documents the fields); names in braces come from
+:func:`claim_names`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lanet_core import reporting
+from lanet_core.errors import ConfigError
+from lanet_core.stats import mean_ci
+from lanet_core.study.experiments import FINE, method_name, short
+from lanet_core.study.notebook import Study, diff_ci
+
+# Equivalence (non-superiority) margins for "A is not better than B" claims, declared with issue 12 before the
+# cross-validated runs were analysed: 3 accuracy points (about the seed-to-seed SD of BUSI accuracy here),
+# 3 AUC points, 0.03 IoU. A "no difference" claim without a margin is inconclusive.
+EQUIVALENCE_MARGINS: dict[str, float] = {"accuracy": 0.03, "auc": 0.03, "iou": 0.03}
+
+KINDS = ("seeds", "seed_drop", "gradcam", "paired_cv")
+CONDITIONS = ("lanet_fine", "label_ratio", "input_size", "depth", "cross_validation", "gradcam")
+
+
+@dataclass
+class Claim:
+    """One checked claim: what the paper says, where, our evidence and the verdict."""
+
+    key: str
+    paper: str  # what the paper says
+    where: str  # paper table / figure
+    evidence: str = ""
+    verdict: str = "not run"
+
+
+def declared_claims(text: str | None = None) -> list[dict[str, Any]]:
+    """The claim declarations of ``claims.yaml`` (or of ``text``), in order; checked: required fields, known
+    kinds and conditions, unique keys."""
+    if text is None:
+        text = resources.files("lanet_core.study").joinpath("claims.yaml").read_text()
+    entries = yaml.safe_load(text) or []
+    for i, e in enumerate(entries):
+        missing = {"key", "paper", "where", "experiment", "metric", "a", "b"} - set(e)
+        if missing:
+            raise ConfigError(f"claims.yaml entry {i + 1} ({e.get('key', '?')}): missing {sorted(missing)}")
+        if e.get("kind", "seeds") not in KINDS:
+            raise ConfigError(f"claims.yaml {e['key']}: kind {e['kind']!r} not one of {KINDS}")
+        if e.get("when") is not None and e["when"] not in CONDITIONS:
+            raise ConfigError(f"claims.yaml {e['key']}: when {e['when']!r} not one of {CONDITIONS}")
+    keys = [e["key"] for e in entries]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ConfigError(f"claims.yaml: duplicate keys {dup}")
+    return entries
+
+
+def claim_names(study: Study) -> dict[str, Any]:
+    """The names a claim's text and arms may use, from the profile (and the ratios / sizes the runs have)."""
+    p = study.profile
+    bb, bb2 = p.main_backbone, (p.backbones[1] if len(p.backbones) > 1 else None)
+    lanet = method_name("lanet", bb)
+    names: dict[str, Any] = {
+        "lanet": lanet, "vanilla": method_name("classifier", bb), "rmtl": method_name("rmtl", bb),
+        "vit": method_name("vit", p.vit_backbone), "lanet_fine": lanet + FINE, "bb_short": short(bb),
+        "lanet_ab": method_name("lanet", p.backbone_for("attention_ablation")),
+        "lanet_lr": method_name("lanet", p.backbone_for("label_ratio")),
+        "lanet_pl": method_name("lanet", p.backbone_for("partial_labels")),
+    }
+    if bb2:
+        names.update(bb2_short=short(bb2), lanet2=method_name("lanet", bb2), vanilla2=method_name("classifier", bb2))
+    return names
+
+
+def _fill(value: Any, names: Mapping[str, Any]) -> Any:
+    """A declared value with its names filled: ``"$name"`` -> the typed value, text -> ``str.format``."""
+    if isinstance(value, dict):
+        return {k: _fill(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, names) for v in value]
+    if isinstance(value, str):
+        return names[value[1:]] if value.startswith("$") else value.format(**names)
+    return value
+
+
+def _vals(runs: pd.DataFrame, metric: str, **where) -> np.ndarray:
+    if runs.empty or metric not in runs:
+        return np.array([])
+    sel = np.ones(len(runs), bool)
+    for k, v in where.items():
+        if k not in runs:
+            return np.array([])
+        sel &= (runs[k] == v).to_numpy()
+    return runs.loc[sel, metric].dropna().to_numpy(float)
+
+
+def _per_seed_drop(runs: pd.DataFrame, method: str, hi: float, lo: float, metric: str) -> np.ndarray:
+    sub = runs[runs["method"] == method]
+    a = sub[sub["ratio"] == hi].set_index("seed")[metric]
+    b = sub[sub["ratio"] == lo].set_index("seed")[metric]
+    both = a.index.intersection(b.index)
+    return (a.loc[both] - b.loc[both]).dropna().to_numpy(float)
+
+
+def _fmt(metric: str, x: np.ndarray) -> str:
+    f = reporting.metric_format(metric)
+    ci = mean_ci(x)
+    return reporting.format_mean_ci(ci.mean, ci.half_width, f.scale, f.digits) + f" (n={len(x)})"
+
+
+def judge(a: np.ndarray, b: np.ndarray, metric: str, la: str, lb: str, expect: str = "greater") -> tuple[str, str]:
+    """(evidence text, verdict) for the claim ``a > b`` (``expect="greater"``), ``a < b`` ("less") or
+    ``a not > b`` ("not_greater"); ``a``/``b``: one value per run."""
+    if len(a) == 0 or len(b) == 0:
+        return "runs missing", "not run"
+    d = diff_ci(a, b, metric)
+    lo, hi, diff = d[f"{metric}_low"], d[f"{metric}_high"], d[f"{metric}_diff"]
+    text = f"{la} {_fmt(metric, a)} vs {lb} {_fmt(metric, b)}; difference {d[metric]}"
+    if np.isnan(lo):
+        return text, "inconclusive (n < 2)"
+    if diff == 0 and lo == hi:
+        return text, "contradicted (identical repeats, no difference)" if expect != "not_greater" else "reproduced"
+    sign = 1 if expect in ("greater", "not_greater") else -1
+    lo_s, hi_s = sorted((sign * lo, sign * hi))
+    if expect == "not_greater":  # "A is not better than B": needs a margin declared in advance (EQUIVALENCE_MARGINS)
+        f = reporting.metric_format(metric)
+        margin = EQUIVALENCE_MARGINS.get(metric)
+        if lo > 0:
+            return text, "contradicted"
+        if margin is None:
+            return text, "inconclusive (no equivalence margin declared)"
+        if hi < margin:
+            return text, f"reproduced (CI below the margin +{margin * f.scale:g})"
+        return text, (f"inconclusive: the CI reaches {hi * f.scale:+.{f.digits}f}, above the declared margin "
+                      f"+{margin * f.scale:g}")
+    if lo_s > 0:
+        return text, "reproduced"
+    if hi_s < 0:
+        return text, "contradicted"
+    f = reporting.metric_format(metric)
+    unit = " points" if f.scale == 100 else ""
+    bound = hi if expect == "greater" else -lo  # the largest effect in the paper's direction the data allow
+    return text, (f"inconclusive ({'same' if sign * diff > 0 else 'opposite'} direction, CI includes 0): "
+                  f"rules out an effect above {bound * f.scale:+.{f.digits}f}{unit}")
+
+
+def judge_paired(oof: pd.DataFrame, a: str, b: str, metric: str) -> tuple[str, str]:
+    """(evidence text, verdict) for "``a`` is better than ``b``" on out-of-fold predictions, paired over images."""
+    from lanet_core import stats
+    from lanet_core.study import crossval
+
+    d = crossval.paired(oof, a, b, metric)
+    if d is None:
+        return "runs missing", "not run"
+    f = reporting.metric_format(metric)
+    unit = " points" if f.scale == 100 else ""
+    text = (f"{a} - {b} = {d.diff * f.scale:+.{f.digits}f} [{d.low * f.scale:+.{f.digits}f}, "
+            f"{d.high * f.scale:+.{f.digits}f}]{unit}, {d.test} p = {d.p:.3g}, {d.n} images")
+    v = stats.verdict(d, "better")
+    verdict = v["verdict"] if v["verdict"] != "inconclusive" else (
+        f"inconclusive: rules out a gain above {d.high * f.scale:+.{f.digits}f}{unit}")
+    return text, verdict
+
+
+def collapsed_methods(res) -> set[str]:
+    """Methods whose every finished run predicts a single class on the test images."""
+    per = res.per_image()
+    if per.empty or "y_pred" not in per:
+        return set()
+    n_classes = per.groupby(["method", "seed"])["y_pred"].nunique()
+    return {m for m, v in n_classes.groupby(level=0) if (v <= 1).all()}
+
+
+class _Evidence:
+    """The study's records, read once per experiment while the claims are judged."""
+
+    def __init__(self, study: Study):
+        self.study = study
+        self._runs: dict[str, pd.DataFrame] = {}
+        self._extra: dict[str, Any] = {}
+
+    def runs(self, experiment: str) -> pd.DataFrame:
+        if experiment not in self._runs:
+            self._runs[experiment] = self.study.experiment(experiment).runs()
+        return self._runs[experiment]
+
+    def cached(self, key: str, make):
+        if key not in self._extra:
+            self._extra[key] = make()
+        return self._extra[key]
+
+    def gradcam_per_run(self) -> pd.DataFrame:
+        def make():
+            gc = self.study.experiment("fully_labelled").gradcam()
+            if not len(gc):
+                return gc
+            return gc.groupby(["method", "seed"])["cam_energy_in_lesion"].mean().reset_index()
+        return self.cached("gradcam", make)
+
+    def out_of_fold(self) -> pd.DataFrame:
+        from lanet_core.study import crossval
+
+        return self.cached("oof", lambda: crossval.out_of_fold(self.study.experiment("cross_validation")))
+
+    def collapsed(self, experiment: str) -> set[str]:
+        return self.cached(f"collapsed:{experiment}", lambda: collapsed_methods(self.study.experiment(experiment)))
+
+    def holds(self, condition: str | None, names: dict[str, Any]) -> bool:
+        """Whether a claim's ``when`` condition holds (adds ``ratio_*`` / ``size_*`` names from the runs)."""
+        p = self.study.profile
+        if condition is None:
+            return True
+        if condition == "lanet_fine":
+            return bool(p.lanet_fine)
+        if condition == "depth":
+            return "bb2_short" in names
+        if condition == "label_ratio":
+            lr = self.runs("label_ratio")
+            if not len(lr):
+                return False
+            names.update(ratio_lo=lr["ratio"].min(), ratio_hi=lr["ratio"].max())
+            return True
+        if condition == "input_size":
+            sz = self.runs("input_size")
+            if not (len(sz) and sz["image_size"].nunique() >= 2):
+                return False
+            names["size_small"], names["size_large"] = sorted(sz["image_size"].unique())[:2]
+            return True
+        if condition == "cross_validation":
+            return bool(p.cross_validation) and not self.out_of_fold().empty
+        if condition == "gradcam":
+            return bool(len(self.gradcam_per_run()))
+        raise ConfigError(f"unknown claim condition {condition!r}")
+
+
+def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Claim:
+    c = Claim(_fill(e["key"], names), _fill(e["paper"], names), e["where"])
+    kind, metric, expect = e.get("kind", "seeds"), e["metric"], e.get("expect", "greater")
+    a, b = _fill(e["a"], names), _fill(e["b"], names)
+    if kind == "paired_cv":
+        c.evidence, c.verdict = judge_paired(ev.out_of_fold(), a, b, metric)
+        return c
+    if kind == "seed_drop":
+        runs = ev.runs(e["experiment"])
+        va, vb = (_per_seed_drop(runs, m, names["ratio_hi"], names["ratio_lo"], metric) for m in (a, b))
+        default_labels = [a, b]
+    else:
+        runs = ev.gradcam_per_run() if kind == "gradcam" else ev.runs(e["experiment"])
+        va, vb = _vals(runs, metric, **a), _vals(runs, metric, **b)
+        default_labels = [a.get("method", ""), b.get("method", "")]
+    la, lb = _fill(e["labels"], names) if "labels" in e else default_labels
+    c.evidence, c.verdict = judge(va, vb, e.get("format_as", metric), la, lb, expect=expect)
+    if e.get("collapsed_arm") == "b" and b.get("method") in ev.collapsed(e["experiment"]):
+        c.evidence += f"; {b['method']} collapsed: every run predicts one class"
+        c.verdict = f"{c.verdict.split(' (')[0].split(':')[0]} - collapsed baseline (predicts one class), not evidence about LA-Net"
+    return c
+
+
+def evaluate_claims(study: Study) -> pd.DataFrame:
+    """Each declared claim whose condition holds, with our evidence and a verdict (columns of :class:`Claim`)."""
+    ev = _Evidence(study)
+    claims = []
+    for e in declared_claims():
+        names = claim_names(study)
+        if ev.holds(e.get("when"), names):
+            claims.append(_judge_one(ev, e, names))
+    return pd.DataFrame([asdict(c) for c in claims])
+
+
+def claims_tally(claims: pd.DataFrame) -> str:
+    """The tally line over the verdicts (their first word)."""
+    from lanet_core.stats import tally
+
+    if claims.empty:
+        return ""
+    return tally(v.split(" ")[0].split(":")[0] for v in claims["verdict"] if v != "not run")

@@ -1,0 +1,60 @@
+"""Claims as data: the declarations parse and are checked, names fill typed values, the verdict rule."""
+
+import numpy as np
+import pytest
+
+from lanet_core.errors import ConfigError
+from lanet_core.study.claims import KINDS, _fill, declared_claims, judge
+
+
+def test_declared_claims_parse_with_unique_filled_keys():
+    entries = declared_claims()
+    assert len(entries) >= 30 and {e.get("kind", "seeds") for e in entries} == set(KINDS)
+    names = {"lanet": "R18+LA-Net", "vanilla": "R18", "rmtl": "R18+RMTL", "vit": "ViT-T", "lanet_fine": "R18+LA-Net-fine",
+             "bb_short": "R18", "bb2_short": "R50", "lanet2": "R50+LA-Net", "vanilla2": "R50", "lanet_ab": "R18+LA-Net",
+             "lanet_lr": "R18+LA-Net", "lanet_pl": "R18+LA-Net", "ratio_lo": 0.25, "ratio_hi": 1.0,
+             "size_small": 128, "size_large": 256}
+    keys = [_fill(e["key"], names) for e in entries]
+    assert len(set(keys)) == len(keys)
+    ratio = next(e for e in entries if e["key"] == "ratio_iou")
+    assert _fill(ratio["a"], names) == {"method": "R18+LA-Net", "ratio": 1.0}  # "$name": the typed value
+    assert _fill(ratio["paper"], names) == "More location labels improve LA-Net (iou, 0.25 -> 1)"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("- {key: x, paper: p, where: w, experiment: e, metric: iou, a: A}", "missing"),
+    ("- {key: x, paper: p, where: w, experiment: e, metric: iou, a: A, b: B, kind: vote}", "kind"),
+    ("- {key: x, paper: p, where: w, experiment: e, metric: iou, a: A, b: B, when: always}", "when"),
+    ("- {key: x, paper: p, where: w, experiment: e, metric: iou, a: A, b: B}\n"
+     "- {key: x, paper: q, where: w, experiment: e, metric: iou, a: A, b: B}", "duplicate"),
+])
+def test_bad_declarations_are_named(text, match):
+    with pytest.raises(ConfigError, match=match):
+        declared_claims(text)
+
+
+def test_verdict_rule():
+    hi, lo = np.array([0.90, 0.91, 0.92]), np.array([0.70, 0.71, 0.72])
+    assert judge(hi, lo, "accuracy", "A", "B")[1] == "reproduced"
+    assert judge(lo, hi, "accuracy", "A", "B")[1] == "contradicted"
+    assert judge(lo, hi, "accuracy", "A", "B", expect="less")[1] == "reproduced"
+    text, verdict = judge(np.array([0.80, 0.90, 0.70]), np.array([0.81, 0.79, 0.80]), "accuracy", "A", "B")
+    assert verdict.startswith("inconclusive") and "rules out an effect above" in verdict and text.startswith("A ")
+    assert judge(np.array([]), lo, "accuracy", "A", "B") == ("runs missing", "not run")
+    base = np.array([0.80, 0.81, 0.79])
+    assert judge(base + 0.001, base, "accuracy", "A", "B", expect="not_greater")[1].startswith("reproduced (CI below")
+    wide = judge(base + np.array([0.0, 0.2, -0.1]), base, "accuracy", "A", "B", expect="not_greater")[1]
+    assert wide.startswith("inconclusive: the CI reaches") and "above the declared margin +3" in wide
+
+
+def test_readme_index_names_tables_and_figures_the_notebooks_write():
+    """The README's table index (a curated order) may only name tables and figures that a notebook writes: a table
+    renamed in a notebook fails here instead of turning into "(not produced yet)" in the README."""
+    from pathlib import Path
+
+    from lanet_core.study.summary import TABLE_INDEX
+
+    notebooks = {p.name: p.read_text() for p in (Path(__file__).parents[1] / "notebooks").glob("*.py")}
+    for title, table, figure in TABLE_INDEX:
+        for name in filter(None, (table, figure)):
+            assert any(f'"{name}"' in text for text in notebooks.values()), f"{title}: no notebook writes {name!r}"
