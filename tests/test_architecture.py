@@ -109,3 +109,18 @@ def test_every_architecture_builds_a_model_of_the_protocol() -> None:
         assert model.bn_frozen is False and model.bn_rebuild_pending is False
         assert set(model.component_modules()) and hasattr(model, "gradcam_layer")
         assert (model.gradcam_layer is None) == (not ARCHITECTURES[arch].class_head), arch
+
+
+def test_declared_builder_options_match_the_builders() -> None:
+    """The registry's ``options`` of each baseline are exactly its builder's keyword options (the declaration
+    cannot drift from the code it describes)."""
+    import inspect
+
+    from lanet_core.models.registry import ARCHITECTURES
+
+    common = {"backbone", "weights", "image_size", "num_classes"}
+    for name, arch in ARCHITECTURES.items():
+        if name == "lanet":
+            continue
+        params = [p for p in inspect.signature(arch.build_fn()).parameters if p not in common]
+        assert tuple(params) == arch.options, name

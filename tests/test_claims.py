@@ -11,7 +11,7 @@ def test_declared_claims_parse_with_unique_filled_keys():
     entries = declared_claims()
     assert len(entries) >= 30 and {e.get("kind", "seeds") for e in entries} == set(KINDS)
     names = {"lanet": "R18+LA-Net", "vanilla": "R18", "rmtl": "R18+RMTL", "vit": "ViT-T", "lanet_fine": "R18+LA-Net-fine",
-             "bb_short": "R18", "bb2_short": "R50", "lanet2": "R50+LA-Net", "vanilla2": "R50", "lanet_ab": "R18+LA-Net",
+             "bb_short": "R18", "bb2_short": "R50", "lanet2": "R50+LA-Net", "vanilla2": "R50", "bb_ab": "resnet18",
              "lanet_lr": "R18+LA-Net", "lanet_pl": "R18+LA-Net", "ratio_lo": 0.25, "ratio_hi": 1.0,
              "size_small": 128, "size_large": 256}
     keys = [_fill(e["key"], names) for e in entries]

@@ -20,7 +20,6 @@ agn         Schlemper et al. 2019 (AG-Sononet)   (B, K)                     (B, 
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import os
 from collections.abc import Callable
@@ -39,15 +38,11 @@ BASELINE_ARCHS: tuple[str, ...] = tuple(_BUILDERS)
 #: except ViT-S/16 for "vit" (ViT-B/16, the paper's, has 86 M parameters) and ResNet50 for DeepLabV3.
 DEFAULT_BACKBONES: dict[str, str] = {n: ARCHITECTURES[n].default_backbone for n in BASELINE_ARCHS}
 
-_COMMON = {"backbone", "weights", "image_size", "num_classes"}
-
-
 def baseline_options(arch: str) -> tuple[str, ...]:
-    """Names of the extra keyword options ``arch`` accepts (e.g. ``("drop_rate",)`` for "classifier")."""
+    """Names of the extra keyword options ``arch`` accepts (registry ``options``, e.g. ``("drop_rate", ...)``)."""
     if arch not in _BUILDERS:
         raise ConfigError(f"unknown baseline arch {arch!r}; expected one of {list(BASELINE_ARCHS)}")
-    params = inspect.signature(_BUILDERS[arch]).parameters
-    return tuple(name for name in params if name not in _COMMON)
+    return ARCHITECTURES[arch].options
 
 
 def build_baseline(

@@ -32,6 +32,8 @@ class Architecture:
         train_images: ``"all"`` or ``"labelled"`` (supervised-only baselines train on location-labelled images).
         default_backbone: the feature extractor (timm name; smp encoder for segmenters) when none is named.
         row_label: the paper's row label; ``{b}`` is the backbone's short name (R18, R50, MNV2, ...).
+        options: the builder's keyword options beyond backbone, weights, image size and classes (``drop_rate``;
+            ``timm_kwargs``: extra arguments for timm, e.g. a converted checkpoint's BN-free layers).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Architecture:
     train_images: str = "all"
     default_backbone: str = DEFAULT_BACKBONE
     row_label: str = "{b}"
+    options: tuple[str, ...] = ()
 
     def config_defaults(self) -> dict[str, Any]:
         """This architecture's layer of the resolved config (between the defaults and the preset)."""
@@ -64,14 +67,18 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("lanet", "lanet_core.models.lanet:LANet", True, True, stage1=True, row_label="{b}+LA-Net"),
-    Architecture("classifier", "lanet_core.models.classifiers:build_classifier", True, False),
-    Architecture("vit", "lanet_core.models.classifiers:build_vit", True, False, default_backbone=DEFAULT_VIT),
+    Architecture("classifier", "lanet_core.models.classifiers:build_classifier", True, False,
+                 options=("drop_rate", "timm_kwargs")),
+    Architecture("vit", "lanet_core.models.classifiers:build_vit", True, False, default_backbone=DEFAULT_VIT,
+                 options=("drop_rate",)),
     Architecture("unet", "lanet_core.models.segmenters:build_unet", False, True, train_images="labelled",
                  row_label="U-Net"),
     Architecture("deeplabv3", "lanet_core.models.segmenters:build_deeplabv3", False, True, train_images="labelled",
                  default_backbone="resnet50", row_label="DeepLabV3"),  # the authors' DeepLabV3 has a ResNet50
-    Architecture("rmtl", "lanet_core.models.rmtl:RMTL", True, True, train_images="labelled", row_label="{b}+RMTL"),
-    Architecture("agn", "lanet_core.models.agn:AGN", True, True, train_images="labelled", row_label="AGN"),
+    Architecture("rmtl", "lanet_core.models.rmtl:RMTL", True, True, train_images="labelled", row_label="{b}+RMTL",
+                 options=("map_size", "timm_kwargs")),
+    Architecture("agn", "lanet_core.models.agn:AGN", True, True, train_images="labelled", row_label="AGN",
+                 options=("inter_channels", "timm_kwargs")),
 )}
 
 

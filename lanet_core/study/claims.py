@@ -74,7 +74,7 @@ def claim_names(study: Study) -> dict[str, Any]:
     names: dict[str, Any] = {
         "lanet": lanet, "vanilla": method_name("classifier", bb), "rmtl": method_name("rmtl", bb),
         "vit": method_name("vit", p.vit_backbone), "lanet_fine": lanet + FINE, "bb_short": short(bb),
-        "lanet_ab": method_name("lanet", p.backbone_for("attention_ablation")),
+        "bb_ab": p.backbone_for("attention_ablation"),
         "lanet_lr": method_name("lanet", p.backbone_for("label_ratio")),
         "lanet_pl": method_name("lanet", p.backbone_for("partial_labels")),
     }

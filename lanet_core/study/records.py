@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from lanet_core.errors import BudgetExhausted, LanetError
-from lanet_core.runs import RunResult, load_result, prepare_run, train_or_load
+from lanet_core.precision import precision_name
+from lanet_core.runs import RunResult, load_result, prepare_run, read_record, train_or_load
 from lanet_core.study import posthoc
 from lanet_core.study.experiments import RunSpec, experiment_runs
 from lanet_core.study.profiles import Profile
@@ -93,6 +94,25 @@ def _ceiling(manifest: str, size: int, m: int, target: str, align: bool, thresho
     return _CEILINGS[key]
 
 
+def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
+    """What a run *is*, read from its recorded config and provenance (never parsed from its display name):
+    ``arch``, ``backbone``, ``weights``, ``image_size``, ``fusion_stride`` and ``attention`` (LA-Net: the modules
+    present, e.g. ``"CAM+SAM+MAM"``; others: empty), ``train_images``, ``selected_on`` and ``precision``."""
+    m, d = cfg["model"], cfg["data"]
+    lanet = m["arch"] == "lanet"
+    modules = [name for name, key in (("CAM", "use_cam"), ("SAM", "use_sam"), ("MAM", "use_mam")) if m.get(key, True)]
+    prov_path = Path(run_dir) / "provenance.json"
+    prov = read_record(prov_path) if prov_path.is_file() else {}
+    return {
+        "arch": m["arch"], "backbone": m["backbone"], "weights": m.get("weights", "none"),
+        "image_size": int(d["image_size"]), "fusion_stride": int(m.get("fusion_stride", 32)) if lanet else np.nan,
+        "attention": "+".join(modules) if lanet else "", "train_images": d["train_images"],
+        "selected_on": cfg["train"]["select_on"],
+        # older records name only ``amp`` (bool); the text is the same function of it
+        "precision": prov.get("precision") or (precision_name(bool(prov["amp"])) if "amp" in prov else ""),
+    }
+
+
 @dataclass
 class ExperimentResults:
     """The runs of one experiment: specs, finished results, and what is still missing."""
@@ -112,7 +132,8 @@ class ExperimentResults:
         return [(s, r) for s, r in zip(self.specs, self.results) if r is not None]
 
     def runs(self) -> pd.DataFrame:
-        """One row per finished run: method, seed, group columns, test metrics, run directory name."""
+        """One row per finished run: method, seed, group columns, test metrics, run directory name, selection
+        details, and the structured fields of :func:`run_fields` (filter on those, not on the method's label)."""
         rows = []
         for s, r in self._done():
             row = {"method": s.method, "seed": s.seed, **s.group}
@@ -130,6 +151,8 @@ class ExperimentResults:
                     row[f"{m}@{crit}"] = alt["test"].get(m, np.nan)
                 row[f"epoch@{crit}"] = alt["epoch"]
             row["epoch_selected"] = r.metrics.get("selected", {}).get("epoch", np.nan)
+            for k, v in run_fields(r.config, r.run_dir).items():
+                row.setdefault(k, v)  # a group column of the same name (e.g. image_size) is the same fact
             rows.append(row)
         return pd.DataFrame(rows)
 
