@@ -58,3 +58,18 @@ def test_readme_index_names_tables_and_figures_the_notebooks_write():
     for title, table, figure in TABLE_INDEX:
         for name in filter(None, (table, figure)):
             assert any(f'"{name}"' in text for text in notebooks.values()), f"{title}: no notebook writes {name!r}"
+
+
+def test_run_fields_come_from_the_recorded_config_and_provenance(tmp_path):
+    import json
+
+    from lanet_core.config import resolve_config
+    from lanet_core.study.records import run_fields
+
+    cfg = resolve_config({"model": {"arch": "lanet", "use_cam": False, "fusion_stride": 8}, "data": {"image_size": 96}})
+    (tmp_path / "provenance.json").write_text(json.dumps({"amp": True}))  # an older record: no "precision" key
+    f = run_fields(cfg, tmp_path)
+    assert f["attention"] == "SAM+MAM" and f["fusion_stride"] == 8 and f["image_size"] == 96
+    assert f["precision"] == "bf16-autocast" and f["arch"] == "lanet" and f["selected_on"] == "val"
+    seg = run_fields(resolve_config({"model": {"arch": "unet"}}), tmp_path / "absent")
+    assert seg["attention"] == "" and np.isnan(seg["fusion_stride"]) and seg["precision"] == ""
