@@ -57,6 +57,7 @@ def load_run_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
     """(model in eval mode on CPU with the selected weights, resolved config, metrics) of a finished run."""
     from lanet_core.models.factory import build_model
     from lanet_core.runs import load_result
+    from lanet_core.training.context import checkpoint_state
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -64,14 +65,7 @@ def load_run_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
     done = load_result(run_dir)
     if done is None:
         raise ConfigError(f"{run_dir}: the run has not finished (no metrics.json)")
-    ckpt = run_dir / "checkpoints" / "best.pt"
-    if not ckpt.is_file():
-        raise ConfigError(f"{run_dir}: no checkpoint {ckpt} (checkpoints are not kept in git; reproduce it with "
-                          f"`lanet train {run_dir / 'config.yaml'}`, deterministic on CPU)")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
-    except Exception as exc:
-        raise ConfigError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}: {exc}); retrain the run") from None
+    state = checkpoint_state(run_dir / "checkpoints" / "best.pt")
     cfg = done.config
     model = build_model(cfg)
     model.load_state_dict(state)

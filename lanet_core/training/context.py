@@ -33,6 +33,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """The model weights saved in checkpoint ``path`` (``<run>/checkpoints/best.pt``), on CPU; a clear error when
+    it is absent (checkpoints are not committed: a run is retrained to get it) or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path.parent.parent}: no checkpoint {path} (checkpoints are not kept in git; reproduce "
+                          f"it with `lanet train {path.parent.parent / 'config.yaml'} --force`, deterministic on CPU)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    except Exception as exc:
+        raise ConfigError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); retrain the run "
+                          "(lanet train <run>/config.yaml --force)") from None
+
+
 class RunContext:
     """Data, device and model construction of one resolved config.
 
@@ -124,15 +138,7 @@ class RunContext:
 
     def load_model(self, path: Path) -> nn.Module:
         """The model with the weights of checkpoint ``path`` (a clear error if it is absent or unreadable)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path.parent.parent}: no checkpoint {path} (checkpoints are not kept in git; "
-                              "retrain with --force)")
+        state = checkpoint_state(path)
         model = self.build_model()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)["model"]
-        except Exception as exc:
-            raise ConfigError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); retrain the run "
-                              "(lanet train <run>/config.yaml --force)") from None
         model.load_state_dict(state)
         return model
