@@ -83,6 +83,23 @@ class FitResult:
         return f"best {self.select_split} {self.stages[-1].select}, ties broken by the lower loss"
 
 
+@dataclass
+class _Progress:
+    """Where training stands (what ``last.pt`` holds): the stage and next epoch, the best epoch so far (and the
+    other criteria's), history, wall times, calls; ``optimizer``: its state when resuming mid-stage."""
+
+    calls: list[dict[str, Any]]
+    bn_frozen: bool
+    stage_index: int = 0
+    next_epoch: int = 0
+    best: dict | None = None
+    alt: dict[str, dict] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall: dict[str, float] = field(default_factory=dict)
+    ops: list[str] = field(default_factory=list)
+    optimizer: dict | None = None
+
+
 def select_key(stage: Stage, metrics: Mapping[str, float], criterion: str | None = None) -> tuple[float, float]:
     """The sort key of an epoch: the criterion (missing or NaN counts as -1), then the lower validation loss."""
     primary = metrics.get(criterion or stage.select, float("nan"))
@@ -164,50 +181,30 @@ class Trainer:
         is written (an exception raised there interrupts the run, as a kill would).
         """
         t_start = time.time()
-        ck = self._load_last()
-        model = self.ctx.build_model()
-        bn_frozen = bool(model.bn_frozen)
-        calls = list(ck.get("calls", [])) if ck is not None else []
-        calls.append({"start_utc": _utc(), "end_utc": None, "device": str(self.ctx.device),
-                      "host": socket.gethostname(), "threads": torch.get_num_threads()})
-        history: list[dict[str, Any]] = []
-        wall: dict[str, float] = {}
-        start_stage, start_epoch, best, alt = 0, 0, None, {}
-        if ck is None and model.bn_rebuild_pending:
-            self.rebuild_batchnorm(model)
-        if ck is not None:
-            model.load_state_dict(ck["model"])
-            start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
-            history, best, wall, alt = ck["history"], ck["best"], ck.get("wall", {}), ck.get("alt", {})
-            log.info("resuming %s at %s epoch %d", self.run_dir.name, self.stages[start_stage].name, start_epoch + 1)
-        ops: list[str] = []
+        model, state = self._start()
         for si, stage in enumerate(self.stages):
-            if si < start_stage:
+            if si < state.stage_index:
                 continue
-            resuming = ck is not None and si == start_stage and start_epoch > 0
+            resuming = state.optimizer is not None and si == state.stage_index
             if not resuming:
                 if si > 0:
-                    model = self.begin_next_stage(model, best)  # ``best`` of the previous stage
-                best, alt = None, {}
+                    model = self.begin_next_stage(model, state.best)  # ``best`` of the previous stage
+                state.best, state.alt, state.next_epoch = None, {}, 0
             opt = build_optimizer(self.cfg, model)
             if resuming:
-                opt.load_state_dict(ck["optimizer"])
+                opt.load_state_dict(state.optimizer)
             train_rows = self.ctx.rows_for("train", stage.training_images)
             if len(train_rows) == 0:
                 raise ConfigError(f"{stage.name}: no training images ({stage.training_images}) in the manifest")
             ds = self.ctx.dataset(train_rows, train=True)
-            for epoch in range(start_epoch if resuming else 0, stage.epochs):
-                row, new_ops = train_one_epoch(self.ctx, model, opt, stage, si, epoch, ds)
+            for epoch in range(state.next_epoch, stage.epochs):
+                row, ops = train_one_epoch(self.ctx, model, opt, stage, si, epoch, ds)
                 row = {"stage": stage.name, "epoch": epoch + 1, **row}
-                ops += [op for op in new_ops if op not in ops]
-                best, alt = self._validate_and_select(model, stage, epoch, row, best, alt)
-                history.append(row)
-                wall[stage.name] = wall.get(stage.name, 0.0) + row["train_seconds"] + row["eval_seconds"]
-                self._save("last.pt", {
-                    "format": CHECKPOINT_FORMAT, "stage_index": si, "epoch": epoch, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "best": best, "alt": alt, "history": history, "wall": wall,
-                    "calls": [*calls[:-1], {**calls[-1], "end_utc": _utc()}],
-                })
+                state.ops += [op for op in ops if op not in state.ops]
+                state.best, state.alt = self._validate_and_select(model, stage, epoch, row, state.best, state.alt)
+                state.history.append(row)
+                state.wall[stage.name] = state.wall.get(stage.name, 0.0) + row["train_seconds"] + row["eval_seconds"]
+                self._save_last(si, epoch, model, opt, state)
                 log.info("%s epoch %d/%d: %s", stage.name, epoch + 1, stage.epochs,
                          ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
                 if on_epoch_end is not None:
@@ -215,16 +212,48 @@ class Trainer:
                 last = si == len(self.stages) - 1 and epoch + 1 == stage.epochs
                 if deadline is not None and time.time() > deadline and not last:
                     raise BudgetExhausted(f"{self.run_dir.name}: time budget reached at {stage.name} epoch {epoch + 1}; progress saved")
+        return self._finish(model, state, time.time() - t_start)
+
+    def _start(self) -> tuple[nn.Module, "_Progress"]:
+        """A fresh model (BatchNorm rebuilt if the config asks), or the model and progress of ``last.pt``."""
+        ck = self._load_last()
+        model = self.ctx.build_model()
+        calls = list(ck.get("calls", [])) if ck is not None else []
+        calls.append({"start_utc": _utc(), "end_utc": None, "device": str(self.ctx.device),
+                      "host": socket.gethostname(), "threads": torch.get_num_threads()})
+        state = _Progress(calls=calls, bn_frozen=bool(model.bn_frozen))
+        if ck is None:
+            if model.bn_rebuild_pending:
+                self.rebuild_batchnorm(model)
+            return model, state
+        model.load_state_dict(ck["model"])
+        state.stage_index, state.next_epoch = ck["stage_index"], ck["epoch"] + 1
+        state.history, state.best, state.wall, state.alt = ck["history"], ck["best"], ck.get("wall", {}), ck.get("alt", {})
+        state.optimizer = ck["optimizer"] if state.next_epoch > 0 else None
+        log.info("resuming %s at %s epoch %d", self.run_dir.name, self.stages[state.stage_index].name, state.next_epoch + 1)
+        return model, state
+
+    def _save_last(self, si: int, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, state: "_Progress") -> None:
+        self._save("last.pt", {
+            "format": CHECKPOINT_FORMAT, "stage_index": si, "epoch": epoch, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "best": state.best, "alt": state.alt, "history": state.history,
+            "wall": state.wall, "calls": [*state.calls[:-1], {**state.calls[-1], "end_utc": _utc()}],
+        })
+
+    def _finish(self, model: nn.Module, state: "_Progress", seconds: float) -> FitResult:
+        """Load the selected epoch's weights, write ``best.pt``, and assemble the :class:`FitResult`."""
+        best = state.best
         model.load_state_dict(best["state"])
         selected = {"stage": best["stage"], "epoch": best["epoch"], "key": best["key"], "criterion": self.stages[-1].select}
         self._save("best.pt", {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "selected": selected})
-        wall["fit_call"] = time.time() - t_start
-        calls[-1]["end_utc"] = _utc()
+        state.wall["fit_call"] = seconds
+        state.calls[-1]["end_utc"] = _utc()
         return FitResult(
             model=model, stages=self.stages, select_split=self.ctx.select_split, selected=selected,
             alternatives={crit: {"stage": a["stage"], "epoch": a["epoch"], "key": a["key"], "state": a["state"]}
-                          for crit, a in alt.items()},
-            history=history, wall=wall, calls=calls, nondeterministic_ops=ops, bn_frozen=bn_frozen,
+                          for crit, a in state.alt.items()},
+            history=state.history, wall=state.wall, calls=state.calls, nondeterministic_ops=state.ops,
+            bn_frozen=state.bn_frozen,
         )
 
     def _validate_and_select(self, model: nn.Module, stage: Stage, epoch: int, row: dict[str, Any],
