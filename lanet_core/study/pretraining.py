@@ -75,8 +75,17 @@ def regime_runs(fully_labelled: pd.DataFrame, pretraining: pd.DataFrame, labels:
     if not parts:
         return pd.DataFrame()
     out = pd.concat(parts, ignore_index=True)
-    out["kind"] = out["method"].map(method_kind)
+    out["kind"] = run_kinds(out)
     return out
+
+
+def run_kinds(runs: pd.DataFrame) -> pd.Series:
+    """vanilla / LA-Net / LA-Net-fine of each run, from its recorded fields (``arch``, ``fusion_stride``:
+    :func:`lanet_core.study.records.run_fields`); frames without them fall back to the method label."""
+    if not {"arch", "fusion_stride"} <= set(runs):
+        return runs["method"].map(method_kind)
+    kinds = np.where(runs["arch"] != "lanet", "vanilla", np.where(runs["fusion_stride"] < 32, "LA-Net-fine", "LA-Net"))
+    return pd.Series(kinds, index=runs.index)
 
 
 def regimes_table(runs: pd.DataFrame, paper: pd.DataFrame, paper_size: str = "256") -> pd.DataFrame:
