@@ -285,15 +285,14 @@ def _stop_after(n: int | None):
 
 def _train_and_record(cfg, rows, data_root, run_dir, sha, *, deadline, stop_after_epochs, keep_last_checkpoint) -> RunResult:
     from lanet_core.training.context import RunContext
-    from lanet_core.training.evaluator import evaluate_split, tune_lesion_threshold
+    from lanet_core.training.evaluator import evaluate_with_tuned_threshold
     from lanet_core.training.trainer import Trainer
 
     started = datetime.now(timezone.utc)
     ctx = RunContext(cfg, rows, data_root)
     fit = Trainer(ctx, run_dir).fit(deadline=deadline, on_epoch_end=_stop_after(stop_after_epochs))
     t_eval = time.time()
-    tuned = tune_lesion_threshold(ctx, fit.model)
-    per, pred, eval_rows = evaluate_split(ctx, fit.model, tuned_threshold=tuned["threshold"] if tuned else None)
+    tuned, per, pred, eval_rows = evaluate_with_tuned_threshold(ctx, fit.model)
     alternatives = evaluate_alternatives(ctx, fit)
     fit.wall["test_eval"] = time.time() - t_eval
     result = write_records(run_dir, cfg, ctx, fit, per, pred, eval_rows, sha, data_root, started,
@@ -306,7 +305,7 @@ def _train_and_record(cfg, rows, data_root, run_dir, sha, *, deadline, stop_afte
 def evaluate_alternatives(ctx, fit) -> dict[str, dict[str, Any]]:
     """Test metrics of the epochs the *other* selection criteria picked (``FitResult.alternatives``), each with
     its own validation-tuned threshold: reported beside the run's result, never replacing it."""
-    from lanet_core.training.evaluator import evaluate_split, tune_lesion_threshold
+    from lanet_core.training.evaluator import evaluate_with_tuned_threshold
 
     out: dict[str, dict[str, Any]] = {}
     if not fit.alternatives:
@@ -315,8 +314,7 @@ def evaluate_alternatives(ctx, fit) -> dict[str, dict[str, Any]]:
     selected = copy.deepcopy(model.state_dict())
     for crit, alt in fit.alternatives.items():
         model.load_state_dict(alt["state"])
-        tuned = tune_lesion_threshold(ctx, model)
-        per, _, _ = evaluate_split(ctx, model, tuned_threshold=tuned["threshold"] if tuned else None)
+        tuned, per, _, _ = evaluate_with_tuned_threshold(ctx, model)
         out[crit] = {"stage": alt["stage"], "epoch": alt["epoch"], "key": alt["key"], "lesion_threshold": tuned,
                      "test": summary_metrics(per)}
     model.load_state_dict(selected)
@@ -392,10 +390,16 @@ def read_record(path: Path) -> dict:
                           f"(git checkout -- {path}) or retrain the run") from None
 
 
+def read_provenance(run_dir: Path) -> dict:
+    """A run's ``provenance.json`` (``{}`` when the run has none yet; a damaged one is a named error)."""
+    path = Path(run_dir) / "provenance.json"
+    return read_record(path) if path.is_file() else {}
+
+
 def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) -> RunResult:
     """Re-evaluate a run from ``checkpoints/best.pt`` on ``split`` (the test split rewrites the records)."""
     from lanet_core.training.context import RunContext
-    from lanet_core.training.evaluator import evaluate_split, tune_lesion_threshold
+    from lanet_core.training.evaluator import evaluate_with_tuned_threshold
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -406,7 +410,7 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
     except yaml.YAMLError as exc:
         raise ConfigError(f"{cfg_path}: not valid YAML ({exc}); restore it from git") from None
     cfg, rows, data_root, _, sha = prepare_run(cfg)
-    prov = read_record(run_dir / "provenance.json") if (run_dir / "provenance.json").is_file() else {}
+    prov = read_provenance(run_dir)
     recorded_sha, recorded_hash = prov.get("manifest_sha256"), prov.get("config_hash")
     if not force:
         if recorded_sha and recorded_sha != sha:
@@ -417,8 +421,7 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
             raise ConfigError(f"{run_dir.name}: config hash {recorded_hash} recorded does not match the folder; pass --force")
     ctx = RunContext(cfg, rows, data_root)
     model = ctx.load_model(run_dir / "checkpoints" / "best.pt")
-    tuned = tune_lesion_threshold(ctx, model)
-    per, _, _ = evaluate_split(ctx, model, split, tuned_threshold=tuned["threshold"] if tuned else None)
+    tuned, per, _, _ = evaluate_with_tuned_threshold(ctx, model, split)
     if split != cfg["eval"]["split"]:
         metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
         return RunResult(run_dir, cfg, json.loads(record_json(metrics)), _per_image=per)

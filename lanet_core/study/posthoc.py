@@ -50,9 +50,8 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
     model.eval()
     if model.gradcam_layer is None:
         raise ValueError(f"{result.run_dir.name}: model has no Grad-CAM layer")
-    rows = ctx.rows_for(ctx.cfg["eval"]["split"])
-    ds = ctx.dataset(rows, train=False)
-    loader = ctx.loader(ds, False)
+    ds, loader = ctx.split_loader(ctx.cfg["eval"]["split"])
+    rows = ds.rows
     recs, small_cams = [], {}
     reshape = model.gradcam_reshape_transform
     with GradCAM(model=LogitsOnly(model), target_layers=[model.gradcam_layer], reshape_transform=reshape) as cam:
@@ -95,9 +94,8 @@ def external_path(run_dir: Path, key: str) -> Path:
 def compute_external(result: RunResult, key: str, manifest: str) -> dict:
     """Evaluate a finished run on the test split of ``manifest`` (same size and preprocessing)."""
     ctx, model = _context(result, manifest)
-    rows = ctx.rows_for("test")
-    ds = ctx.dataset(rows, train=False)
-    pred = predict(model, ctx.loader(ds, False), ctx.device, amp=ctx.amp, channels_last=ctx.channels_last)
+    ds, loader = ctx.split_loader("test")
+    pred = predict(model, loader, ctx.device, amp=ctx.amp, channels_last=ctx.channels_last)
     e = ctx.cfg["eval"]
     per = per_image_records(pred, ds.rows, threshold=e["threshold"], align_corners=e["align_corners"], gt_mode=e["gt"])
     summary = {"run": result.run_dir.name, "evaluated_on": manifest, "split": "test", "test": summary_metrics(per)}

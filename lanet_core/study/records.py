@@ -12,7 +12,7 @@ import pandas as pd
 
 from lanet_core.errors import BudgetExhausted, LanetError
 from lanet_core.precision import precision_name
-from lanet_core.runs import RunResult, load_result, prepare_run, read_record, train_or_load
+from lanet_core.runs import RunResult, load_result, prepare_run, read_provenance, train_or_load
 from lanet_core.study import posthoc
 from lanet_core.study.experiments import RunSpec, experiment_runs
 from lanet_core.study.profiles import Profile
@@ -101,8 +101,7 @@ def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
     m, d = cfg["model"], cfg["data"]
     lanet = m["arch"] == "lanet"
     modules = [name for name, key in (("CAM", "use_cam"), ("SAM", "use_sam"), ("MAM", "use_mam")) if m.get(key, True)]
-    prov_path = Path(run_dir) / "provenance.json"
-    prov = read_record(prov_path) if prov_path.is_file() else {}
+    prov = read_provenance(run_dir)
     return {
         "arch": m["arch"], "backbone": m["backbone"], "weights": m.get("weights", "none"),
         "image_size": int(d["image_size"]), "fusion_stride": int(m.get("fusion_stride", 32)) if lanet else np.nan,

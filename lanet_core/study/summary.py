@@ -14,6 +14,7 @@ import pandas as pd
 
 from lanet_core import reporting
 from lanet_core.io import atomic_write_text
+from lanet_core.runs import read_provenance
 from lanet_core.stats import mean_ci
 from lanet_core.study.claims import EQUIVALENCE_MARGINS, claims_tally
 from lanet_core.study.claims import evaluate_claims  # noqa: F401 (re-exported: the summary notebook imports it here)
@@ -28,8 +29,7 @@ def compute_hours(study: Study) -> tuple[float, int]:
 
 
 def _provenance(run_dir: Path) -> dict:
-    path = run_dir / "provenance.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_provenance(run_dir)
 
 
 def _device_kind(prov: dict) -> str:

@@ -53,6 +53,15 @@ def tune_lesion_threshold(ctx: RunContext, model: nn.Module) -> dict[str, float]
     return None if tuned is None else {**tuned, "split": "val"}
 
 
+def evaluate_with_tuned_threshold(ctx: RunContext, model: nn.Module, split: str | None = None
+                                  ) -> tuple[dict[str, float] | None, pd.DataFrame, Predictions, pd.DataFrame]:
+    """(validation-tuned threshold record or None, per-image records, predictions, rows) of ``split``: the
+    threshold is tuned on the validation split, then applied beside 0.5 on ``split``."""
+    tuned = tune_lesion_threshold(ctx, model)
+    per, pred, rows = evaluate_split(ctx, model, split, tuned_threshold=tuned["threshold"] if tuned else None)
+    return tuned, per, pred, rows
+
+
 def evaluate_split(ctx: RunContext, model: nn.Module, split: str | None = None, tuned_threshold: float | None = None
                    ) -> tuple[pd.DataFrame, Predictions, pd.DataFrame]:
     """(per-image records, predictions, rows) of ``split`` (default ``eval.split``); ``tuned_threshold`` adds

@@ -167,10 +167,6 @@ class Trainer:
             return None
         return ck
 
-    def load_best(self) -> nn.Module:
-        """The selected model of a finished run (``checkpoints/best.pt``)."""
-        return self.ctx.load_model(self.ckpt_dir / "best.pt")
-
     # ----------------------------------------------------------------- training
     def fit(self, *, deadline: float | None = None,
             on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
