@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (lanet)
 #     language: python
@@ -35,7 +37,10 @@ profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
 train: bool = True  # False: render from finished run records only
 
 # %%
+import pandas as pd
+
 from lanet_core.study import pretraining
+from lanet_core.study.experiments import pretrained_source, short
 from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, paper_numbers, setup
 
 study = setup(profile, train)
@@ -92,6 +97,26 @@ if len(regimes):
         caption="Differences between regimes per model kind: ours with a Welch 95 % CI over seeds and two-sided p; "
                 "the paper minus ours as a difference of means only (the paper gives no per-seed values)")
     display(diffs[[c for c in ("kind", "comparison", "accuracy", "auc", "iou") if c in diffs]])
+
+# %% [markdown]
+# ## What limits the pretrained regime: validation records only
+# The regimes differ in learning rate (1e-4 frozen-folded, 1e-3 everywhere, 1e-3 heads with the feature extractor
+# at 1e-4) and schedule, so side by side they are a small lr sweep. Everything here is read from the runs'
+# per-epoch validation records (`history.csv`); nothing from test. "Selected in last 2 epochs" counts runs whose
+# validation accuracy was still improving when the schedule ended.
+
+# %%
+if len(regimes):
+    full_res = study.experiment("fully_labelled")
+    hist = pretraining.regime_history(pd.concat([res.history(), full_res.history()], ignore_index=True), regimes)
+    val = study.table(pretraining.validation_summary(hist), "pretraining_validation_curves",
+                      caption="Per regime, validation split only: best validation accuracy and AUC over "
+                              "the stage-2 epochs (mean ± 95 % CI over seeds), the epoch validation accuracy selects, "
+                              "runs selected in the last two epochs, last training loss")
+    display(val[[c for c in val.columns if not c.endswith("_mean")]])
+    mnv2 = hist[hist["regime"].str.startswith(short(pretrained_source(study.profile)[0]))]
+    if len(mnv2):
+        study.figure(pretraining.learning_curves_figure(mnv2), "fig_pretraining_learning_curves")
 
 # %%
 study.bars(runs.assign(method=runs.get("model")), ["accuracy", "auc", "iou"], ref, "fig_pretraining",

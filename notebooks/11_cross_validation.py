@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (lanet)
 #     language: python
@@ -21,6 +23,12 @@
 # the training folds by the same rule. The byte-identical opposite-label pair `benign (433)` / `malignant
 # (145)` is excluded (`busi_cv5_excluded.csv`).
 #
+# Where the converted ImageNet MobileNetV2 is available (`lanet convert-weights`), its best fixed-split regime
+# (`03_pretraining`: BatchNorm rebuilt, 224 px, lr 1e-3 for the heads and 1e-4 for the feature extractor) runs on
+# the same folds: rows "MNV2 (ImageNet)", "MNV2+LA-Net (ImageNet)", "MNV2+LA-Net-fine (ImageNet)". It is not the
+# ResNet18 of the other rows (different extractor and input size), so compare it with them as a regime, not a
+# method.
+#
 # Out-of-fold predictions are paired by image (seeds, if several, averaged per image first) and compared with
 # two-sided tests: exact McNemar (accuracy), DeLong (AUC), paired t (IoU). A verdict on "A is better than B" is
 # *reproduced* when the 95 % CI of A - B lies above 0, *contradicted* when below, else *inconclusive*, and
@@ -32,14 +40,17 @@ train: bool = True  # False: render from finished run records only
 
 # %%
 from lanet_core.study import crossval
-from lanet_core.study.experiments import FINE, method_name
+from lanet_core.study.experiments import FINE, IMAGENET, method_name, pretrained_source
 from lanet_core.study.notebook import setup
 
 study = setup(profile, train)
 res = study.experiment("cross_validation")
-bb = study.profile.main_backbone
+bb, pbb = study.profile.main_backbone, pretrained_source(study.profile)[0]
 lanet, vanilla, rmtl = method_name("lanet", bb), method_name("classifier", bb), method_name("rmtl", bb)
 fine, agn, unet = lanet + FINE, method_name("agn", bb), method_name("unet", bb)
+# the ImageNet MobileNetV2 (BN rebuilt, 224 px, feature extractor at a tenth of the heads' lr), where the profile has it
+pt_lanet, pt_vanilla = method_name("lanet", pbb) + IMAGENET, method_name("classifier", pbb) + IMAGENET
+pt_fine = method_name("lanet", pbb) + FINE + IMAGENET
 
 # %% [markdown]
 # ## Per fold and pooled
@@ -56,7 +67,9 @@ study.table(summary, "cv_summary",
 oof = crossval.out_of_fold(res)
 present = set(oof["method"]) if len(oof) else set()
 pairs = [(a, b) for a, b in [(lanet, vanilla), (lanet, rmtl), (fine, lanet), (fine, vanilla), (fine, rmtl),
-                             (fine, agn), (fine, unet), (lanet, agn), (lanet, unet)] if a in present and b in present]
+                             (fine, agn), (fine, unet), (lanet, agn), (lanet, unet),
+                             (pt_lanet, pt_vanilla), (pt_fine, pt_vanilla), (pt_fine, pt_lanet), (pt_lanet, lanet),
+                             (pt_vanilla, vanilla), (pt_fine, rmtl)] if a in present and b in present]
 paired = crossval.paired_table(oof, pairs)
 study.table(paired, "cv_paired_tests",
             caption="Out-of-fold paired differences A - B (accuracy and AUC in points, IoU as a fraction), 95 % CI, "

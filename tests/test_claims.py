@@ -13,7 +13,8 @@ def test_declared_claims_parse_with_unique_filled_keys():
     names = {"lanet": "R18+LA-Net", "vanilla": "R18", "rmtl": "R18+RMTL", "vit": "ViT-T", "lanet_fine": "R18+LA-Net-fine",
              "bb_short": "R18", "bb2_short": "R50", "lanet2": "R50+LA-Net", "vanilla2": "R50", "bb_ab": "resnet18",
              "lanet_lr": "R18+LA-Net", "lanet_pl": "R18+LA-Net", "ratio_lo": 0.25, "ratio_hi": 1.0,
-             "size_small": 128, "size_large": 256}
+             "size_small": 128, "size_large": 256, "pt_lanet": "MNV2+LA-Net (ImageNet)",
+             "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)"}
     keys = [_fill(e["key"], names) for e in entries]
     assert len(set(keys)) == len(keys)
     ratio = next(e for e in entries if e["key"] == "ratio_iou")

@@ -81,6 +81,45 @@ def test_pretrained_fine_tuning_runs(monkeypatch) -> None:
     assert all(s.config["train"]["lr"] == 1e-4 and not s.config["model"]["bn_rebuild"] for s in old)
 
 
+def test_cross_validation_pretrained_runs(monkeypatch) -> None:
+    """Issue 13: the ImageNet MobileNetV2 in the cross-validation is the fixed-split regime it names, fold by fold
+    (only the manifest and the name differ); without the weights there are no such runs; an unknown regime errors."""
+    import dataclasses
+
+    import lanet_core.study.experiments as ex
+    from lanet_core.errors import ConfigError
+
+    prof = load_profile("cpu")
+    monkeypatch.setattr(ex, "local_weights_available", lambda w: False)
+    without = ex.EXPERIMENTS["cross_validation"](prof)
+    assert not [s for s in without if s.method.endswith(ex.IMAGENET)]
+    monkeypatch.setattr(ex, "local_weights_available", lambda w: True)
+    specs = ex.EXPERIMENTS["cross_validation"](prof)
+    assert {s.config["name"] for s in without} <= {s.config["name"] for s in specs}  # the scratch runs unchanged
+    pt = [s for s in specs if s.method.endswith(ex.IMAGENET)]
+    assert sorted({s.method for s in pt}) == ["MNV2 (ImageNet)", "MNV2+LA-Net (ImageNet)",
+                                              "MNV2+LA-Net-fine (ImageNet)"]
+    assert sorted(s.group["fold"] for s in pt) == sorted(list(range(1, 6)) * 3)
+    fixed = {s.method: s.config for s in ex.EXPERIMENTS["pretraining"](prof)
+             if s.group["init"] == PRETRAINED_REBUILT + ", fex lr x0.1" and s.seed == 0}
+    for s in pt:
+        ref = fixed[s.method[: -len(ex.IMAGENET)]]
+        strip = lambda c: {**c, "name": None, "data": {**c["data"], "manifest": None}}  # noqa: E731
+        assert strip(s.config) == strip(ref), s.label
+        assert s.config["data"]["manifest"].endswith(f"busi_cv5_fold{s.group['fold']}.csv")
+    names = [s.config["name"] for s in specs]
+    assert len(set(names)) == len(names)
+    from types import SimpleNamespace
+
+    from lanet_core.study.claims import claim_names
+
+    filled = claim_names(SimpleNamespace(profile=prof))  # the claims' arms are these runs' method names
+    assert {filled["pt_vanilla"], filled["pt_lanet"], filled["pt_lanet_fine"]} == {s.method for s in pt}
+    bad = dataclasses.replace(prof, cross_validation={**prof.cross_validation, "pretrained": {"regime": "nope"}})
+    with pytest.raises(ConfigError, match="nope"):
+        ex.EXPERIMENTS["cross_validation"](bad)
+
+
 @pytest.mark.parametrize("profile", ["cpu", "paper", "smoke"])
 def test_table_columns_agree_with_the_run_configs(profile) -> None:
     """A spec's table columns (image size, ratio, backbone) are the values its config really trains with."""

@@ -22,7 +22,7 @@ import yaml
 from lanet_core import reporting
 from lanet_core.errors import ConfigError
 from lanet_core.stats import mean_ci
-from lanet_core.study.experiments import FINE, method_name, short
+from lanet_core.study.experiments import FINE, IMAGENET, method_name, pretrained_source, short
 from lanet_core.study.notebook import Study, diff_ci
 
 # Equivalence (non-superiority) margins for "A is not better than B" claims, declared with issue 12 before the
@@ -31,7 +31,7 @@ from lanet_core.study.notebook import Study, diff_ci
 EQUIVALENCE_MARGINS: dict[str, float] = {"accuracy": 0.03, "auc": 0.03, "iou": 0.03}
 
 KINDS = ("seeds", "seed_drop", "gradcam", "paired_cv")
-CONDITIONS = ("lanet_fine", "label_ratio", "input_size", "depth", "cross_validation", "gradcam")
+CONDITIONS = ("lanet_fine", "label_ratio", "input_size", "depth", "cross_validation", "cv_pretrained", "gradcam")
 
 
 @dataclass
@@ -78,6 +78,9 @@ def claim_names(study: Study) -> dict[str, Any]:
         "lanet_lr": method_name("lanet", p.backbone_for("label_ratio")),
         "lanet_pl": method_name("lanet", p.backbone_for("partial_labels")),
     }
+    pbb = pretrained_source(p)[0]  # the ImageNet MobileNetV2 of the cross-validation (issue 13)
+    names.update(pt_vanilla=method_name("classifier", pbb) + IMAGENET, pt_lanet=method_name("lanet", pbb) + IMAGENET,
+                 pt_lanet_fine=method_name("lanet", pbb) + FINE + IMAGENET)
     if bb2:
         names.update(bb2_short=short(bb2), lanet2=method_name("lanet", bb2), vanilla2=method_name("classifier", bb2))
     return names
@@ -239,6 +242,9 @@ class _Evidence:
             return True
         if condition == "cross_validation":
             return bool(p.cross_validation) and not self.out_of_fold().empty
+        if condition == "cv_pretrained":
+            oof = self.out_of_fold() if p.cross_validation else pd.DataFrame()
+            return bool(len(oof)) and names["pt_lanet"] in set(oof["method"])
         if condition == "gradcam":
             return bool(len(self.gradcam_per_run()))
         raise ConfigError(f"unknown claim condition {condition!r}")

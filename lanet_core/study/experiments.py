@@ -188,12 +188,18 @@ def input_size(p: Profile) -> list[RunSpec]:
     return out
 
 
+def pretrained_source(p: Profile) -> tuple[str, str]:
+    """``(backbone, weights)`` of the profile's ImageNet experiments (``pretrained``)."""
+    cfg = p.pretrained or {}
+    return cfg.get("backbone", "mobilenetv2_100"), cfg.get("weights", "local:mobilenetv2_100.tflite_in1k")
+
+
 def pretraining(p: Profile) -> list[RunSpec]:
     """Issue 6: LA-Net and a vanilla classifier with MobileNetV2, ImageNet-pretrained (converted TFLite) vs scratch."""
     cfg = p.pretrained
     if not cfg:
         return []
-    bb, weights = cfg.get("backbone", "mobilenetv2_100"), cfg.get("weights", "local:mobilenetv2_100.tflite_in1k")
+    bb, weights = pretrained_source(p)
     inits = [("scratch", "none")]
     if local_weights_available(weights):
         inits.append(("ImageNet", weights))
@@ -211,38 +217,53 @@ def pretraining(p: Profile) -> list[RunSpec]:
 PRETRAINED_REBUILT = "ImageNet, BN rebuilt"  # the ``init`` group of the fine-tuning runs (issue 13)
 
 
-def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
-    """Issue 13: the converted ImageNet weights fine-tuned as a normal network (``pretrained.fine_tuning``):
-    BatchNorm rebuilt from the training images and trainable, the profile's lr (the paper's 1e-3) unless the
-    entry names one, at ``image_size`` (ImageNet resolution), for ``methods`` (classifier, lanet, lanet_fine)."""
-    entries = p.pretrained.get("fine_tuning") or []
+def _fine_tuning_entries(p: Profile) -> list[dict[str, Any]]:
+    """The profile's ``pretrained.fine_tuning`` regimes (the main one first, then named variants)."""
+    entries = (p.pretrained or {}).get("fine_tuning") or []
     if isinstance(entries, dict):
         entries = [entries]
-    if not entries or not local_weights_available(weights):
-        return []
-    out = []
     names = [ft.get("variant", "") for ft in entries]
     if len(set(names)) != len(names):
         raise ConfigError(f"pretrained.fine_tuning: every entry after the first needs its own `variant` name "
                           f"(got {names}); entries with the same name would share runs' table rows")
+    return list(entries)
+
+
+def _fine_tuning_run(p: Profile, ft: dict[str, Any], kind: str, manifest: str) -> tuple[str, list[dict], str]:
+    """One fine-tuning run of the converted ImageNet weights: ``(method, config updates, name slug)`` for
+    ``kind`` (classifier | lanet | lanet_fine) under regime ``ft`` on ``manifest``."""
+    bb, weights = pretrained_source(p)
+    size = int(ft.get("image_size", p.main_size))
+    train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs") if k in ft}
+    variant = ft.get("variant", "")
+    arch = "lanet" if kind == "lanet_fine" else kind
+    m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
+    head = {"head_init": "torch"} if arch == "classifier" else {}  # timm's 1000-class init: reset_head
+    ups = [_data(manifest, image_size=size), _model(arch, bb, weights=weights, bn_rebuild=True, **head),
+           {"train": train}]
+    if kind == "lanet_fine":
+        ups.append(fine_updates(p))
+    slug = f"{m}-imagenet-bn" + (f"-{variant}".replace(" ", "-") if variant else "") + f"-{size}"
+    return m, ups, slug
+
+
+def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
+    """Issue 13: the converted ImageNet weights fine-tuned as a normal network (``pretrained.fine_tuning``):
+    BatchNorm rebuilt from the training images and trainable, the profile's lr (the paper's 1e-3) unless the
+    entry names one, at ``image_size`` (ImageNet resolution), for ``methods`` (classifier, lanet, lanet_fine)."""
+    entries = _fine_tuning_entries(p)
+    if not entries or not local_weights_available(weights):
+        return []
+    out = []
     for ft in entries:  # the main regime, then variants (``variant``: their name, e.g. another lr)
-        size = int(ft.get("image_size", p.main_size))
-        train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs")
-                 if k in ft}
         variant = ft.get("variant", "")
         init = PRETRAINED_REBUILT + (f", {variant}" if variant else "")
-        slug = "imagenet-bn" + (f"-{variant}".replace(" ", "-") if variant else "")
         for seed in ft.get("seeds", p.seeds):
             for kind in ft.get("methods", ["classifier", "lanet"]):
-                arch = "lanet" if kind == "lanet_fine" else kind
-                m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
-                head = {"head_init": "torch"} if arch == "classifier" else {}  # timm's 1000-class init: reset_head
-                ups = [_data(p.dataset("busi"), image_size=size),
-                       _model(arch, bb, weights=weights, bn_rebuild=True, **head), {"train": train}]
-                if kind == "lanet_fine":
-                    ups.append(fine_updates(p))
+                m, ups, slug = _fine_tuning_run(p, ft, kind, p.dataset("busi"))
+                size = int(ups[0]["data"]["image_size"])
                 out.append(_spec(p, "pretraining", m, seed, *ups, group={"init": init, "image_size": size},
-                                 posthoc=("gradcam",), name=f"{m}-{slug}-{size}"))
+                                 posthoc=("gradcam",), name=slug))
     return out
 
 
@@ -306,6 +327,7 @@ def cross_validation(p: Profile) -> list[RunSpec]:
     cv, bb, out = p.cross_validation, p.main_backbone, []
     if not cv:
         return out
+    pretrained = _cv_pretrained(p)
     for seed in cv.get("seeds", p.seeds[:1]):
         for fold in range(1, int(cv.get("folds", 5)) + 1):
             man = p.dataset("busi_cv", fold=fold)
@@ -320,7 +342,29 @@ def cross_validation(p: Profile) -> list[RunSpec]:
                     m = method_name(arch, bb)
                 out.append(_spec(p, "cross_validation", m, seed, _data(man), _model(arch, bb), *updates,
                                  group={"fold": fold}, name=f"{m}-fold{fold}"))
+            for kind, ft in pretrained:
+                m, ups, slug = _fine_tuning_run(p, ft, kind, man)
+                out.append(_spec(p, "cross_validation", m + IMAGENET, seed, *ups, group={"fold": fold},
+                                 name=f"{slug}-fold{fold}"))
     return out
+
+
+IMAGENET = " (ImageNet)"  # method-name suffix of the fine-tuned ImageNet MobileNetV2 in the cross-validation
+
+
+def _cv_pretrained(p: Profile) -> list[tuple[str, dict[str, Any]]]:
+    """``(kind, fine-tuning regime)`` of the ImageNet runs in the cross-validation (issue 13):
+    ``cross_validation.pretrained: {regime: <variant name, "" = the main regime>, methods: [...]}``; none where
+    the profile names none or the converted weights are absent (as for the fixed-split pretraining runs)."""
+    want = (p.cross_validation or {}).get("pretrained")
+    if not want or not local_weights_available(pretrained_source(p)[1]):
+        return []
+    regimes = {ft.get("variant", ""): ft for ft in _fine_tuning_entries(p)}
+    name = want.get("regime", "")
+    if name not in regimes:
+        raise ConfigError(f"cross_validation.pretrained.regime {name!r} is not a pretrained.fine_tuning entry "
+                          f"(variants: {sorted(regimes)})")
+    return [(kind, regimes[name]) for kind in want.get("methods", ["classifier", "lanet"])]
 
 
 EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {

@@ -155,3 +155,79 @@ def regime_differences(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], pap
                         row[f"{m}_diff"] = pm - om
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---- what limits the pretrained regime: validation-only evidence from the runs' per-epoch histories
+
+CURVE_METRICS = {"train_loss": "training loss", "val_accuracy": "validation accuracy", "val_auc": "validation AUC"}
+
+
+def regime_history(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The stage-2 (classification) epochs of each run in ``runs`` (a :func:`regime_runs` table: ``run``,
+    ``regime``, ``kind``), with those columns joined onto ``history`` (:meth:`ExperimentResults.history`)."""
+    if history.empty or runs.empty:
+        return pd.DataFrame()
+    h = history[history["stage"] == "stage2"]
+    return h.merge(runs[["run", "regime", "kind"]], on="run", how="inner")
+
+
+def validation_summary(hist: pd.DataFrame) -> pd.DataFrame:
+    """Per regime and kind, from validation records only (the learning-rate regimes side by side, nothing read
+    from test): best validation accuracy and AUC over the stage-2 epochs (mean ± 95 % CI over seeds), the epoch
+    the paper's criterion (validation accuracy) selects, how many runs select one of the last two epochs (a
+    schedule still improving when it stops), and the last epoch's training loss."""
+    rows = []
+    for (regime, kind), df in hist.groupby(["regime", "kind"], sort=False):
+        per_run = df.groupby("run").agg(best_acc=("val_accuracy", "max"), best_auc=("val_auc", "max"),
+                                        n_epochs=("epoch", "max"), last_loss=("train_loss", "last"))
+        sel = df[df["selected"] == 1].groupby("run")["epoch"].max()  # the last improvement = the selected epoch
+        per_run["selected_epoch"] = sel
+        row: dict[str, object] = {"regime": regime, "kind": kind, "seeds": len(per_run),
+                                  "stage-2 epochs": int(per_run["n_epochs"].max())}
+        for col, metric in (("best_acc", "accuracy"), ("best_auc", "auc")):
+            ci = mean_ci(per_run[col])
+            row[f"best val {metric}"] = reporting.format_metric_ci(metric, ci.mean, ci.half_width)
+            row[f"best_val_{metric}_mean"] = ci.mean
+        row["selected epoch (mean)"] = round(float(per_run["selected_epoch"].mean()), 1)
+        late = int((per_run["selected_epoch"] >= per_run["n_epochs"] - 1).sum())
+        row["selected in last 2 epochs"] = f"{late}/{len(per_run)}"
+        row["last train loss"] = round(float(per_run["last_loss"].mean()), 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def learning_curves_figure(hist: pd.DataFrame, kinds: Sequence[str] = ("vanilla", "LA-Net"),
+                           metrics: Sequence[str] = tuple(CURVE_METRICS)):
+    """Stage-2 learning curves, one panel per kind (rows) and metric (columns), one line per regime: mean over
+    seeds, the band spans the seeds' minimum to maximum. Validation metrics only (no test)."""
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in kinds if k in set(hist["kind"])]
+    regimes = list(dict.fromkeys(hist["regime"]))
+    colors = dict(zip(regimes, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(len(kinds), len(metrics), figsize=(4.2 * len(metrics), 3.0 * len(kinds)),
+                             squeeze=False, sharex=True)
+    for i, kind in enumerate(kinds):
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for regime in regimes:
+                df = hist[(hist["kind"] == kind) & (hist["regime"] == regime)]
+                if df.empty or df[metric].isna().all():
+                    continue
+                g = df.groupby("epoch")[metric]
+                mean = g.mean()
+                ax.plot(mean.index, mean.to_numpy(), color=colors[regime], lw=1.6,
+                        label=f"{regime} ({df['run'].nunique()} seeds)")
+                ax.fill_between(mean.index, g.min().to_numpy(), g.max().to_numpy(), color=colors[regime], alpha=0.15,
+                                lw=0)
+            ax.set_title(f"{kind}: {CURVE_METRICS.get(metric, metric)}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == len(kinds) - 1:
+                ax.set_xlabel("stage-2 epoch")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.03 * len(labels)))
+    fig.suptitle("Stage-2 learning curves per regime (validation split only; band = range over seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -167,6 +167,24 @@ class ExperimentResults:
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def history(self) -> pd.DataFrame:
+        """Per-epoch training records (``history.csv``: stage, epoch, train loss, validation metrics, selected) of
+        every finished run, with method, seed, group columns and ``run``; ``step`` counts epochs across stages."""
+        frames = []
+        for s, r in self._done():
+            p = r.run_dir / "history.csv"
+            if not p.is_file():
+                continue
+            df = pd.read_csv(p)
+            df.insert(0, "method", s.method)
+            df.insert(1, "seed", s.seed)
+            for k, v in s.group.items():
+                df[k] = v
+            df["run"] = r.run_dir.name
+            df["step"] = np.arange(1, len(df) + 1)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     def gradcam(self) -> pd.DataFrame:
         frames = []
         for s, r in self._done():

@@ -149,6 +149,8 @@ TABLE_INDEX = [
     ("Beyond the paper - pretraining regimes: scratch R18/MNV2, ImageNet MNV2 (BN frozen / rebuilt), the paper's "
      "ImageNet R18", "pretraining_regimes", None),
     ("Beyond the paper - differences between pretraining regimes", "pretraining_regime_differences", None),
+    ("Beyond the paper - what limits the pretrained regime: validation curves per lr regime",
+     "pretraining_validation_curves", "fig_pretraining_learning_curves"),
     ("Data audit - counts and near-duplicates", "data_counts", "fig4_examples"),
 ]
 
