@@ -69,3 +69,49 @@ def test_fine_tuning_variants_need_their_own_names(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="variant"):
         ex.EXPERIMENTS["pretraining"](bad)
     assert pretraining._lr(2.5e-4) == "2.5e-4" and pretraining._lr(1e-4) == "1e-4"
+
+
+def _history(run: str, stage2_acc, stage1: int = 2) -> pd.DataFrame:
+    rows = [{"stage": "stage1", "epoch": e, "train_loss": 1.0, "val_accuracy": 0.3, "val_auc": 0.5, "selected": 1}
+            for e in range(1, stage1 + 1)]
+    best = -1.0
+    for e, a in enumerate(stage2_acc, 1):
+        rows.append({"stage": "stage2", "epoch": e, "train_loss": 1.0 / e, "val_accuracy": a, "val_auc": a + 0.05,
+                     "selected": int(a > best)})
+        best = max(best, a)
+    return pd.DataFrame(rows).assign(run=run)
+
+
+def test_validation_summary_reads_stage2_validation_records_only() -> None:
+    """What limits a regime, from validation histories: best validation accuracy/AUC over stage-2 epochs, the
+    selected epoch (last improvement), runs still improving at the end; stage-1 rows never count."""
+    hist = pd.concat([_history("a0", [0.5, 0.7, 0.6, 0.65]), _history("a1", [0.6, 0.6, 0.7, 0.8]),
+                      _history("b0", [0.9, 0.8, 0.85, 0.7], stage1=0)], ignore_index=True)
+    runs = pd.DataFrame({"run": ["a0", "a1", "b0", "unused"], "regime": ["lr 1e-3", "lr 1e-3", "lr 1e-4", "x"],
+                         "kind": ["LA-Net", "LA-Net", "vanilla", "vanilla"]})
+    h = pretraining.regime_history(hist, runs)
+    assert set(h["stage"]) == {"stage2"} and set(h["run"]) == {"a0", "a1", "b0"}
+    s = pretraining.validation_summary(h).set_index("regime")
+    assert s.loc["lr 1e-3", "best_val_accuracy_mean"] == pytest.approx(0.75)  # mean of 0.7 and 0.8
+    assert s.loc["lr 1e-3", "selected epoch (mean)"] == 3.0  # epochs 2 and 4
+    assert s.loc["lr 1e-3", "selected in last 2 epochs"] == "1/2"
+    assert s.loc["lr 1e-4", "best_val_auc_mean"] == pytest.approx(0.95) and s.loc["lr 1e-4", "seeds"] == 1
+    assert s.loc["lr 1e-3", "last train loss"] == 0.25
+    fig = pretraining.learning_curves_figure(h)
+    assert len(fig.axes) == 6  # kinds (vanilla, LA-Net) x (training loss, validation accuracy, AUC)
+
+
+def test_experiment_history_has_run_keys_and_a_step_across_stages(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from lanet_core.study.experiments import RunSpec
+    from lanet_core.study.records import ExperimentResults
+
+    d = tmp_path / "run-a"
+    d.mkdir()
+    _history("run-a", [0.5, 0.6]).drop(columns="run").to_csv(d / "history.csv", index=False)
+    spec = RunSpec("pretraining", "MNV2", 1, {}, {"init": "scratch"})
+    res = ExperimentResults("pretraining", [spec, spec], [SimpleNamespace(run_dir=d), None], profile=None)
+    h = res.history()
+    assert list(h["step"]) == [1, 2, 3, 4] and set(h["run"]) == {"run-a"} and set(h["init"]) == {"scratch"}
+    assert list(h["epoch"]) == [1, 2, 1, 2] and (h["method"] == "MNV2").all() and (h["seed"] == 1).all()
