@@ -211,6 +211,52 @@ def resolution_section(study: Study) -> list[str]:
             reporting.markdown_table(pd.DataFrame(rows)), ""]
 
 
+def pretrained_section(study: Study) -> list[str]:
+    """Issue 13: the ImageNet MobileNetV2 regimes against the paper's ImageNet ResNet18 - fixed-split test, the
+    same runs' best validation values (what the regime reaches where it is selected) and, where the profile runs
+    it, the pooled 5-fold cross-validation. Numbers only from run records (and the paper's table)."""
+    from lanet_core.study import crossval, pretraining
+    from lanet_core.study.experiments import IMAGENET, PRETRAINED_REBUILT
+    from lanet_core.study.notebook import paper_numbers
+
+    p = study.profile
+    pre = study.experiment("pretraining")
+    pre_runs = pre.runs()
+    if not p.pretrained or pre_runs.empty or not pre_runs["init"].astype(str).str.startswith("ImageNet").any():
+        return []
+    labels = pretraining.regime_labels(p)
+    pre_runs = pre_runs[pre_runs["init"].astype(str).str.startswith("ImageNet")]
+    regimes = pretraining.regime_runs(pd.DataFrame(), pre_runs, labels)
+    table = pretraining.regimes_table(regimes, paper_numbers())
+    val = pretraining.validation_summary(pretraining.regime_history(pre.history(), regimes))
+    table = table.merge(val[["regime", "kind", "best val accuracy", "best val auc", "selected in last 2 epochs"]],
+                        on=["regime", "kind"], how="left")
+    cv_rows: dict[tuple[str, str], dict] = {}
+    want = (p.cross_validation or {}).get("pretrained")
+    if want:
+        cv = crossval.fold_summary(study.experiment("cross_validation"))
+        label = labels.get(PRETRAINED_REBUILT + (f", {want['regime']}" if want.get("regime") else ""), "")
+        for _, r in (cv[cv["method"].str.endswith(IMAGENET)] if len(cv) else cv).iterrows():
+            kind = pretraining.method_kind(r["method"][: -len(IMAGENET)])
+            cv_rows[(label, kind)] = {"CV accuracy (pooled)": f"{r.get('accuracy (pooled)', np.nan):.1f} ({r['folds']} folds)",
+                                      "CV AUC (pooled)": f"{r.get('auc (pooled)', np.nan):.1f}"}
+    rows = []
+    for _, r in table.iterrows():
+        row = {"regime": r["regime"], "kind": r["kind"], "px": r["input (px)"], "seeds": r["seeds"],
+               "test accuracy": r.get("accuracy", ""), "test AUC": r.get("auc", ""), "test IoU": r.get("iou", ""),
+               "best val accuracy": r.get("best val accuracy", ""), "best val AUC": r.get("best val auc", ""),
+               "selected in last 2 epochs": r.get("selected in last 2 epochs", "")}
+        row.update(cv_rows.get((r["regime"], r["kind"]), {}))
+        rows.append({k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
+    return ["## The pretrained regime (ImageNet MobileNetV2) against the paper's ImageNet ResNet18", "",
+            "Test values are mean ± 95 % CI over seeds on the fixed BUSI split (validation selection); *best val* is "
+            "the best validation value over the stage-2 epochs of the same runs (validation split only: where the "
+            "selection looks, an upper estimate); *CV* pools the out-of-fold predictions of the 5-fold "
+            "cross-validation over every BUSI image, one run per fold. The paper's rows are its reported ImageNet "
+            "ResNet18 at 256 px (test-set selection). Learning curves: `figures/fig_pretraining_learning_curves.png`.",
+            "", reporting.markdown_table(pd.DataFrame(rows)), ""]
+
+
 def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str,
                  by_device: pd.DataFrame | None = None, check: pd.DataFrame | None = None) -> Path:
     """``<output>/README.md``: conditions, compute (by device), headline, claims, then every table beside the paper's."""
@@ -235,6 +281,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         reporting.markdown_table(headline) if len(headline) else "(no runs yet)",
         "",
         *resolution_section(study),
+        *pretrained_section(study),
         "## The paper's claims, checked",
         "",
         "Verdict rule: reproduced = our 95 % CI of the difference lies on the paper's side; contradicted = on the "
