@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (lanet)
 #     language: python
@@ -50,3 +52,18 @@ study.leak_free(res, CLS_METRICS + LOC_METRICS, reference, "table7_8_attention_l
 # %%
 study.bars(runs, ["accuracy", "auc", "iou", "dice"], reference, "fig_attention_ablation",
            title="Attention ablation on BUSI")
+
+# %% [markdown]
+# ## The same ablation for LA-Net-fine (lesion map at stride 8; beyond the paper)
+# Each module removed from LA-Net-fine, stars against the full LA-Net-fine (the tables above test every row against
+# the paper's stride-32 LA-Net). Whether a module matters may depend on the lesion map it attends with: at stride 32
+# the MAM sees a 4x4 map.
+
+# %%
+fine_runs = runs[runs["fusion_stride"] < 32] if len(runs) and "fusion_stride" in runs else runs.iloc[0:0]
+fine_ref = reference_method(fine_runs, suffix="-fine")
+if fine_ref is not None and fine_runs["method"].nunique() > 1:
+    study.comparison(fine_runs, CLS_METRICS + LOC_METRICS, fine_ref, "attention_ablation_fine",
+                     caption=f"BUSI, attention ablation of {fine_ref}; stars vs the full {fine_ref}")
+else:
+    print("LA-Net-fine ablation runs are missing")

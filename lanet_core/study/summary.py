@@ -140,6 +140,8 @@ TABLE_INDEX = [
     ("Beyond the paper - external validity BUS-BRA -> BUSI", "external_busbra_to_busi", None),
     ("Table 7 - attention ablation, classification", "table7_busi_attention_classification_vs_paper", "fig_attention_ablation"),
     ("Table 8 - attention ablation, localisation", "table8_busi_attention_localisation_vs_paper", None),
+    ("Beyond the paper - attention ablation of LA-Net-fine (stars vs the full LA-Net-fine)", "attention_ablation_fine",
+     None),
     ("Figs. 8-9 - number of location labels", "fig8_9_label_ratio", "fig8_label_ratio_classification"),
     ("Figs. 10-11 - input size", "input_size_difference", "fig11_input_size_localisation"),
     ("Figs. 6-7 - feature-extractor depth", "fig6_7_depth", "fig6_depth_classification"),
