@@ -14,12 +14,14 @@ def test_declared_claims_parse_with_unique_filled_keys():
              "bb_short": "R18", "bb2_short": "R50", "lanet2": "R50+LA-Net", "vanilla2": "R50", "bb_ab": "resnet18",
              "lanet_lr": "R18+LA-Net", "lanet_pl": "R18+LA-Net", "ratio_lo": 0.25, "ratio_hi": 1.0,
              "size_small": 128, "size_large": 256, "pt_lanet": "MNV2+LA-Net (ImageNet)",
-             "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)"}
+             "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)", "fine_stride": 8}
     keys = [_fill(e["key"], names) for e in entries]
     assert len(set(keys)) == len(keys)
     ratio = next(e for e in entries if e["key"] == "ratio_iou")
     assert _fill(ratio["a"], names) == {"method": "R18+LA-Net", "ratio": 1.0}  # "$name": the typed value
     assert _fill(ratio["paper"], names) == "More location labels improve LA-Net (iou, 0.25 -> 1)"
+    fine = next(e for e in entries if e["key"] == "no_mam_cls_fine")
+    assert _fill(fine["a"], names)["fusion_stride"] == 8  # typed: filters the runs' integer fusion_stride
 
 
 @pytest.mark.parametrize("text, match", [

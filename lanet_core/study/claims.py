@@ -77,6 +77,7 @@ def claim_names(study: Study) -> dict[str, Any]:
         "bb_ab": p.backbone_for("attention_ablation"),
         "lanet_lr": method_name("lanet", p.backbone_for("label_ratio")),
         "lanet_pl": method_name("lanet", p.backbone_for("partial_labels")),
+        "fine_stride": int((p.lanet_fine or {}).get("fusion_stride", 8)),
     }
     pbb = pretrained_source(p)[0]  # the ImageNet MobileNetV2 of the cross-validation (issue 13)
     names.update(pt_vanilla=method_name("classifier", pbb) + IMAGENET, pt_lanet=method_name("lanet", pbb) + IMAGENET,
