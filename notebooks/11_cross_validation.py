@@ -40,17 +40,16 @@ train: bool = True  # False: render from finished run records only
 
 # %%
 from lanet_core.study import crossval
-from lanet_core.study.experiments import FINE, IMAGENET, method_name, pretrained_source
+from lanet_core.study.experiments import FINE, imagenet_cv_method, method_name
 from lanet_core.study.notebook import setup
 
 study = setup(profile, train)
 res = study.experiment("cross_validation")
-bb, pbb = study.profile.main_backbone, pretrained_source(study.profile)[0]
+bb = study.profile.main_backbone
 lanet, vanilla, rmtl = method_name("lanet", bb), method_name("classifier", bb), method_name("rmtl", bb)
 fine, agn, unet = lanet + FINE, method_name("agn", bb), method_name("unet", bb)
 # the ImageNet MobileNetV2 (BN rebuilt, 224 px, feature extractor at a tenth of the heads' lr), where the profile has it
-pt_lanet, pt_vanilla = method_name("lanet", pbb) + IMAGENET, method_name("classifier", pbb) + IMAGENET
-pt_fine = method_name("lanet", pbb) + FINE + IMAGENET
+pt_lanet, pt_vanilla, pt_fine = (imagenet_cv_method(study.profile, k) for k in ("lanet", "classifier", "lanet_fine"))
 
 # %% [markdown]
 # ## Per fold and pooled

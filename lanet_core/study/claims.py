@@ -22,7 +22,7 @@ import yaml
 from lanet_core import reporting
 from lanet_core.errors import ConfigError
 from lanet_core.stats import mean_ci
-from lanet_core.study.experiments import FINE, IMAGENET, method_name, pretrained_source, short
+from lanet_core.study.experiments import FINE, imagenet_cv_method, method_name, short
 from lanet_core.study.notebook import Study, diff_ci
 
 # Equivalence (non-superiority) margins for "A is not better than B" claims, declared with issue 12 before the
@@ -79,9 +79,9 @@ def claim_names(study: Study) -> dict[str, Any]:
         "lanet_pl": method_name("lanet", p.backbone_for("partial_labels")),
         "fine_stride": int((p.lanet_fine or {}).get("fusion_stride", 8)),
     }
-    pbb = pretrained_source(p)[0]  # the ImageNet MobileNetV2 of the cross-validation (issue 13)
-    names.update(pt_vanilla=method_name("classifier", pbb) + IMAGENET, pt_lanet=method_name("lanet", pbb) + IMAGENET,
-                 pt_lanet_fine=method_name("lanet", pbb) + FINE + IMAGENET)
+    # the ImageNet MobileNetV2 of the cross-validation (issue 13)
+    names.update(pt_vanilla=imagenet_cv_method(p, "classifier"), pt_lanet=imagenet_cv_method(p, "lanet"),
+                 pt_lanet_fine=imagenet_cv_method(p, "lanet_fine"))
     if bb2:
         names.update(bb2_short=short(bb2), lanet2=method_name("lanet", bb2), vanilla2=method_name("classifier", bb2))
     return names

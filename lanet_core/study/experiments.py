@@ -210,7 +210,7 @@ def pretraining(p: Profile) -> list[RunSpec]:
                 m = method_name(arch, bb)
                 out.append(_spec(p, "pretraining", m, seed, _data(p.dataset("busi")), _model(arch, bb, weights=w),
                                  group={"init": init, "image_size": p.main_size}, name=f"{m}-{init}"))
-    out += _pretrained_fine_tuning(p, bb, weights)
+    out += _pretrained_fine_tuning(p)
     return out
 
 
@@ -229,6 +229,23 @@ def _fine_tuning_entries(p: Profile) -> list[dict[str, Any]]:
     return list(entries)
 
 
+def fine_tuning_init(variant: str = "") -> str:
+    """The ``init`` group (and regime key) of the fine-tuning runs of regime ``variant`` ("" = the main one)."""
+    return PRETRAINED_REBUILT + (f", {variant}" if variant else "")
+
+
+def fine_tuning_method(p: Profile, kind: str) -> str:
+    """Method name of a fine-tuned ImageNet run: ``kind`` classifier | lanet | lanet_fine -> "MNV2", ...;
+    the cross-validation adds :data:`IMAGENET` (:func:`imagenet_cv_method`)."""
+    arch = "lanet" if kind == "lanet_fine" else kind
+    return method_name(arch, pretrained_source(p)[0]) + (FINE if kind == "lanet_fine" else "")
+
+
+def imagenet_cv_method(p: Profile, kind: str) -> str:
+    """Method name of the ImageNet runs in the cross-validation, e.g. "MNV2+LA-Net (ImageNet)"."""
+    return fine_tuning_method(p, kind) + IMAGENET
+
+
 def _fine_tuning_run(p: Profile, ft: dict[str, Any], kind: str, manifest: str) -> tuple[str, list[dict], str]:
     """One fine-tuning run of the converted ImageNet weights: ``(method, config updates, name slug)`` for
     ``kind`` (classifier | lanet | lanet_fine) under regime ``ft`` on ``manifest``."""
@@ -237,7 +254,7 @@ def _fine_tuning_run(p: Profile, ft: dict[str, Any], kind: str, manifest: str) -
     train = {k: ft[k] for k in ("lr", "backbone_lr_scale", "batch_size", "stage1_epochs", "stage2_epochs") if k in ft}
     variant = ft.get("variant", "")
     arch = "lanet" if kind == "lanet_fine" else kind
-    m = method_name(arch, bb) + (FINE if kind == "lanet_fine" else "")
+    m = fine_tuning_method(p, kind)
     head = {"head_init": "torch"} if arch == "classifier" else {}  # timm's 1000-class init: reset_head
     ups = [_data(manifest, image_size=size), _model(arch, bb, weights=weights, bn_rebuild=True, **head),
            {"train": train}]
@@ -247,17 +264,16 @@ def _fine_tuning_run(p: Profile, ft: dict[str, Any], kind: str, manifest: str) -
     return m, ups, slug
 
 
-def _pretrained_fine_tuning(p: Profile, bb: str, weights: str) -> list[RunSpec]:
+def _pretrained_fine_tuning(p: Profile) -> list[RunSpec]:
     """Issue 13: the converted ImageNet weights fine-tuned as a normal network (``pretrained.fine_tuning``):
     BatchNorm rebuilt from the training images and trainable, the profile's lr (the paper's 1e-3) unless the
     entry names one, at ``image_size`` (ImageNet resolution), for ``methods`` (classifier, lanet, lanet_fine)."""
     entries = _fine_tuning_entries(p)
-    if not entries or not local_weights_available(weights):
+    if not entries or not local_weights_available(pretrained_source(p)[1]):
         return []
     out = []
     for ft in entries:  # the main regime, then variants (``variant``: their name, e.g. another lr)
-        variant = ft.get("variant", "")
-        init = PRETRAINED_REBUILT + (f", {variant}" if variant else "")
+        init = fine_tuning_init(ft.get("variant", ""))
         for seed in ft.get("seeds", p.seeds):
             for kind in ft.get("methods", ["classifier", "lanet"]):
                 m, ups, slug = _fine_tuning_run(p, ft, kind, p.dataset("busi"))
@@ -343,8 +359,8 @@ def cross_validation(p: Profile) -> list[RunSpec]:
                 out.append(_spec(p, "cross_validation", m, seed, _data(man), _model(arch, bb), *updates,
                                  group={"fold": fold}, name=f"{m}-fold{fold}"))
             for kind, ft in pretrained:
-                m, ups, slug = _fine_tuning_run(p, ft, kind, man)
-                out.append(_spec(p, "cross_validation", m + IMAGENET, seed, *ups, group={"fold": fold},
+                _, ups, slug = _fine_tuning_run(p, ft, kind, man)
+                out.append(_spec(p, "cross_validation", imagenet_cv_method(p, kind), seed, *ups, group={"fold": fold},
                                  name=f"{slug}-fold{fold}"))
     return out
 

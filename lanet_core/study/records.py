@@ -112,6 +112,15 @@ def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
     }
 
 
+def _with_run_keys(df: pd.DataFrame, spec: RunSpec) -> pd.DataFrame:
+    """``df`` (one run's per-image or per-epoch records) with the run's method, seed and group columns."""
+    df.insert(0, "method", spec.method)
+    df.insert(1, "seed", spec.seed)
+    for k, v in spec.group.items():
+        df[k] = v
+    return df
+
+
 @dataclass
 class ExperimentResults:
     """The runs of one experiment: specs, finished results, and what is still missing."""
@@ -159,12 +168,7 @@ class ExperimentResults:
         """Per-image test records of every finished run, with method, seed and group columns."""
         frames = []
         for s, r in self._done():
-            df = r.per_image.copy()
-            df.insert(0, "method", s.method)
-            df.insert(1, "seed", s.seed)
-            for k, v in s.group.items():
-                df[k] = v
-            frames.append(df)
+            frames.append(_with_run_keys(r.per_image.copy(), s))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def history(self) -> pd.DataFrame:
@@ -175,11 +179,7 @@ class ExperimentResults:
             p = r.run_dir / "history.csv"
             if not p.is_file():
                 continue
-            df = pd.read_csv(p)
-            df.insert(0, "method", s.method)
-            df.insert(1, "seed", s.seed)
-            for k, v in s.group.items():
-                df[k] = v
+            df = _with_run_keys(pd.read_csv(p), s)
             df["run"] = r.run_dir.name
             df["step"] = np.arange(1, len(df) + 1)
             frames.append(df)

@@ -218,7 +218,7 @@ def pretrained_section(study: Study) -> list[str]:
     same runs' best validation values (what the regime reaches where it is selected) and, where the profile runs
     it, the pooled 5-fold cross-validation. Numbers only from run records (and the paper's table)."""
     from lanet_core.study import crossval, pretraining
-    from lanet_core.study.experiments import IMAGENET, PRETRAINED_REBUILT
+    from lanet_core.study.experiments import IMAGENET, fine_tuning_init
     from lanet_core.study.notebook import paper_numbers
 
     p = study.profile
@@ -237,7 +237,7 @@ def pretrained_section(study: Study) -> list[str]:
     want = (p.cross_validation or {}).get("pretrained")
     if want:
         cv = crossval.fold_summary(study.experiment("cross_validation"))
-        label = labels.get(PRETRAINED_REBUILT + (f", {want['regime']}" if want.get("regime") else ""), "")
+        label = labels.get(fine_tuning_init(want.get("regime", "")), "")
         for _, r in (cv[cv["method"].str.endswith(IMAGENET)] if len(cv) else cv).iterrows():
             kind = pretraining.method_kind(r["method"][: -len(IMAGENET)])
             cv_rows[(label, kind)] = {"CV accuracy (pooled)": f"{r.get('accuracy (pooled)', np.nan):.1f} ({r['folds']} folds)",
