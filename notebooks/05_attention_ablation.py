@@ -65,5 +65,6 @@ fine_ref = reference_method(fine_runs, suffix="-fine")
 if fine_ref is not None and fine_runs["method"].nunique() > 1:
     study.comparison(fine_runs, CLS_METRICS + LOC_METRICS, fine_ref, "attention_ablation_fine",
                      caption=f"BUSI, attention ablation of {fine_ref}; stars vs the full {fine_ref}")
+    study.bootstrap(res, fine_ref, "attention_ablation_fine_paired_bootstrap", methods=list(fine_runs["method"]))
 else:
     print("LA-Net-fine ablation runs are missing")

@@ -297,3 +297,21 @@ def test_line_ci_plot_means_and_band() -> None:
     assert ax.get_xlabel() == "Fraction of training images with masks" and ax.get_ylabel() == "IoU"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["R18+LA-Net", "U-Net"]
     plt.close(fig)
+
+
+def test_study_bootstrap_restricts_to_one_family(tmp_path) -> None:
+    """``Study.bootstrap(methods=...)`` keeps only that family's rows (and the reference), e.g. the LA-Net-fine
+    ablation inside an experiment that also holds the stride-32 one."""
+    from types import SimpleNamespace
+
+    from lanet_core.study.notebook import Study
+
+    per = _per_image()
+    study = Study(profile=SimpleNamespace(tables_dir=tmp_path, figures_dir=tmp_path), train=False)
+    res = SimpleNamespace(per_image=lambda: per)
+    everything = study.bootstrap(res, REF, "all")
+    assert set(everything["method"]) == {"R18", "U-Net"}
+    one = study.bootstrap(res, REF, "family", methods=["U-Net"])
+    assert set(one["method"]) == {"U-Net"} and (tmp_path / "family.csv").is_file()
+    pd.testing.assert_frame_equal(one.reset_index(drop=True),
+                                  everything[everything["method"] == "U-Net"].reset_index(drop=True))

@@ -121,9 +121,15 @@ class Study:
         return self.table(tab, name, cap)
 
     def bootstrap(self, res: ExperimentResults, reference: str, name: str, metric_cols=("correct", "iou"),
-                  group_cols: Sequence[str] = ("method",)) -> pd.DataFrame:
-        """Paired per-image bootstrap CI of each method's difference to ``reference`` over the test images."""
+                  group_cols: Sequence[str] = ("method",), methods: Sequence[str] | None = None) -> pd.DataFrame:
+        """Paired per-image bootstrap CI of each method's difference to ``reference`` over the test images.
+
+        ``methods`` restricts the table to one family of rows (``reference`` is always kept), e.g. one ablation
+        of LA-Net-fine inside an experiment that also holds the stride-32 ablation.
+        """
         per = res.per_image()
+        if methods is not None and not per.empty:
+            per = per[per["method"].isin({*methods, reference})]
         cols = [c for c in metric_cols if c in per]
         if per.empty or not cols or reference not in set(per["method"]):
             return pd.DataFrame()
