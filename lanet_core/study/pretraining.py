@@ -187,7 +187,7 @@ def validation_summary(hist: pd.DataFrame) -> pd.DataFrame:
         for col, metric in (("best_acc", "accuracy"), ("best_auc", "auc")):
             ci = mean_ci(per_run[col])
             row[f"best val {metric}"] = reporting.format_metric_ci(metric, ci.mean, ci.half_width)
-            row[f"best_val_{metric}_mean"] = ci.mean
+            row[f"best val {metric}_mean"] = ci.mean  # numeric companion: CSV only (display_columns)
         row["selected epoch (mean)"] = round(float(per_run["selected_epoch"].mean()), 1)
         late = int((per_run["selected_epoch"] >= per_run["n_epochs"] - 1).sum())
         row["selected in last 2 epochs"] = f"{late}/{len(per_run)}"
