@@ -40,7 +40,7 @@ train: bool = True  # False: render from finished run records only
 import pandas as pd
 
 from lanet_core.study import pretraining
-from lanet_core.study.experiments import pretrained_source, short
+from lanet_core.study.experiments import fine_tuning_method, pretrained_source, short
 from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, paper_numbers, setup
 
 study = setup(profile, train)
@@ -123,21 +123,20 @@ study.bars(runs.assign(method=runs.get("model")), ["accuracy", "auc", "iou"], re
            title="MobileNetV2: ImageNet (converted TFLite) vs scratch")
 
 # %% [markdown]
-# ## Grad-CAM of the ImageNet MobileNetV2 models with rebuilt BN (as `09_gradcam` for ResNet18)
+# ## Grad-CAM of the ImageNet MobileNetV2 models with rebuilt BN (as `09_gradcam` for ResNet18), per regime
 
 # %%
-from lanet_core.study import figures  # noqa: E402
-
 cams = res.gradcam()
-if len(cams) and "init" in cams:
-    cams = cams[cams["init"] == "ImageNet, BN rebuilt"]
-order = [m for m in ("MNV2+LA-Net", "MNV2+LA-Net-fine", "MNV2") if len(cams) and m in set(cams["method"])]
-if len(order) >= 2:
-    scores = figures.gradcam_per_image(cams, order)
-    loc = study.table(figures.gradcam_localisation_table(scores, order[0], order), "pretraining_gradcam",
-                      caption="Grad-CAM of the predicted class, ImageNet MobileNetV2 with rebuilt BN (224 px): share "
-                              "of CAM energy inside the true lesion and pointing-game hit rate, mean ± 95 % CI over "
-                              f"seeds; stars: two-sided Welch t-test vs {order[0]}")
-    display(loc[["method", "n", "images_per_run", "zero_energy_cams", *figures.GRADCAM_SCORES]])
+inits = [k for k in labels if k.startswith("ImageNet, BN rebuilt")]  # the main regime, then its variants
+methods = [fine_tuning_method(study.profile, k) for k in ("lanet", "lanet_fine", "classifier")]  # MNV2+LA-Net, ...
+loc = pretraining.gradcam_by_regime(cams, methods, labels, inits) if len(cams) and "init" in cams else pd.DataFrame()
+if len(loc):
+    loc = study.table(loc, "pretraining_gradcam",
+                      caption="Grad-CAM of the predicted class, ImageNet MobileNetV2 with rebuilt BN (224 px), per "
+                              "fine-tuning regime: share of CAM energy inside the true lesion and pointing-game hit "
+                              "rate, mean ± 95 % CI over seeds; stars: two-sided Welch t-test vs the first row of "
+                              "its regime")
+    display(loc[[c for c in ("regime", "method", "n", "images_per_run", "zero_energy_cams", "cam_energy_in_lesion",
+                             "pointing_hit") if c in loc]])
 else:
     print("Grad-CAM records of the BN-rebuilt MobileNetV2 runs are missing")

@@ -117,3 +117,52 @@ def test_experiment_history_has_run_keys_and_a_step_across_stages(tmp_path) -> N
     h = res.history()
     assert list(h["step"]) == [1, 2, 3, 4] and set(h["run"]) == {"run-a"} and set(h["init"]) == {"scratch"}
     assert list(h["epoch"]) == [1, 2, 1, 2] and (h["method"] == "MNV2").all() and (h["seed"] == 1).all()
+
+
+def test_experiment_gradcam_keeps_regimes_apart(tmp_path) -> None:
+    """Two runs of one method and seed in two regimes: the Grad-CAM records carry each run's group (``init``), so
+    per-regime tables do not average them together (the pretraining Grad-CAM table once did)."""
+    from types import SimpleNamespace
+
+    from lanet_core.study.experiments import RunSpec
+    from lanet_core.study.records import ExperimentResults
+
+    specs, results = [], []
+    for init in ("ImageNet, BN rebuilt", "ImageNet, BN rebuilt, fex lr x0.1"):
+        d = tmp_path / init.replace(" ", "_").replace(",", "")
+        d.mkdir()
+        pd.DataFrame({"image_id": ["a", "b"], "has_mask": [1, 1], "cam_energy_in_lesion": [0.1, 0.2],
+                      "pointing_hit": [0.0, 1.0]}).to_csv(d / "gradcam.csv", index=False)
+        specs.append(RunSpec("pretraining", "MNV2+LA-Net", 0, {}, {"init": init}, posthoc=("gradcam",)))
+        results.append(SimpleNamespace(run_dir=d))
+    cams = ExperimentResults("pretraining", specs, results, profile=None).gradcam()
+    assert len(cams) == 4 and cams.groupby("init")["run"].nunique().to_dict() == {
+        "ImageNet, BN rebuilt": 1, "ImageNet, BN rebuilt, fex lr x0.1": 1}
+    assert (cams["method"] == "MNV2+LA-Net").all() and (cams["seed"] == 0).all()
+
+
+def test_gradcam_by_regime_scores_each_regime_on_its_own() -> None:
+    """One block per BN-rebuilt regime, stars within the regime, images every method of that regime scored;
+    a regime with a single method is left out."""
+    rows = []
+    for init, (a, b) in {"ImageNet, BN rebuilt": (0.2, 0.1), "ImageNet, BN rebuilt, fex lr x0.1": (0.5, 0.3),
+                         "ImageNet, BN rebuilt, lonely": (0.9, None)}.items():
+        for seed in range(3):
+            for i in range(4):
+                for method, energy in (("MNV2+LA-Net", a), ("MNV2", b)):
+                    if energy is None or (method == "MNV2" and i == 3):  # MNV2 did not score image 3
+                        continue
+                    rows.append({"init": init, "method": method, "seed": seed, "image_id": f"im{i}", "has_mask": 1,
+                                 "cam_energy_in_lesion": energy + 0.01 * seed, "pointing_hit": float(i % 2)})
+    cams = pd.DataFrame(rows)
+    labels = {"ImageNet, BN rebuilt": "lr 1e-3", "ImageNet, BN rebuilt, fex lr x0.1": "fex 1e-4"}
+    tab = pretraining.gradcam_by_regime(cams, ["MNV2+LA-Net", "MNV2+LA-Net-fine", "MNV2"], labels, [*labels,
+                                        "ImageNet, BN rebuilt, lonely"])
+    assert list(zip(tab["regime"], tab["method"])) == [("lr 1e-3", "MNV2+LA-Net"), ("lr 1e-3", "MNV2"),
+                                                        ("fex 1e-4", "MNV2+LA-Net"), ("fex 1e-4", "MNV2")]
+    assert set(tab["images_per_run"]) == {3}  # only the images both methods scored
+    t = tab.set_index(["regime", "method"])
+    assert t.loc[("fex 1e-4", "MNV2+LA-Net"), "cam_energy_in_lesion_mean"] == pytest.approx(0.51)
+    assert t.loc[("lr 1e-3", "MNV2"), "cam_energy_in_lesion_mean"] == pytest.approx(0.11)
+    assert t.loc[("lr 1e-3", "MNV2+LA-Net"), "cam_energy_in_lesion_sig"] == "reference"
+    assert pretraining.gradcam_by_regime(cams, ["MNV2+LA-Net", "MNV2"], labels, ["ImageNet, BN rebuilt, lonely"]).empty

@@ -186,13 +186,13 @@ class ExperimentResults:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def gradcam(self) -> pd.DataFrame:
+        """Per-image Grad-CAM scores (``gradcam.csv``) of every finished run that has them, with method, seed,
+        group columns (e.g. ``init``: runs of one method and seed in two regimes stay apart) and ``run``."""
         frames = []
         for s, r in self._done():
             p = r.run_dir / "gradcam.csv"
             if "gradcam" in s.posthoc and p.is_file():
-                df = pd.read_csv(p)
-                df.insert(0, "method", s.method)
-                df.insert(1, "seed", s.seed)
+                df = _with_run_keys(pd.read_csv(p), s)
                 df["run"] = r.run_dir.name
                 frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
