@@ -39,8 +39,9 @@ train: bool = True  # False: render from finished run records only
 # %%
 import pandas as pd
 
+from lanet_core.reporting import display_columns
 from lanet_core.study import pretraining
-from lanet_core.study.experiments import fine_tuning_method, pretrained_source, short
+from lanet_core.study.experiments import fine_tuning_init, fine_tuning_method, pretrained_source, short
 from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, paper_numbers, setup
 
 study = setup(profile, train)
@@ -113,7 +114,7 @@ if len(regimes):
                       caption="Per regime, validation split only: best validation accuracy and AUC over "
                               "the stage-2 epochs (mean ± 95 % CI over seeds), the epoch validation accuracy selects, "
                               "runs selected in the last two epochs, last training loss")
-    display(val[[c for c in val.columns if not c.endswith("_mean")]])
+    display(val[display_columns(val)])
     mnv2 = hist[hist["regime"].str.startswith(short(pretrained_source(study.profile)[0]))]
     if len(mnv2):
         study.figure(pretraining.learning_curves_figure(mnv2), "fig_pretraining_learning_curves")
@@ -127,16 +128,15 @@ study.bars(runs.assign(method=runs.get("model")), ["accuracy", "auc", "iou"], re
 
 # %%
 cams = res.gradcam()
-inits = [k for k in labels if k.startswith("ImageNet, BN rebuilt")]  # the main regime, then its variants
+inits = [k for k in labels if k.startswith(fine_tuning_init())]  # the main regime, then its variants
 methods = [fine_tuning_method(study.profile, k) for k in ("lanet", "lanet_fine", "classifier")]  # MNV2+LA-Net, ...
-loc = pretraining.gradcam_by_regime(cams, methods, labels, inits) if len(cams) and "init" in cams else pd.DataFrame()
+loc = pretraining.gradcam_by_regime(cams, methods, labels, inits)
 if len(loc):
     loc = study.table(loc, "pretraining_gradcam",
                       caption="Grad-CAM of the predicted class, ImageNet MobileNetV2 with rebuilt BN (224 px), per "
                               "fine-tuning regime: share of CAM energy inside the true lesion and pointing-game hit "
                               "rate, mean ± 95 % CI over seeds; stars: two-sided Welch t-test vs the first row of "
                               "its regime")
-    display(loc[[c for c in ("regime", "method", "n", "images_per_run", "zero_energy_cams", "cam_energy_in_lesion",
-                             "pointing_hit") if c in loc]])
+    display(loc[display_columns(loc)])
 else:
     print("Grad-CAM records of the BN-rebuilt MobileNetV2 runs are missing")

@@ -272,6 +272,9 @@ def test_gradcam_per_image_common_images_and_zero_cams() -> None:
     assert runs.loc[(VANILLA, 0), "pointing_hit"] == pytest.approx(2 / 6)
     with pytest.raises(DataError, match="pointing_hit"):
         figures.gradcam_per_image(_gradcam_records().drop(columns="pointing_hit"), [LANET])
+    twice = pd.concat([_gradcam_records(), _gradcam_records()], ignore_index=True)  # one method+seed, two regimes
+    with pytest.raises(DataError, match="repeat the same"):
+        figures.gradcam_per_image(twice, [LANET, VANILLA])
 
 
 def test_gradcam_tables() -> None:

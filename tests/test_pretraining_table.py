@@ -166,3 +166,4 @@ def test_gradcam_by_regime_scores_each_regime_on_its_own() -> None:
     assert t.loc[("lr 1e-3", "MNV2"), "cam_energy_in_lesion_mean"] == pytest.approx(0.11)
     assert t.loc[("lr 1e-3", "MNV2+LA-Net"), "cam_energy_in_lesion_sig"] == "reference"
     assert pretraining.gradcam_by_regime(cams, ["MNV2+LA-Net", "MNV2"], labels, ["ImageNet, BN rebuilt, lonely"]).empty
+    assert pretraining.gradcam_by_regime(cams.drop(columns="init"), ["MNV2+LA-Net", "MNV2"], labels, list(labels)).empty

@@ -315,3 +315,6 @@ def test_study_bootstrap_restricts_to_one_family(tmp_path) -> None:
     assert set(one["method"]) == {"U-Net"} and (tmp_path / "family.csv").is_file()
     pd.testing.assert_frame_equal(one.reset_index(drop=True),
                                   everything[everything["method"] == "U-Net"].reset_index(drop=True))
+    assert study.bootstrap(res, REF, "none", methods=["not run"]).empty and not (tmp_path / "none.csv").exists()
+    with pytest.raises(TypeError, match="list"):
+        study.bootstrap(res, REF, "str", methods="U-Net")

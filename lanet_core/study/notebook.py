@@ -129,7 +129,12 @@ class Study:
         """
         per = res.per_image()
         if methods is not None and not per.empty:
+            if isinstance(methods, str):
+                raise TypeError("bootstrap(methods=...) takes a list of method names, not one string")
             per = per[per["method"].isin({*methods, reference})]
+            if per["method"].nunique() < 2:
+                print(f"{name}: no method of {list(methods)} besides {reference} has per-image records")
+                return pd.DataFrame()
         cols = [c for c in metric_cols if c in per]
         if per.empty or not cols or reference not in set(per["method"]):
             return pd.DataFrame()

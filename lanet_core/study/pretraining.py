@@ -166,11 +166,14 @@ def gradcam_by_regime(cams: pd.DataFrame, methods: Sequence[str], labels: dict[s
                       inits: Sequence[str]) -> pd.DataFrame:
     """Grad-CAM localisation per fine-tuning regime: for each ``init`` group in ``inits`` (e.g. BN rebuilt at lr
     1e-3, and with the feature extractor at 1e-4), the CAM energy in the lesion and pointing-game hit rate of
-    ``methods`` (mean ± 95 % CI over seeds, stars vs ``methods[0]`` within the regime), scored on the test images
-    every method of that regime scored. ``cams``: ``res.gradcam()`` rows with an ``init`` column; the ``regime``
-    column holds ``labels[init]``. Regimes with fewer than two of ``methods`` are left out."""
+    ``methods`` (mean ± 95 % CI over seeds, stars vs the first of ``methods`` the regime has), scored on the test
+    images every method of that regime scored. ``cams``: ``res.gradcam()`` rows with an ``init`` column; the
+    ``regime`` column holds ``labels[init]``. Regimes with fewer than two of ``methods`` are left out; no ``init``
+    column (no fine-tuning runs) gives an empty frame."""
     from lanet_core.study import figures
 
+    if cams.empty or "init" not in cams:
+        return pd.DataFrame()
     parts = []
     for init in inits:
         df = cams[cams["init"] == init]
@@ -178,6 +181,8 @@ def gradcam_by_regime(cams: pd.DataFrame, methods: Sequence[str], labels: dict[s
         if len(order) < 2:
             continue
         tab = figures.gradcam_localisation_table(figures.gradcam_per_image(df, order), order[0], order)
+        if tab.empty:
+            continue
         tab.insert(0, "regime", labels.get(init, init))
         parts.append(tab)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
