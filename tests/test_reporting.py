@@ -33,7 +33,7 @@ from lanet_core.reporting import (  # noqa: E402
     save_fig,
     write_table,
 )
-from lanet_core.stats import one_sided_ttest, summarise_runs, welch_ttest  # noqa: E402
+from lanet_core.stats import summarise_runs, welch_ttest  # noqa: E402
 
 REF = "R50+LA-Net"
 
