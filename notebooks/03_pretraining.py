@@ -41,7 +41,8 @@ import pandas as pd
 
 from lanet_core.reporting import display_columns
 from lanet_core.study import pretraining
-from lanet_core.study.experiments import fine_tuning_init, fine_tuning_method, pretrained_source, short
+from lanet_core.study.experiments import (fine_tuning_comparisons, fine_tuning_init, fine_tuning_method,
+                                         pretrained_source, short)
 from lanet_core.study.notebook import CLS_METRICS, LOC_METRICS, paper_numbers, setup
 
 study = setup(profile, train)
@@ -91,8 +92,8 @@ if len(regimes):
                 "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (Tables 1, 21)")
     display(reg_table[["regime", "kind", "input (px)", "seeds", "source", "accuracy", "auc", "iou"]])
     rebuilt, frozen, scratch = (labels.get(k, k) for k in ("ImageNet, BN rebuilt", "ImageNet", "scratch"))
-    variants = [v for k, v in labels.items() if k.startswith("ImageNet, BN rebuilt, ")]  # e.g. a lower fex lr
-    pairs = [(rebuilt, frozen), (rebuilt, scratch), (rebuilt, labels.get("R18", "R18"))] + [(v, rebuilt) for v in variants]
+    variants = [(labels[a], labels[b]) for a, b in fine_tuning_comparisons(study.profile) if a in labels and b in labels]
+    pairs = [(rebuilt, frozen), (rebuilt, scratch), (rebuilt, labels.get("R18", "R18"))] + variants  # e.g. lower fex lr
     diffs = study.table(pretraining.regime_differences(regimes, pairs, reg_table),
         "pretraining_regime_differences",
         caption="Differences between regimes per model kind: ours with a Welch 95 % CI over seeds and two-sided p; "

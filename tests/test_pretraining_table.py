@@ -32,7 +32,7 @@ def test_regimes_table_and_differences() -> None:
     d = pretraining.regime_differences(runs, [("MNV2, ImageNet, BN rebuilt, lr 1e-3", "MNV2, scratch")], table)
     ours = d[d["comparison"].str.startswith("MNV2, ImageNet, BN rebuilt")].iloc[0]
     assert ours["accuracy_diff"] == pytest.approx(0.27) and ours["accuracy_p"] < 0.001
-    theirs = d[d["comparison"] == "R18, ImageNet (paper)  minus  MNV2, scratch"]
+    theirs = d[d["comparison"] == f"{pretraining.PAPER_REGIME}  minus  MNV2, scratch"]
     assert theirs["accuracy_diff"].iloc[0] == pytest.approx(0.886 - 0.58)
 
 
@@ -47,12 +47,16 @@ def test_regime_labels_come_from_the_configs(monkeypatch) -> None:
 
     monkeypatch.setattr(ex, "local_weights_available", lambda w: True)
     labels = pretraining.regime_labels(load_profile("cpu"))
-    assert labels == {"R18": "R18, scratch", "scratch": "MNV2, scratch",
-                      "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4",
-                      "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3",
-                      "ImageNet, BN rebuilt, fex lr x0.1": "MNV2, ImageNet, BN rebuilt, lr 1e-3 (feature extractor 1e-4)"}
+    assert labels == {"R18": "R18, scratch, 8+24 epochs", "scratch": "MNV2, scratch, 8+24 epochs",
+                      "ImageNet": "MNV2, ImageNet, BN folded+frozen, lr 1e-4, 8+24 epochs",
+                      "ImageNet, BN rebuilt": "MNV2, ImageNet, BN rebuilt, lr 1e-3, 4+12 epochs",
+                      "ImageNet, BN rebuilt, fex lr x0.1":
+                          "MNV2, ImageNet, BN rebuilt, lr 1e-3 (feature extractor 1e-4), 4+12 epochs",
+                      "ImageNet, BN rebuilt, fex lr x0.1 long":
+                          "MNV2, ImageNet, BN rebuilt, lr 1e-3 (feature extractor 1e-4), 8+24 epochs"}
+    assert len(set(labels.values())) == len(labels)  # regimes that differ only in schedule stay apart
     paper = pretraining.regime_labels(load_profile("paper"))
-    assert paper["R18"] == "R18, ImageNet"  # the paper profile's R18 is ImageNet-pretrained
+    assert paper["R18"] == "R18, ImageNet, 100+100 epochs"  # the paper profile's R18 is ImageNet-pretrained
 
 
 def test_fine_tuning_variants_need_their_own_names(monkeypatch) -> None:
@@ -69,6 +73,15 @@ def test_fine_tuning_variants_need_their_own_names(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="variant"):
         ex.EXPERIMENTS["pretraining"](bad)
     assert pretraining._lr(2.5e-4) == "2.5e-4" and pretraining._lr(1e-4) == "1e-4"
+    # compare_to: each variant's difference is taken against the named regime (the main one by default)
+    assert ex.fine_tuning_comparisons(prof) == [
+        ("ImageNet, BN rebuilt, fex lr x0.1", "ImageNet, BN rebuilt"),
+        ("ImageNet, BN rebuilt, fex lr x0.1 long", "ImageNet, BN rebuilt, fex lr x0.1")]
+    for target in ("no such regime", "x"):
+        typo = dataclasses.replace(prof, pretrained={**prof.pretrained, "fine_tuning": [
+            entry, {**entry, "variant": "x", "compare_to": target}]})
+        with pytest.raises(ConfigError, match="compare_to"):
+            ex.fine_tuning_comparisons(typo)
 
 
 def _history(run: str, stage2_acc, stage1: int = 2) -> pd.DataFrame:

@@ -217,8 +217,9 @@ def pretraining(p: Profile) -> list[RunSpec]:
 PRETRAINED_REBUILT = "ImageNet, BN rebuilt"  # the ``init`` group of the fine-tuning runs (issue 13)
 
 
-def _fine_tuning_entries(p: Profile) -> list[dict[str, Any]]:
-    """The profile's ``pretrained.fine_tuning`` regimes (the main one first, then named variants)."""
+def fine_tuning_entries(p: Profile) -> list[dict[str, Any]]:
+    """The profile's ``pretrained.fine_tuning`` regimes (the main one first, then named variants). A variant's
+    ``compare_to`` names the regime its differences are taken against (default: the main one, ``""``)."""
     entries = (p.pretrained or {}).get("fine_tuning") or []
     if isinstance(entries, dict):
         entries = [entries]
@@ -226,7 +227,18 @@ def _fine_tuning_entries(p: Profile) -> list[dict[str, Any]]:
     if len(set(names)) != len(names):
         raise ConfigError(f"pretrained.fine_tuning: every entry after the first needs its own `variant` name "
                           f"(got {names}); entries with the same name would share runs' table rows")
+    for ft in entries[1:]:
+        if ft.get("compare_to", "") not in names or ft.get("compare_to", "") == ft.get("variant", ""):
+            raise ConfigError(f"pretrained.fine_tuning: variant {ft.get('variant', '')!r} has compare_to "
+                              f"{ft.get('compare_to')!r}, which is not another entry's variant name ({names})")
     return list(entries)
+
+
+def fine_tuning_comparisons(p: Profile) -> list[tuple[str, str]]:
+    """``(init, init)`` pairs: each variant's ``init`` group against its ``compare_to`` regime's (the main one by
+    default), for the regime-difference tables."""
+    return [(fine_tuning_init(ft["variant"]), fine_tuning_init(ft.get("compare_to", "")))
+            for ft in fine_tuning_entries(p) if ft.get("variant")]
 
 
 def fine_tuning_init(variant: str = "") -> str:
@@ -268,7 +280,7 @@ def _pretrained_fine_tuning(p: Profile) -> list[RunSpec]:
     """Issue 13: the converted ImageNet weights fine-tuned as a normal network (``pretrained.fine_tuning``):
     BatchNorm rebuilt from the training images and trainable, the profile's lr (the paper's 1e-3) unless the
     entry names one, at ``image_size`` (ImageNet resolution), for ``methods`` (classifier, lanet, lanet_fine)."""
-    entries = _fine_tuning_entries(p)
+    entries = fine_tuning_entries(p)
     if not entries or not local_weights_available(pretrained_source(p)[1]):
         return []
     out = []
@@ -375,7 +387,7 @@ def _cv_pretrained(p: Profile) -> list[tuple[str, dict[str, Any]]]:
     want = (p.cross_validation or {}).get("pretrained")
     if not want or not local_weights_available(pretrained_source(p)[1]):
         return []
-    regimes = {ft.get("variant", ""): ft for ft in _fine_tuning_entries(p)}
+    regimes = {ft.get("variant", ""): ft for ft in fine_tuning_entries(p)}
     name = want.get("regime", "")
     if name not in regimes:
         raise ConfigError(f"cross_validation.pretrained.regime {name!r} is not a pretrained.fine_tuning entry "

@@ -14,6 +14,7 @@ from lanet_core import reporting
 from lanet_core.stats import mean_ci
 
 KINDS = ("vanilla", "LA-Net", "LA-Net-fine")
+PAPER_REGIME = "R18, ImageNet (paper), 100 epochs"  # the paper: "trained with the training subset for 100 epochs"
 METRICS = ("accuracy", "auc", "iou")
 
 
@@ -29,10 +30,19 @@ def _lr(lr: float) -> str:
     return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
 
 
+def _schedule(specs) -> str:
+    """``"4+12 epochs"``: the stage-1 and stage-2 epochs of a regime (stage 1 from its LA-Net runs; the single-task
+    baselines have none)."""
+    s1 = max(int(sp.config["train"].get("stage1_epochs", 0)) for sp in specs)
+    s2 = max(int(sp.config["train"]["stage2_epochs"]) for sp in specs)
+    return f"{s1}+{s2} epochs"
+
+
 def regime_labels(profile) -> dict[str, str]:
     """The regime label of each row group, read from the configs the profile's experiments resolve to:
-    ``{"R18": "R18, scratch", "<init group>": "MNV2, ImageNet, BN folded+frozen, lr 1e-4", ...}`` (weights,
-    BatchNorm mode and lr as the runs use them, so another profile gets its own, true labels)."""
+    ``{"R18": "R18, scratch, 8+24 epochs", "<init group>": "MNV2, ImageNet, BN folded+frozen, lr 1e-4, 8+24
+    epochs", ...}`` (weights, BatchNorm mode, lr and schedule as the runs use them, so another profile gets its
+    own, true labels, and two regimes that differ only in their schedule stay apart)."""
     from lanet_core.study.experiments import EXPERIMENTS, method_name
 
     out: dict[str, str] = {}
@@ -40,21 +50,23 @@ def regime_labels(profile) -> dict[str, str]:
     for spec in EXPERIMENTS["fully_labelled"](profile):
         if spec.method == lanet:  # always in the experiment (the vanilla row depends on the baselines list)
             w = spec.config["model"]["weights"]
-            out["R18"] = f"{r18}, " + ("scratch" if w == "none" else "ImageNet")
+            out["R18"] = f"{r18}, " + ("scratch" if w == "none" else "ImageNet") + f", {_schedule([spec])}"
             break
+    by_init: dict[str, list] = {}
     for spec in EXPERIMENTS["pretraining"](profile):
-        init = spec.group.get("init")
-        if init in out:
-            continue
+        by_init.setdefault(spec.group.get("init"), []).append(spec)
+    for init, specs in by_init.items():
+        spec = specs[0]
         m, t = spec.config["model"], spec.config["train"]
         bb = spec.method.split("+")[0]
         if m["weights"] == "none":
-            out[init] = f"{bb}, scratch"
+            label = f"{bb}, scratch"
         else:
             bn = "BN rebuilt" if m.get("bn_rebuild") else "BN folded+frozen"
             scale = float(t.get("backbone_lr_scale", 1.0))
             fex = f" (feature extractor {_lr(t['lr'] * scale)})" if scale != 1.0 else ""
-            out[init] = f"{bb}, ImageNet, {bn}, lr {_lr(t['lr'])}{fex}"
+            label = f"{bb}, ImageNet, {bn}, lr {_lr(t['lr'])}{fex}"
+        out[init] = f"{label}, {_schedule(specs)}"
     return out
 
 
@@ -104,7 +116,7 @@ def regimes_table(runs: pd.DataFrame, paper: pd.DataFrame, paper_size: str = "25
         rows.append(row)
     p = paper[(paper["image_size"].astype(str) == paper_size) & (paper["dataset"] == "busi")] if len(paper) else paper
     for kind, method in (("vanilla", "R18"), ("LA-Net", "R18+LA-Net")):
-        row = {"regime": "R18, ImageNet (paper)", "kind": kind, "input (px)": int(paper_size), "seeds": 3,
+        row = {"regime": PAPER_REGIME, "kind": kind, "input (px)": int(paper_size), "seeds": 3,
                "source": "paper"}
         for m in METRICS:
             hit = p[(p["method"] == method) & (p["metric"] == m)] if len(p) else p
@@ -146,7 +158,7 @@ def regime_differences(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], pap
             for _, o in ours.iterrows():
                 if theirs.empty:
                     continue
-                row = {"kind": kind, "comparison": f"R18, ImageNet (paper)  minus  {o['regime']}"}
+                row = {"kind": kind, "comparison": f"{PAPER_REGIME}  minus  {o['regime']}"}
                 for m in METRICS:
                     pm, om = theirs.iloc[0].get(f"{m}_mean"), o.get(f"{m}_mean")
                     if pm is not None and om is not None and np.isfinite(pm) and np.isfinite(om):
