@@ -453,6 +453,18 @@ def require_numeric(df: pd.DataFrame, columns: Iterable[str], what: str) -> None
         raise DataError(f"{what}: metric column(s) not numeric: {bad}")
 
 
+def require_unique_rows(df: pd.DataFrame, keys: Sequence[str], what: str, hint: str = "") -> None:
+    """Raise :class:`DataError` when rows of ``df`` repeat the same ``keys`` (e.g. two runs of one method and seed
+    that a mean would silently merge), with up to three examples (and their ``run`` where the table has one)."""
+    keys = list(keys)
+    dup = df.duplicated(keys, keep=False)
+    if dup.any():
+        shown = keys + (["run"] if "run" in df and "run" not in keys else [])
+        sample = df.loc[dup, shown].head(3).to_dict("records")
+        raise DataError(f"{what}: {int(dup.sum())} rows repeat the same {keys}, e.g. {sample}"
+                        + (f"; {hint}" if hint else ""))
+
+
 def summarise_runs(runs: pd.DataFrame, group_cols: Sequence[str], metrics: Sequence[str],
                    confidence: float = 0.95) -> pd.DataFrame:
     """Long table of mean ± CI per group and metric.

@@ -91,7 +91,7 @@ if len(regimes):
         caption="Accuracy, AUC and lesion IoU per pretraining regime: ours mean ± 95 % CI over seeds (BUSI fixed "
                 "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (Tables 1, 21)")
     display(reg_table[["regime", "kind", "input (px)", "seeds", "source", "accuracy", "auc", "iou"]])
-    rebuilt, frozen, scratch = (labels.get(k, k) for k in ("ImageNet, BN rebuilt", "ImageNet", "scratch"))
+    rebuilt, frozen, scratch = (labels.get(k, k) for k in (fine_tuning_init(), "ImageNet", "scratch"))
     variants = [(labels[a], labels[b]) for a, b in fine_tuning_comparisons(study.profile) if a in labels and b in labels]
     pairs = [(rebuilt, frozen), (rebuilt, scratch), (rebuilt, labels.get("R18", "R18"))] + variants  # e.g. lower fex lr
     diffs = study.table(pretraining.regime_differences(regimes, pairs, reg_table),

@@ -17,6 +17,7 @@ from lanet_core.stats import (
     paired_bootstrap_diff,
     require_columns,
     require_numeric,
+    require_unique_rows,
 )
 
 # grouping helpers shared by the two table builders
@@ -160,11 +161,7 @@ def paired_bootstrap_table(
     require_columns(per_image, metric_cols + [image_col, seed_col], "paired_bootstrap_table")
     require_numeric(per_image, metric_cols, "paired_bootstrap_table")
     _require_reference(per_image, method_col, reference, "paired_bootstrap_table")
-    dup = per_image.duplicated(group_cols + [seed_col, image_col], keep=False)
-    if dup.any():
-        sample = per_image.loc[dup, group_cols + [seed_col, image_col]].head(3).to_dict("records")
-        raise DataError(f"paired_bootstrap_table: {int(dup.sum())} rows repeat the same "
-                        f"{group_cols + [seed_col, image_col]}, e.g. {sample}")
+    require_unique_rows(per_image, group_cols + [seed_col, image_col], "paired_bootstrap_table")
     groups = _ordered_groups(per_image, group_cols, method_col, order)
     by_key = dict(groups)
     rows = []

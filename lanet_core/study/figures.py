@@ -34,7 +34,7 @@ from lanet_core.data.manifest import mask_paths
 from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError, DataError
 from lanet_core.metrics import upsample_maps
-from lanet_core.stats import require_columns, require_numeric
+from lanet_core.stats import require_columns, require_numeric, require_unique_rows
 from lanet_core.study.records import ExperimentResults
 
 GRADCAM_SCORES: tuple[str, str] = ("cam_energy_in_lesion", "pointing_hit")
@@ -367,11 +367,9 @@ def gradcam_per_image(gradcam: pd.DataFrame, methods: Sequence[str]) -> pd.DataF
     require_columns(gradcam, ["method", "seed", "image_id", "has_mask", *GRADCAM_SCORES], "gradcam_per_image")
     require_numeric(gradcam, ["has_mask", *GRADCAM_SCORES], "gradcam_per_image")
     df = gradcam[gradcam["method"].isin(methods) & (gradcam["has_mask"] == 1)].copy()
-    dup = df.duplicated(["method", "seed", "image_id"], keep=False)
-    if dup.any():  # e.g. one method and seed in two regimes: select one group first (pretraining.gradcam_by_regime)
-        sample = df.loc[dup, ["method", "seed", "image_id", "run"] if "run" in df else ["method", "seed", "image_id"]]
-        raise DataError(f"gradcam_per_image: {int(dup.sum())} rows repeat the same (method, seed, image_id), e.g. "
-                        f"{sample.head(3).to_dict('records')}; filter the runs to one group first")
+    # e.g. one method and seed in two regimes: select one group first (pretraining.gradcam_by_regime)
+    require_unique_rows(df, ["method", "seed", "image_id"], "gradcam_per_image",
+                        hint="filter the runs to one group first")
     common = None
     for m in methods:
         ids = set(df.loc[df["method"] == m, "image_id"])
