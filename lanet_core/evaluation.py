@@ -121,7 +121,7 @@ def per_image_records(
     }
     if pred.logits is not None:
         prob = torch.softmax(torch.from_numpy(pred.logits), dim=1).numpy()
-        y_pred = pred.logits.argmax(axis=1)
+        y_pred = M.decide_logits(pred.logits)
         rec.update(
             y_pred=y_pred,
             p_malignant=prob[:, 1],

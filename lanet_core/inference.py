@@ -245,7 +245,7 @@ def predict_images(source: str | Path, inputs: str | Path, out_dir: Path, *, bat
                                    "image_path": str(Path(root) / pre.rows["image_path"].iat[start + j])}
             if logits is not None:
                 prob = torch.softmax(torch.from_numpy(logits[j]), dim=0).numpy()
-                rec.update(p_benign=float(prob[0]), p_malignant=float(prob[1]), predicted=LABELS[int(prob.argmax())])
+                rec.update(p_benign=float(prob[0]), p_malignant=float(prob[1]), predicted=LABELS[int(M.decide_logits(logits[j][None])[0])])
             up = None
             if lesion is not None:
                 p = torch.sigmoid(torch.from_numpy(lesion[j:j + 1]))
@@ -369,7 +369,7 @@ def int8_check(run_dir: Path, out_dir: Path | None = None, *, calibration_images
         outs = [dict(zip(card["outputs"], sess.run(None, {"image": x[i:i + 16]}))) for i in range(0, len(x), 16)]
         logits = np.concatenate([o["class_logits"] for o in outs])
         prob = torch.softmax(torch.from_numpy(logits), dim=1).numpy()[:, 1]
-        row = {"model": name, "n_test": len(y), "accuracy": float(((prob >= 0.5) == y).mean()),
+        row = {"model": name, "n_test": len(y), "accuracy": float((M.decide_logits(logits) == y).mean()),
                "auc": float(roc_auc_score(y, prob))}
         if "lesion_logits" in card["outputs"]:
             lesion = torch.sigmoid(torch.from_numpy(np.concatenate([o["lesion_logits"] for o in outs])))

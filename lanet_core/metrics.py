@@ -18,6 +18,29 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 from lanet_core.data.manifest import BBox
 
 
+def decide(p_malignant) -> np.ndarray:
+    """The class decision, the one rule every part of lanet uses: malignant (1) iff ``p_malignant > 0.5``.
+
+    Equal to ``argmax`` over the (benign, malignant) logits with a tie going to benign (``argmax`` returns the
+    first maximum), so an exact tie (two identical bf16 logits, ``p_malignant == 0.5``) is benign everywhere: run
+    metrics, pooled cross-validation, claims, predict, export checks and figures. ``(N,)`` -> ``(N,)`` int;
+    NaN probabilities stay NaN only in :func:`decide_or_nan`.
+    """
+    return (np.asarray(p_malignant, dtype=float) > 0.5).astype(int)
+
+
+def decide_logits(logits) -> np.ndarray:
+    """:func:`decide` from ``(N, 2)`` logits (benign, malignant): malignant iff its logit is strictly larger."""
+    z = np.asarray(logits, dtype=float)
+    return (z[..., 1] > z[..., 0]).astype(int)
+
+
+def decide_or_nan(p_malignant) -> np.ndarray:
+    """:func:`decide` as floats, NaN where the probability is NaN (methods without a class head)."""
+    p = np.asarray(p_malignant, dtype=float)
+    return np.where(np.isnan(p), np.nan, decide(np.nan_to_num(p)).astype(float))
+
+
 def _safe_div(a: float, b: float) -> float:
     return float(a) / float(b) if b else float("nan")
 
@@ -42,11 +65,11 @@ def classification_metrics(y_true: np.ndarray, p_malignant: np.ndarray, y_pred: 
     Args:
         y_true: ``(N,)`` 0 = benign, 1 = malignant.
         p_malignant: ``(N,)`` softmax probability of malignant (the AUC score).
-        y_pred: ``(N,)`` predicted classes; default argmax, i.e. ``p_malignant > 0.5``.
+        y_pred: ``(N,)`` predicted classes; default :func:`decide` (``p_malignant > 0.5``, a tie is benign).
     """
     y_true = np.asarray(y_true).astype(int)
     p = np.asarray(p_malignant, dtype=float)
-    y_pred = (p > 0.5).astype(int) if y_pred is None else np.asarray(y_pred).astype(int)
+    y_pred = decide(p) if y_pred is None else np.asarray(y_pred).astype(int)
     out: dict[str, float] = {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")}
     mal = binary_rates(y_true, y_pred, 1)
     ben = binary_rates(y_true, y_pred, 0)

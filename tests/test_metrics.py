@@ -97,3 +97,40 @@ def test_summary_of_mixed_records_skips_absent_heads():
     assert summary_metrics(both.iloc[2:])["iou"] == pytest.approx(0.6)
     assert "accuracy" not in summary_metrics(both.iloc[2:])
     assert summary_metrics(both.iloc[:2])["accuracy"] == 1.0
+
+
+def test_one_decision_rule_on_an_exact_tie():
+    """Issue 27: two identical logits (p_malignant exactly 0.5) are benign in every place that decides a class."""
+    import pandas as pd
+
+    from lanet_core.metrics import decide, decide_logits, decide_or_nan
+    from lanet_core.evaluation import per_image_records  # noqa: F401  (the run records use decide_logits)
+
+    logits = np.array([[-0.251953, -0.251953], [0.1, 0.3], [0.3, 0.1]], dtype=np.float32)
+    p = torch.softmax(torch.from_numpy(logits), dim=1).numpy()[:, 1]
+    assert p[0] == 0.5
+    assert decide_logits(logits).tolist() == [0, 1, 0]
+    assert decide(p).tolist() == [0, 1, 0]
+    assert decide(p).tolist() == logits.argmax(1).tolist()  # argmax's first-maximum rule, the same decision
+    out = decide_or_nan(np.array([0.5, np.nan, 0.7]))
+    assert out[0] == 0 and np.isnan(out[1]) and out[2] == 1
+    m = M.classification_metrics(np.array([0, 1, 0]), p)
+    assert m["accuracy"] == 1.0
+
+
+def test_pooled_cv_decides_a_tie_as_the_run_records_do():
+    """The pooled CV table used ``>= 0.5`` (a tie malignant) where the run metrics used argmax (a tie benign)."""
+    import pandas as pd
+
+    from lanet_core.study import crossval
+
+    per = pd.DataFrame({"method": ["A", "A"], "seed": [0, 0], "image_id": ["x", "y"], "split": ["test", "test"],
+                        "fold": [3, 3], "y_true": [0, 1], "p_malignant": [0.5, 0.9]})
+
+    class FakeResults:
+        def per_image(self):
+            return per
+
+    oof = crossval.out_of_fold(FakeResults())
+    assert oof.set_index("image_id").loc["x", "y_pred"] == 0
+    assert oof["correct"].tolist() == [1.0, 1.0]

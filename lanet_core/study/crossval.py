@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lanet_core import stats
+from lanet_core.metrics import decide_or_nan
 from lanet_core.reporting import format_metric_ci, metric_format
 from lanet_core.study.records import ExperimentResults
 
@@ -44,7 +45,7 @@ def out_of_fold(res: ExperimentResults) -> pd.DataFrame:
     out = per.groupby(["method", "image_id"], sort=False).agg(**agg).reset_index()
     if "p_malignant" in out:
         has = out["p_malignant"].notna()
-        out["y_pred"] = np.where(has, (out["p_malignant"] >= 0.5).astype(float), np.nan)
+        out["y_pred"] = decide_or_nan(out["p_malignant"])
         out["correct"] = np.where(has, (out["y_pred"] == out["y_true"]).astype(float), np.nan)
     return out
 

@@ -356,10 +356,14 @@ def cross_validation(p: Profile) -> list[RunSpec]:
     if not cv:
         return out
     pretrained = _cv_pretrained(p)
-    for seed in cv.get("seeds", p.seeds[:1]):
+    seeds = list(cv.get("seeds", p.seeds[:1]))
+    single = set(cv.get("single_seed", []))  # method keys trained at the first seed only (issue 27: U-Net)
+    for seed in seeds:
         for fold in range(1, int(cv.get("folds", 5)) + 1):
             man = p.dataset("busi_cv", fold=fold)
             for key in cv.get("methods", CV_METHODS):
+                if key in single and seed != seeds[0]:
+                    continue
                 updates: list[dict] = []
                 if key == "lanet_fine":
                     if not p.lanet_fine:

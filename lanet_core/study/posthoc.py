@@ -19,6 +19,7 @@ import torch
 
 from lanet_core.io import atomic_write_bytes, atomic_write_text, record_csv, record_json
 from lanet_core.evaluation import per_image_records, predict, summary_metrics
+from lanet_core.metrics import decide_logits
 from lanet_core.models.output import LogitsOnly
 from lanet_core.runs import RunResult
 from lanet_core.training.context import RunContext
@@ -59,7 +60,7 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
             x = b["image"].to(ctx.device)
             maps = cam(input_tensor=x, targets=None)  # (B, S, S) in [0, 1], predicted class
             with torch.no_grad():
-                pred = model(x).logits.argmax(1).cpu().numpy()
+                pred = decide_logits(model(x).logits.float().cpu().numpy())
             for i in range(len(x)):
                 idx = int(b["index"][i])
                 has = bool(b["has_mask"][i])
