@@ -219,6 +219,8 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lanet", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--allow-outside-data-root", action="store_true",
+                   help="let manifests name absolute paths or paths leaving the data root (refused by default)")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -408,11 +410,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from lanet_core.errors import LanetError
+    from lanet_core.io import storage_error
 
+    if args.allow_outside_data_root:
+        import os
+
+        from lanet_core.paths import ALLOW_OUTSIDE_ENV
+
+        os.environ[ALLOW_OUTSIDE_ENV] = "1"
     try:
         return int(args.func(args) or 0)
     except LanetError as exc:
         print(f"lanet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:  # a full or read-only disk anywhere: one line, not a traceback
+        err = storage_error(exc, getattr(exc, "filename", None) or "a file")
+        if err is None:
+            raise
+        print(f"lanet {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

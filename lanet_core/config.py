@@ -10,6 +10,7 @@ Every key is documented next to its default. Units: sizes in pixels, learning ra
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -276,6 +277,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     }
     for dotted, ok in checks.items():
         value = _get(cfg, dotted)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{dotted} = {value!r} is not a finite number ({RANGES[dotted]})")
         if not ok(value):
             raise ConfigError(f"{dotted} = {value!r} is out of range ({RANGES[dotted]})")
 

@@ -15,3 +15,12 @@ class DataError(LanetError, ValueError):
 
 class BudgetExhausted(LanetError):
     """A time budget ran out; everything finished so far is saved and a new call continues."""
+
+
+class StorageError(LanetError, OSError):
+    """A file could not be written or read for a reason of the storage (disk full, read-only, no permission);
+    the message names the path and what to do."""
+
+
+class TrainingDiverged(LanetError):
+    """A training loss became NaN or infinite; no finished record is written."""

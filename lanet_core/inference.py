@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from lanet_core.data.manifest import LABELS
-from lanet_core.io import atomic_write_bytes, atomic_write_text
+from lanet_core.io import atomic_write_bytes, atomic_write_text, make_dirs, safe_filename
 from lanet_core.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -56,7 +56,7 @@ def output_names(model: nn.Module, size: int) -> list[str]:
 def load_run_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """(model in eval mode on CPU with the selected weights, resolved config, metrics) of a finished run."""
     from lanet_core.models.factory import build_model
-    from lanet_core.runs import load_result
+    from lanet_core.runs import load_result, verify_run_identity
     from lanet_core.training.context import checkpoint_state
 
     run_dir = Path(run_dir)
@@ -65,6 +65,7 @@ def load_run_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, 
     done = load_result(run_dir)
     if done is None:
         raise ConfigError(f"{run_dir}: the run has not finished (no metrics.json)")
+    verify_run_identity(run_dir, done.config)  # a hand-edited config.yaml must not describe these weights
     state = checkpoint_state(run_dir / "checkpoints" / "best.pt")
     cfg = done.config
     model = build_model(cfg)
@@ -137,8 +138,10 @@ def input_rows(source: str | Path) -> tuple[pd.DataFrame, Path]:
     else:
         raise DataError(f"{source}: not an image ({', '.join(IMAGE_SUFFIXES)}), a folder or a manifest .csv")
     root = files[0].parent.resolve()
+    stems = pd.Series([f.stem for f in files])
+    shared = set(stems[stems.duplicated(keep=False)])  # scan.png and scan.jpg: the file name tells them apart
     rows = pd.DataFrame({
-        "image_id": [f.stem for f in files], "dataset": "predict", "image_path": [f.name for f in files],
+        "image_id": [f.name if f.stem in shared else f.stem for f in files], "dataset": "predict", "image_path": [f.name for f in files],
         "mask_path": "", "bbox": "", "location_label": "none", "label": "benign",  # label: unused placeholder
         "patient_id": [f.stem for f in files], "split": "test",
     })
@@ -171,6 +174,35 @@ def preprocess(rows: pd.DataFrame, data_root: Path, size: int, resize: str, norm
 
 # ---------------------------------------------------------------------------------------------------- predict
 
+CARD_KEYS = ("image_size", "resize", "normalize", "outputs", "lesion_threshold", "align_corners")
+
+
+def read_model_card(path: Path, session: Any = None) -> dict[str, Any]:
+    """``model.json`` beside an exported model, checked: valid JSON, every key predict needs, and (given the ONNX
+    Runtime ``session``) an ``image_size`` equal to the model's input size. Errors name the file and the fix."""
+    fix = "re-export it with `lanet export <run>`"
+    try:
+        card = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable model card ({type(exc).__name__}: {exc}); {fix}") from None
+    if not isinstance(card, dict):
+        raise ConfigError(f"{path}: not a model card (a JSON object is expected); {fix}")
+    missing = [k for k in CARD_KEYS if k not in card]
+    if missing:
+        raise ConfigError(f"{path}: model card lacks {', '.join(missing)}; {fix}")
+    try:
+        size = int(card["image_size"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: image_size {card['image_size']!r} is not a number; {fix}") from None
+    if session is not None:
+        shape = session.get_inputs()[0].shape  # [batch, 3, S, S]
+        fixed = [d for d in shape[2:] if isinstance(d, int)]
+        if fixed and any(d != size for d in fixed):
+            raise ConfigError(f"{path}: image_size {size} does not match the ONNX model's input "
+                              f"{'x'.join(map(str, shape[2:]))}; {fix}")
+    return card
+
+
 
 class Predictor:
     """A run directory (PyTorch) or an exported ``model.onnx`` (ONNX Runtime) behind one ``__call__``."""
@@ -193,7 +225,7 @@ class Predictor:
                 self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:
                 raise ConfigError(f"{onnx_path}: not a loadable ONNX model ({exc}); re-export it") from None
-            self.card = json.loads(card_path.read_text())
+            self.card = read_model_card(card_path, self.session)
             self.model = None
         else:
             from lanet_core.precision import resolve_amp, resolve_channels_last
@@ -256,14 +288,35 @@ def predict_images(source: str | Path, inputs: str | Path, out_dir: Path, *, bat
                            box="" if box is None else str(box))
             records.append(rec)
             maps.append(up)
+    _flag_tiny_inputs(records, size)
     df = pd.DataFrame(records)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dirs(out_dir)
     atomic_write_text(out_dir / "predictions.csv", df.to_csv(index=False, lineterminator="\n", float_format="%.6g"))
     if overlays:
+        taken: set[str] = set()  # one file per image: names sanitised (never a path), clashes numbered
         for rec, raw, up in zip(records, pre.raw, maps):
-            atomic_write_bytes(out_dir / "overlays" / f"{rec['image_id']}.png", overlay_png(raw, up, rec, thr))
+            name = safe_filename(str(rec["image_id"]), taken)
+            atomic_write_bytes(out_dir / "overlays" / f"{name}.png", overlay_png(raw, up, rec, thr))
     return df
+
+
+MIN_INPUT_SIDE = 32  # px: a smaller input is upsampled from almost nothing; its prediction is flagged
+
+
+def _flag_tiny_inputs(records: list[dict[str, Any]], size: int) -> None:
+    """Add ``warning`` to records whose source image is smaller than :data:`MIN_INPUT_SIDE` on a side (logged)."""
+    import logging
+
+    from lanet_core.data.images import image_size
+
+    for rec in records:
+        try:
+            w, h = image_size(rec["image_path"])
+        except DataError:
+            continue
+        if min(w, h) < MIN_INPUT_SIDE:
+            rec["warning"] = f"image is {w}x{h} px, upsampled to {size}x{size}: the prediction is not meaningful"
+            logging.getLogger(__name__).warning("%s: %s", rec["image_path"], rec["warning"])
 
 
 def overlay_png(raw: np.ndarray, prob: np.ndarray | None, rec: dict[str, Any], threshold: float) -> bytes:

@@ -81,3 +81,37 @@ def manifests_dir() -> Path:
 
 def results_dir() -> Path:
     return Path(os.environ.get("LANET_RESULTS_DIR", project_root() / "results"))
+
+
+ALLOW_OUTSIDE_ENV = "LANET_ALLOW_OUTSIDE_DATA_ROOT"
+
+
+def outside_root_allowed() -> bool:
+    """``$LANET_ALLOW_OUTSIDE_DATA_ROOT=1`` (or the CLI's ``--allow-outside-data-root``): manifest paths may be
+    absolute or climb out of the data root. Off by default: a manifest from elsewhere is untrusted."""
+    return os.environ.get(ALLOW_OUTSIDE_ENV, "") not in ("", "0", "false", "no")
+
+
+def outside_root_problem(root: Path, rel: str) -> str | None:
+    """Why the manifest path ``rel`` may not be read under ``root`` (an absolute path elsewhere, or ``..`` leaving
+    it), or None. Lexical (symlinks inside the data root are followed as usual)."""
+    if outside_root_allowed():
+        return None
+    base = os.path.normpath(os.path.abspath(root))
+    full = os.path.normpath(os.path.join(base, rel))  # an absolute ``rel`` stays itself
+    if full == base or full.startswith(base.rstrip(os.sep) + os.sep):
+        return None
+    if os.path.isabs(rel):
+        return f"absolute path {rel!r} lies outside the data root {root}"
+    return f"path {rel!r} leaves the data root {root}"
+
+
+def data_file(root: Path, rel: str) -> Path:
+    """``root / rel`` for a path read from a manifest, refused (:class:`DataError`) when it lies outside the data
+    root, unless allowed explicitly (:func:`outside_root_allowed`)."""
+    from lanet_core.errors import DataError
+
+    why = outside_root_problem(Path(root), str(rel))
+    if why:
+        raise DataError(f"{why} (set {ALLOW_OUTSIDE_ENV}=1 or pass --allow-outside-data-root to allow it)")
+    return Path(root) / rel

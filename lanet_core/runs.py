@@ -40,7 +40,7 @@ import torch
 import yaml
 
 from lanet_core.config import dump_config, identity, resolve_config
-from lanet_core.io import atomic_write_bytes, atomic_write_text, file_sha256, record_csv, record_json
+from lanet_core.io import atomic_write_bytes, atomic_write_text, file_sha256, record_csv, record_json, remove_orphan_temps
 from lanet_core.data.packs import configured_packs
 from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError, LanetError
@@ -72,12 +72,103 @@ def _slug(text: str) -> str:
     return keep.strip("-") or "run"
 
 
+def _is_run_folder_of(path: Path, h: str) -> bool:
+    """``path`` (named ``<prefix>-<h>``) is a run of hash ``h``: a folder whose prefix is the slug of the ``name``
+    in its own ``config.yaml``. A copy (``backup-<h>``), a stray file or a folder without a readable config is not."""
+    if not path.is_dir():
+        return False
+    try:
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(cfg, dict) and path.name == f"{_slug(str(cfg.get('name', '')))}-{h}"
+
+
 def run_dir_for(cfg: Mapping[str, Any], manifest_sha256: str, root: Path | None = None) -> Path:
-    """``<results>/runs/<name>-<hash>``; an existing directory with the same hash and another name is reused."""
+    """``<results>/runs/<name>-<hash>``, looked up by exact identity.
+
+    The same resolved config under another experiment's name (``name`` is not part of the identity) reuses the
+    folder that trained it: ``<its name>-<hash>``, recognised by the name in its own ``config.yaml``. A copied
+    folder (``backup-<hash>``) or a stray file of such a name is never taken for the run.
+    """
     root = Path(root) if root is not None else runs_dir()
     h = config_hash(cfg, manifest_sha256)
-    existing = sorted(root.glob(f"*-{h}")) if root.is_dir() else []
-    return existing[0] if existing else root / f"{_slug(cfg['name'])}-{h}"
+    own = root / f"{_slug(cfg['name'])}-{h}"
+    if own.is_dir() or not root.is_dir():
+        return own
+    existing = sorted(p for p in root.glob(f"*-{h}") if _is_run_folder_of(p, h))
+    return existing[0] if existing else own
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, Mapping):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Dotted keys whose value differs between two configs, as ``key: old -> new``."""
+    a, b = _flat(old), _flat(new)
+    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in sorted(set(a) | set(b))
+            if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+def _committed_config(path: Path) -> dict | None:
+    """The config as committed in git (``HEAD``), if the file is tracked there."""
+    try:
+        rel = path.resolve().relative_to(project_root().resolve())
+        out = subprocess.run(["git", "show", f"HEAD:{rel.as_posix()}"], cwd=project_root(), capture_output=True,
+                             text=True, timeout=10)
+    except (ValueError, OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    try:
+        cfg = yaml.safe_load(out.stdout)
+    except yaml.YAMLError:
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def verify_run_identity(run_dir: Path, cfg: Mapping[str, Any]) -> None:
+    """Refuse a run folder whose ``config.yaml`` no longer hashes to the folder's name (hand-edited or swapped):
+    evaluating, exporting or predicting from it would rewrite or describe the records with another config.
+
+    The error names the keys that changed (against the config stored in the checkpoint, or the committed one)."""
+    run_dir = Path(run_dir)
+    prov = read_provenance(run_dir)
+    sha = prov.get("manifest_sha256")
+    folder_hash = run_dir.name.rsplit("-", 1)[-1]
+    if not sha:
+        raise ConfigError(f"{run_dir}: no provenance.json with the manifest checksum; the run's identity cannot be "
+                          "checked. Restore the run folder from git or retrain it")
+    resolved = resolve_config(cfg)
+    now = config_hash(resolved, sha)
+    if now == folder_hash and prov.get("config_hash", now) == now:
+        return
+    before = _checkpoint_config(run_dir) or _committed_config(run_dir / "config.yaml")
+    diff = changed_keys(identity(resolve_config(before)), identity(resolved)) if before else []
+    what = ("; changed: " + ", ".join(diff[:6]) + (" ..." if len(diff) > 6 else "")) if diff else ""
+    raise ConfigError(f"{run_dir / 'config.yaml'} hashes to {now}, but the run {run_dir.name} was trained as "
+                      f"{folder_hash}{what}. The records belong to the config that trained them: restore "
+                      f"config.yaml (git checkout -- {run_dir / 'config.yaml'}), or train the edited config as its "
+                      "own run (lanet train <edited config>)")
+
+
+def _checkpoint_config(run_dir: Path) -> dict | None:
+    """The resolved config stored in ``best.pt`` (checkpoints written since the config was stored there)."""
+    path = Path(run_dir) / "checkpoints" / "best.pt"
+    if not path.is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    cfg = ck.get("config") if isinstance(ck, dict) else None
+    return cfg if isinstance(cfg, dict) else None
 
 
 def git_state() -> dict[str, Any]:
@@ -245,9 +336,10 @@ def train_or_load(
             done = load_result(run_dir)
             if done is not None:
                 return done
-        else:  # retrain from scratch; the finished record stays until the new one is complete
-            for stale in ("last.pt", "best.pt"):
-                (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
+        else:  # retrain from scratch; the finished record and best.pt stay until the new ones replace them
+            (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
+        for orphan in remove_orphan_temps(run_dir):  # we hold the claim: no other writer is active
+            log.info("removed %s, left by an interrupted writer", orphan)
         if not (run_dir / "config.yaml").is_file() or force:
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         try:
@@ -409,6 +501,9 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
         cfg = yaml.safe_load(cfg_path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{cfg_path}: not valid YAML ({exc}); restore it from git") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{cfg_path}: not a config mapping; restore it from git")
+    verify_run_identity(run_dir, cfg)  # never rewrite records from a config that no longer hashes to the folder
     cfg, rows, data_root, _, sha = prepare_run(cfg)
     prov = read_provenance(run_dir)
     recorded_sha, recorded_hash = prov.get("manifest_sha256"), prov.get("config_hash")
@@ -425,7 +520,7 @@ def evaluate_run_dir(run_dir: Path, split: str = "test", force: bool = False) ->
     if split != cfg["eval"]["split"]:
         metrics = {"run": run_dir.name, "split": split, "test": summary_metrics(per)}
         return RunResult(run_dir, cfg, json.loads(record_json(metrics)), _per_image=per)
-    old = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    old = read_record(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     metrics = {**old, "test": summary_metrics(per)}
     if tuned is not None:
         metrics["lesion_threshold"] = tuned

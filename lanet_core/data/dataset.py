@@ -38,7 +38,7 @@ from lanet_core.data.manifest import label_index, mask_paths, parse_bbox
 from lanet_core.io import atomic_write_bytes
 from lanet_core.data.packs import ImagePacks, portable_key
 from lanet_core.errors import DataError
-from lanet_core.paths import cache_dir
+from lanet_core.paths import cache_dir, data_file
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class ImageCache:
         self.from_packs = 0  # rows served from image packs
 
     def key(self, row: pd.Series) -> str:
-        parts = [f"v{CACHE_VERSION}", str(self.size), self.policy, _fingerprint(self.data_root / row["image_path"])]
-        parts += [_fingerprint(self.data_root / p) for p in mask_paths(row)]
+        parts = [f"v{CACHE_VERSION}", str(self.size), self.policy, _fingerprint(data_file(self.data_root, row["image_path"]))]
+        parts += [_fingerprint(data_file(self.data_root, p)) for p in mask_paths(row)]
         parts.append(str(row["bbox"]))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
@@ -134,7 +134,7 @@ class ImageCache:
     def _decode(self, row: pd.Series) -> dict[str, np.ndarray]:
         self.decoded += 1
         where = f"image_id {row['image_id']!r}"
-        img_path = self.data_root / row["image_path"]
+        img_path = data_file(self.data_root, row["image_path"])
         try:
             image = read_image(img_path)
         except DataError as exc:
@@ -144,7 +144,7 @@ class ImageCache:
         masks = mask_paths(row)
         if masks:
             try:
-                union = read_mask_union([self.data_root / p for p in masks], size=(w, h))
+                union = read_mask_union([data_file(self.data_root, p) for p in masks], size=(w, h))
             except DataError as exc:
                 raise DataError(f"{where}: {exc}") from None
             out["mask"] = resize_array(union, self.size, self.policy)

@@ -25,6 +25,8 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{what} file {path} is too large to decode safely ({exc}); downscale it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{what} file {path} cannot be read as an image ({exc})") from exc
     return img
@@ -38,6 +40,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return img.size
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image file {path} is too large to decode safely ({exc}); downscale it first") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"image file {path} cannot be read as an image ({exc})") from exc
 

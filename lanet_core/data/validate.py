@@ -32,7 +32,7 @@ from lanet_core.data.manifest import (
 )
 from lanet_core.errors import DataError
 from lanet_core.io import file_sha256
-from lanet_core.paths import DataRootNotFound, find_data_root
+from lanet_core.paths import ALLOW_OUTSIDE_ENV, DataRootNotFound, find_data_root, outside_root_problem
 
 Severity = Literal["error", "warning"]
 
@@ -224,6 +224,14 @@ def _check_files_of_row(rec: dict, root: Path, where: dict, report: _Report) -> 
     """Image and masks of one row: readable, same size, mask not empty where it is the location label."""
     info = None
     rel = rec["image_path"]
+    outside = [(p, outside_root_problem(root, p)) for p in [rel, *(mask_paths(rec) if "mask_path" in rec else [])]
+               if p.strip()]
+    outside = [(p, why) for p, why in outside if why]
+    if outside:  # never opened: a manifest from elsewhere may point anywhere
+        for p, why in outside:
+            report.error(f"{why}; not read (set {ALLOW_OUTSIDE_ENV}=1 or pass --allow-outside-data-root to allow it)",
+                         file=p, **where)
+        return None
     if rel.strip():
         if not (root / rel).is_file():
             report.error(f"image {rel} not found under {root}", file=rel, **where)
@@ -359,12 +367,39 @@ def validate_manifest(
     return Problems(sorted(report.items, key=lambda p: (p.row is not None, p.row or 0)), len(df))
 
 
+def _files_fingerprint(manifest: Path, data_root: Path) -> str:
+    """SHA-256 over (path, size, mtime) of every image and mask the manifest names: a file swapped or edited
+    after validation (an all-zero mask, another image) changes it, so the clean stamp no longer applies. A
+    missing file or a path outside the data root gives a distinct value (validation then reports it)."""
+    import hashlib
+
+    try:
+        df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except Exception:  # unreadable tables are reported by validate_manifest itself
+        return "unreadable"
+    h = hashlib.sha256()
+    paths = list(df.get("image_path", pd.Series(dtype=str)))
+    for rec in df.to_dict("records") if "mask_path" in df.columns else []:
+        paths += mask_paths(rec)
+    for rel in paths:
+        if not str(rel).strip() or outside_root_problem(data_root, rel):
+            h.update(f"{rel}|-\n".encode())
+            continue
+        try:
+            st = (data_root / rel).stat()
+            h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{rel}|missing\n".encode())
+    return h.hexdigest()
+
+
 def ensure_manifest_valid(manifest: str | Path, data_root: str | Path, *, check_files: bool = True,
                           max_listed: int = 20) -> Problems:
     """The check ``lanet train`` (and the study) run before the first epoch: :func:`validate_manifest` on every
     row of every split; errors stop with one :class:`DataError` listing them (row, file, what is wrong),
-    warnings are logged. A clean result is remembered (keyed by the manifest's and the files' checksums and
-    the data root) so the files are decoded once, not once per run."""
+    warnings are logged. A clean result is remembered (keyed by the manifest's checksum, the path, size and
+    modification time of every image and mask it names, and the data root) so the files are decoded once, not
+    once per run, and a file changed after validation is validated again."""
     import hashlib
     import json
     import logging
@@ -374,7 +409,8 @@ def ensure_manifest_valid(manifest: str | Path, data_root: str | Path, *, check_
 
     log = logging.getLogger(__name__)
     manifest = Path(manifest)
-    key = hashlib.sha256(f"{file_sha256(manifest)}|{Path(data_root).resolve()}|{check_files}|v1".encode()).hexdigest()[:32]
+    files = _files_fingerprint(manifest, Path(data_root)) if check_files else ""
+    key = hashlib.sha256(f"{file_sha256(manifest)}|{Path(data_root).resolve()}|{check_files}|{files}|v2".encode()).hexdigest()[:32]
     stamp = cache_dir() / "validated" / f"{key}.json"
     if stamp.is_file():
         return Problems([], json.loads(stamp.read_text()).get("rows", 0))

@@ -111,7 +111,13 @@ def profile_path(name: str) -> Path:
 def load_profile(name: str) -> Profile:
     """Read and check ``configs/profiles/<name>.yaml`` (or a YAML path)."""
     path = profile_path(name)
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:  # e.g. a !!python tag: safe_load refuses to build objects
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{path}: not a valid profile YAML ({first}); profiles hold plain values only") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping of keys")
     unknown = set(raw) - PROFILE_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown profile key(s) {sorted(unknown)}; valid: {sorted(PROFILE_KEYS)}")

@@ -27,7 +27,7 @@ from lanet_core.io import atomic_write_text
 from lanet_core.errors import BudgetExhausted, ConfigError
 from lanet_core.paths import project_root
 from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
-from lanet_core.study.profiles import Profile, load_profile
+from lanet_core.study.profiles import Profile, load_profile, profile_path
 from lanet_core.study.records import ensure_run, run_dir_of
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,15 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def shard_specs(specs: list, profile: Profile, shard: tuple[int, int]) -> list:
     """The k-th of n interleaved shares of the distinct runs in ``specs`` that are unfinished now."""
-    unique = {}
+    unique, seen = {}, set()
     for spec in specs:
         d = run_dir_of(spec, profile)
-        if d not in unique and not (d / "metrics.json").is_file():
-            unique[d] = spec
+        ident = d.name.rsplit("-", 1)[-1]  # the config hash: one run, whatever experiment names it
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if not (d / "metrics.json").is_file():
+            unique[ident] = spec
     return list(unique.values())[shard[0]::shard[1]]
 
 
@@ -200,7 +204,7 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
         error: BaseException | None = None
         try:
             pm.execute_notebook(
-                str(tmp_in), str(tmp_out), parameters={"profile": profile.name, "train": train},
+                str(tmp_in), str(tmp_out), parameters={"profile": profile_argument(profile), "train": train},
                 kernel_name=kernel_name(), progress_bar=False, cwd=str(notebooks_source_dir()),
             )
         except BaseException as exc:  # keep the executed copy (it shows the failing cell), then re-raise
@@ -216,6 +220,21 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
         if error is not None:
             raise error
     return out
+
+
+def profile_argument(profile: Profile) -> str:
+    """What a notebook's ``profile`` parameter must be to load exactly ``profile``: the built-in name when the
+    profile is ``configs/profiles/<name>.yaml``, else its file path (a custom file whose ``name`` shadows a
+    built-in profile must not render the built-in one)."""
+    if profile.path is None:
+        return profile.name
+    try:
+        builtin = profile_path(profile.name)
+    except ConfigError:
+        builtin = None
+    if builtin is not None and Path(builtin).resolve() == Path(profile.path).resolve():
+        return profile.name
+    return str(Path(profile.path).resolve())
 
 
 def _merge_streams(outputs: list[dict]) -> list[dict]:

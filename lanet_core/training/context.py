@@ -41,7 +41,9 @@ def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
         raise ConfigError(f"{path.parent.parent}: no checkpoint {path} (checkpoints are not kept in git; reproduce "
                           f"it with `lanet train {path.parent.parent / 'config.yaml'} --force`, deterministic on CPU)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["model"]
+        # weights_only: a checkpoint from elsewhere is untrusted; it may hold tensors and plain containers only,
+        # never pickled objects (which could run code while loading)
+        return torch.load(path, map_location="cpu", weights_only=True)["model"]
     except Exception as exc:
         raise ConfigError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); retrain the run "
                           "(lanet train <run>/config.yaml --force)") from None

@@ -22,6 +22,7 @@ from lanet_core.data.dataset import LesionDataset
 from lanet_core.errors import ConfigError
 from lanet_core.evaluation import autocast_for
 from lanet_core.training.context import RunContext
+from lanet_core.errors import TrainingDiverged
 from lanet_core.training.losses import LossParts
 from lanet_core.training.stages import Stage, stage_loss
 
@@ -75,6 +76,10 @@ def train_step(ctx: RunContext, model: nn.Module, opt: torch.optim.Optimizer, st
     with autocast_for(ctx.device, ctx.amp):
         out = model(x)
     parts = stage_loss(ctx.cfg, stage, out, batch)
+    if not torch.isfinite(parts.total.detach()).all():  # stop before a NaN/inf step corrupts the weights
+        raise TrainingDiverged(
+            f"{stage.name}: the training loss is {float(parts.total.detach())} (not finite); no finished record is "
+            f"written. Lower train.lr (now {ctx.cfg['train']['lr']:g}) or check the data, then train again")
     opt.zero_grad(set_to_none=True)
     parts.total.backward()
     opt.step()

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from lanet_core.errors import BudgetExhausted, ConfigError
+from lanet_core.io import make_dirs, storage_error
 from lanet_core.training.context import RunContext
 from lanet_core.training.evaluator import validation_metrics
 from lanet_core.training.loop import build_optimizer, train_one_epoch
@@ -108,6 +109,17 @@ def select_key(stage: Stage, metrics: Mapping[str, float], criterion: str | None
     return primary, -(loss if np.isfinite(loss) else 1e30)
 
 
+def _plain(obj: Any) -> Any:
+    """A checkpoint payload that ``torch.load(weights_only=True)`` reads: numpy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 class Trainer:
     """Trains one config into ``run_dir`` (``checkpoints/last.pt`` every epoch, ``checkpoints/best.pt`` at the end).
 
@@ -149,17 +161,25 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def _save(self, name: str, payload: dict) -> None:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        """Atomic checkpoint write; a full or read-only disk is one clear error, and no temp file stays behind."""
+        make_dirs(self.ckpt_dir)
         tmp = self.ckpt_dir / f".{name}.{os.getpid()}.{time.time_ns()}.tmp"  # unique per writer
-        torch.save(payload, tmp)
-        os.replace(tmp, self.ckpt_dir / name)
+        try:
+            torch.save(_plain(payload), tmp)
+            os.replace(tmp, self.ckpt_dir / name)
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            err = storage_error(exc, self.ckpt_dir / name)
+            if err is None:
+                raise
+            raise err from None
 
     def _load_last(self) -> dict | None:
         path = self.ckpt_dir / "last.pt"
         if not path.is_file():
             return None
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=False)
+        try:  # weights_only: tensors and plain containers, never pickled code (the folder may come from elsewhere)
+            ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged checkpoint restarts the run rather than failing deep in torch
             log.warning("checkpoint %s unreadable (%s); starting from scratch", path, exc)
             return None
@@ -241,7 +261,8 @@ class Trainer:
         best = state.best
         model.load_state_dict(best["state"])
         selected = {"stage": best["stage"], "epoch": best["epoch"], "key": best["key"], "criterion": self.stages[-1].select}
-        self._save("best.pt", {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "selected": selected})
+        self._save("best.pt", {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "selected": selected,
+                               "config": copy.deepcopy(dict(self.cfg))})  # names what an edited config.yaml changed
         state.wall["fit_call"] = seconds
         state.calls[-1]["end_utc"] = _utc()
         return FitResult(
