@@ -6,6 +6,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_validate import H, W, noise_image, rect_mask
@@ -246,3 +247,61 @@ def test_prepare_busbra_reports_every_bad_row(busbra, tmp_path):
 def test_prepare_busbra_missing_layout(tmp_path):
     with pytest.raises(DataError, match="bus_data.csv not found"):
         prepare_busbra(tmp_path / "nothing", tmp_path / "m")
+
+
+def _with_official_folds(src: Path) -> Path:
+    """A hand-made ``5-fold-cv.csv`` (the dataset's layout: ID, Pathology, kFold, valid_k): patient ``c`` tested
+    in fold ``1 + c % 5``."""
+    data = pd.read_csv(src / "bus_data.csv", dtype=str)
+    cv = pd.DataFrame({"ID": data["ID"], "Pathology": data["Pathology"],
+                       "kFold": [1 + int(c) % 5 for c in data["Case"]]})
+    for k in range(1, 6):
+        cv[f"valid_{k}"] = np.where(cv["kFold"] == k, "NaN", "1")
+    cv.to_csv(src / "5-fold-cv.csv", index=False)
+    return src
+
+
+def test_busbra_official_fold_manifests(busbra, tmp_path):
+    """Issue 28: every fold's test = the file's fold, every patient in one split per fold, validation by patient,
+    boxes on nested seeded subsets of the training images, and F manifests without an unboxed training image."""
+    from lanet_core.data.importers import prepare_busbra_folds
+
+    src = _with_official_folds(busbra)
+    official = pd.read_csv(src / "5-fold-cv.csv", dtype=str)
+    written = prepare_busbra(src, tmp_path / "m")
+    names = {p.name for p in written}
+    assert {f"busbra_cv5_fold{f}_box{r}{x}.csv" for f in range(1, 6) for r in (20, 5) for x in ("", "_boxed")} <= names
+    tested = []
+    for f in range(1, 6):
+        a = _read(tmp_path / "m" / f"busbra_cv5_fold{f}_box20.csv")
+        assert set(a.loc[a["split"] == "test", "image_id"]) == set(official.loc[official["kFold"] == str(f), "ID"])
+        assert (a.groupby("patient_id")["split"].nunique() == 1).all()  # train/val/test by patient
+        assert set(a["split"]) == {"train", "val", "test"}
+        tested += list(a.loc[a["split"] == "test", "image_id"])
+        assert validate_manifest(tmp_path / "m" / f"busbra_cv5_fold{f}_box20.csv", data_root=tmp_path).errors == []
+    assert sorted(tested) == sorted(official["ID"])  # every image tested exactly once
+    # nested and seeded boxed subsets (larger fractions so that the 40-image fixture has several per class)
+    out = prepare_busbra_folds(src, tmp_path / "n", box_fractions=(0.6, 0.3))
+    again = prepare_busbra_folds(src, tmp_path / "o", box_fractions=(0.6, 0.3))
+    assert [p.read_bytes() for p in out] == [p.read_bytes() for p in again]
+    for f in range(1, 6):
+        big = _read(tmp_path / "n" / f"busbra_cv5_fold{f}_box60.csv")
+        small = _read(tmp_path / "n" / f"busbra_cv5_fold{f}_box30.csv")
+        train = big["split"] == "train"
+        b = set(big.loc[train & (big["location_label"] == "box"), "image_id"])
+        s = set(small.loc[train & (small["location_label"] == "box"), "image_id"])
+        assert s < b, f"fold {f}: the scarce subset is not inside the larger one"
+        f_arm = _read(tmp_path / "n" / f"busbra_cv5_fold{f}_box30_boxed.csv")
+        f_train = f_arm[f_arm["split"] == "train"]
+        assert set(f_train["image_id"]) == s and set(f_train["location_label"]) == {"box"}
+
+
+def test_busbra_official_folds_refuse_a_file_that_disagrees(busbra, tmp_path):
+    from lanet_core.data.importers import prepare_busbra_folds
+
+    src = _with_official_folds(busbra)
+    cv = pd.read_csv(src / "5-fold-cv.csv", dtype=str)
+    cv.loc[0, "Pathology"] = "malignant" if cv.loc[0, "Pathology"] == "benign" else "benign"
+    cv.to_csv(src / "5-fold-cv.csv", index=False)
+    with pytest.raises(Exception, match="pathology differs"):
+        prepare_busbra_folds(src, tmp_path / "m")

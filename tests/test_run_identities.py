@@ -99,11 +99,13 @@ def test_cross_validation_pretrained_runs(monkeypatch) -> None:
     pt = [s for s in specs if s.method.endswith(ex.IMAGENET)]
     assert sorted({s.method for s in pt}) == ["MNV2 (ImageNet)", "MNV2+LA-Net (ImageNet)",
                                               "MNV2+LA-Net-fine (ImageNet)"]
-    assert sorted(s.group["fold"] for s in pt) == sorted(list(range(1, 6)) * 3)
-    fixed = {s.method: s.config for s in ex.EXPERIMENTS["pretraining"](prof)
-             if s.group["init"] == PRETRAINED_REBUILT + ", fex lr x0.1" and s.seed == 0}
+    seeds = prof.cross_validation["seeds"]  # issue 27: repeated CV, every fold at every seed
+    assert sorted(s.group["fold"] for s in pt) == sorted(list(range(1, 6)) * 3 * len(seeds))
+    assert sorted({s.seed for s in pt}) == sorted(seeds)
+    fixed = {(s.method, s.seed): s.config for s in ex.EXPERIMENTS["pretraining"](prof)
+             if s.group["init"] == PRETRAINED_REBUILT + ", fex lr x0.1"}
     for s in pt:
-        ref = fixed[s.method[: -len(ex.IMAGENET)]]
+        ref = fixed[(s.method[: -len(ex.IMAGENET)], s.seed)]
         strip = lambda c: {**c, "name": None, "data": {**c["data"], "manifest": None}}  # noqa: E731
         assert strip(s.config) == strip(ref), s.label
         assert s.config["data"]["manifest"].endswith(f"busi_cv5_fold{s.group['fold']}.csv")
@@ -132,3 +134,21 @@ def test_table_columns_agree_with_the_run_configs(profile) -> None:
                 from lanet_core.study.experiments import short
 
                 assert spec.group["backbone"] == short(spec.config["model"]["backbone"]), spec.label
+
+
+def test_repeated_cv_adds_seeds_and_keeps_seed_0() -> None:
+    """Issue 27: seeds 1-2 on every fold for the headline methods, U-Net at seed 0 only; seed 0's runs are the
+    committed ones (same identities)."""
+    import lanet_core.study.experiments as ex
+
+    prof = load_profile("cpu")
+    specs = ex.EXPERIMENTS["cross_validation"](prof)
+    unet = [s for s in specs if s.method == "U-Net"]
+    assert unet and {s.seed for s in unet} == {0}
+    r18 = [s for s in specs if s.method == "R18+LA-Net"]
+    assert sorted((s.seed, s.group["fold"]) for s in r18) == [(k, f) for k in (0, 1, 2) for f in range(1, 6)]
+    committed = {p.name.rsplit("-", 1)[1] for p in RUN_DIRS}
+    seed0 = [s for s in specs if s.seed == 0 and not s.method.endswith(ex.IMAGENET)]
+    for s in seed0:
+        sha = file_sha256(project_root() / s.config["data"]["manifest"])
+        assert config_hash(s.config, sha) in committed, s.label

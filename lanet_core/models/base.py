@@ -5,6 +5,7 @@
   (``"feature extractor"`` is the pretrained part where there is one);
 * ``gradcam_layer``: the module Grad-CAM hooks (``None`` for segmenters), ``gradcam_reshape_transform``: tokens ->
   ``(B, C, h, w)`` for ViT, else ``None``;
+* ``batchnorm_trunk()``: the module whose BatchNorm ``model.bn_rebuild`` rebuilds;
 * ``bn_frozen`` / ``bn_rebuild_pending``: the BatchNorm state of the feature extractor, set once through
   :meth:`LanetModel.configure_batchnorm` by :func:`lanet_core.models.factory.build_model` and read by the trainer,
   ``describe`` and the provenance.
@@ -24,6 +25,11 @@ class LanetModel(nn.Module):
 
     def component_modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError(f"{type(self).__name__} must name its components")
+
+    def batchnorm_trunk(self) -> nn.Module:
+        """The module whose BatchNorm the trainer rebuilds from training images (``model.bn_rebuild``), called as
+        ``trunk(x)``: the ``feature_extractor`` where the model has one, else the whole model."""
+        return getattr(self, "feature_extractor", self)
 
     def configure_batchnorm(self, *, frozen: bool, rebuild_pending: bool) -> None:
         """Freeze the feature extractor's BatchNorm (converted BN-folded weights) or mark it for the trainer's

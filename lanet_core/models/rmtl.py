@@ -77,5 +77,9 @@ class RMTL(LanetModel):
         logits = self.classifier(f4.mean(dim=(2, 3)))
         return ModelOutput(logits=logits, lesion_logits=self.mask_head(f4))
 
+    def batchnorm_trunk(self) -> nn.Module:
+        """The shared timm trunk (its BatchNorm is rebuilt for converted BN-folded weights)."""
+        return self.features
+
     def component_modules(self) -> dict[str, nn.Module]:
         return {"feature extractor": self.features, "classifier head": self.classifier, "mask head": self.mask_head}

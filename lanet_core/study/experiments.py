@@ -345,6 +345,54 @@ def sensitivity(p: Profile) -> list[RunSpec]:
     return out
 
 
+# (kind, training images, regime) of the partly-labelled cross-validation: the ImageNet arms as s-SSL and F,
+# vanilla on every class label, U-Net (the profile's scratch baseline) on the boxed images for localisation.
+PARTIAL_CV_ARMS = (("lanet", "all", "s-SSL"), ("lanet", "labelled", "F"), ("lanet_fine", "all", "s-SSL"),
+                   ("lanet_fine", "labelled", "F"), ("rmtl", "all", "s-SSL"), ("rmtl", "labelled", "F"),
+                   ("classifier", "all", "class labels"), ("unet", "labelled", "F"))
+
+
+def partial_labels_cv(p: Profile) -> list[RunSpec]:
+    """Issue 28: the partly-labelled experiment over BUS-BRA's official 5 patient-level folds (every image tested
+    once), in the pretrained regime the BUSI cross-validation found strongest (``partial_labels_cv.regime``: a
+    ``pretrained.fine_tuning`` variant). Boxed fractions in order (20 % first, then the scarce one); fold-major,
+    so a partial run leaves complete folds. ``box_fractions`` are the tags of the committed manifests
+    ``busbra_cv5_fold{f}_box{tag}.csv`` (``lanet prepare busbra``)."""
+    cv = p.partial_labels_cv
+    if not cv:
+        return []
+    regimes = {ft.get("variant", ""): ft for ft in fine_tuning_entries(p)}
+    name = cv.get("regime", "")
+    if name not in regimes:
+        raise ConfigError(f"partial_labels_cv.regime {name!r} is not a pretrained.fine_tuning entry "
+                          f"(variants: {sorted(regimes)})")
+    ft = regimes[name]
+    pretrained_ok = local_weights_available(pretrained_source(p)[1])
+    arms = [a for a in PARTIAL_CV_ARMS if a[0] in cv.get("methods", [k for k, _, _ in PARTIAL_CV_ARMS])]
+    out = []
+    for tag in cv.get("box_fractions", [20]):
+        for seed in cv.get("seeds", p.seeds[:1]):
+            for fold in range(1, int(cv.get("folds", 5)) + 1):
+                man = p.dataset("busbra_cv", fold=fold, box=tag)
+                group = {"fold": fold, "boxed": int(tag)}
+                for kind, images, regime in arms:
+                    if kind == "unet":  # localisation reference: the profile's scratch U-Net
+                        m = method_name("unet", p.main_backbone)
+                        out.append(_spec(p, "partial_labels_cv", f"{m}-{regime}", seed, _data(man, train_images=images),
+                                         _model("unet", p.main_backbone), group={**group, "regime": regime, "family": m},
+                                         name=f"{m}-{regime}-box{tag}-fold{fold}"))
+                        continue
+                    if not pretrained_ok:
+                        continue
+                    m, ups, slug = _fine_tuning_run(p, ft, kind, man)
+                    ups[0]["data"]["train_images"] = images
+                    method = f"{m}-{regime}" if regime in ("s-SSL", "F") else m
+                    out.append(_spec(p, "partial_labels_cv", method, seed, *ups,
+                                     group={**group, "regime": regime, "family": m},
+                                     name=f"{slug}-{regime}-box{tag}-fold{fold}"))
+    return out
+
+
 CV_METHODS = ("vanilla", "lanet", "lanet_fine", "rmtl", "agn", "unet")
 
 
@@ -410,6 +458,7 @@ EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
     "depth": depth,
     "sensitivity": sensitivity,
     "cross_validation": cross_validation,
+    "partial_labels_cv": partial_labels_cv,
 }
 
 # Which experiments each notebook renders (the runner trains them in this order).
@@ -417,7 +466,7 @@ NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "01_data_audit": (),
     "02_fully_labelled": ("fully_labelled",),
     "03_pretraining": ("pretraining", "fully_labelled"),  # the pretraining table reads the R18 scratch runs too
-    "04_partial_labels": ("partial_labels", "sensitivity"),
+    "04_partial_labels": ("partial_labels", "sensitivity", "partial_labels_cv"),
     "05_attention_ablation": ("attention_ablation",),
     "06_label_ratio": ("label_ratio",),
     "07_input_size": ("input_size",),

@@ -20,7 +20,7 @@ from lanet_core.paths import project_root
 PROFILE_KEYS = {
     "name", "description", "output", "seeds", "datasets", "base", "sizes", "backbones", "label_ratios",
     "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides", "lanet_fine",
-    "cross_validation", "experiment_backbones", "baseline_backbones",
+    "cross_validation", "experiment_backbones", "baseline_backbones", "partial_labels_cv",
 }
 
 
@@ -46,6 +46,7 @@ class Profile:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     lanet_fine: dict[str, Any] = field(default_factory=dict)  # LA-Net-fine: finer lesion map (empty: not run)
     cross_validation: dict[str, Any] = field(default_factory=dict)  # folds, seeds, methods (empty: not run)
+    partial_labels_cv: dict[str, Any] = field(default_factory=dict)  # BUS-BRA official folds (empty: not run)
     experiment_backbones: dict[str, str] = field(default_factory=dict)  # experiment -> feature extractor (default: main)
     baseline_backbones: dict[str, str] = field(default_factory=dict)  # baseline key -> its encoder (e.g. deeplabv3: resnet50)
     path: Path | None = None
@@ -142,6 +143,7 @@ def load_profile(name: str) -> Profile:
             overrides=dict(raw.get("overrides", {})),
             lanet_fine=dict(raw.get("lanet_fine", {}) or {}),
             cross_validation=dict(raw.get("cross_validation", {}) or {}),
+            partial_labels_cv=dict(raw.get("partial_labels_cv", {}) or {}),
             experiment_backbones=dict(raw.get("experiment_backbones", {}) or {}),
             baseline_backbones=dict(raw.get("baseline_backbones", {}) or {}),
             path=path,

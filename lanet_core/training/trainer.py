@@ -143,7 +143,7 @@ class Trainer:
 
         ds, loader = self.ctx.split_loader("train")
         batches = (b["image"].to(self.ctx.device) for b in loader)
-        fex = getattr(model, "feature_extractor", model)
+        fex = model.batchnorm_trunk()
         n = rebuild_batchnorm(fex, batches, forward=fex)
         log.info("rebuilt %d BatchNorm layers from %d training images", n, len(ds))
         return n
