@@ -89,7 +89,7 @@ regimes = pretraining.regime_runs(full, runs, labels)
 if len(regimes):
     reg_table = study.table(pretraining.regimes_table(regimes, paper_numbers()), "pretraining_regimes",
         caption="Accuracy, AUC and lesion IoU per pretraining regime: ours mean ± 95 % CI over seeds (BUSI fixed "
-                "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (Tables 1, 21)")
+                "split, validation selection); the paper's ImageNet ResNet18 at 256 px as reported (the authors' result CSVs method_effect_busi.csv and ablation_busi_size.csv)")
     display(reg_table[["regime", "kind", "input (px)", "seeds", "source", "accuracy", "auc", "iou"]])
     rebuilt, frozen, scratch = (labels.get(k, k) for k in (fine_tuning_init(), "ImageNet", "scratch"))
     variants = [(labels[a], labels[b]) for a, b in fine_tuning_comparisons(study.profile) if a in labels and b in labels]

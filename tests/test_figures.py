@@ -338,7 +338,7 @@ def test_sweep_table_and_figure() -> None:
     sweep = figures.iou_threshold_sweep(_per_image_with_sweep())
     tab = figures.sweep_table(sweep, order=["U-Net", LANET]).set_index("method")
     assert list(tab.index) == ["U-Net", LANET]
-    assert tab.loc[LANET, "t=0.5_mean"] == pytest.approx(0.65) and tab.loc[LANET, "best_threshold"] == 0.5
+    assert tab.loc[LANET, "t=0.5_mean"] == pytest.approx(0.65) and tab.loc[LANET, "best_threshold_on_test"] == 0.5
     assert tab.loc[LANET, "t=0.7"] == "0.400 ± 0.000" and tab.loc[LANET, "n_seeds"] == 2
     assert figures.sweep_table(sweep.iloc[:0]).empty
     fig = figures.sweep_figure(sweep, [LANET, "U-Net"])

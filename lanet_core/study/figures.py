@@ -494,12 +494,12 @@ def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.D
             row[f"t={t:g}_mean"] = ci.mean
             if np.isfinite(ci.mean) and ci.mean > best_mean:
                 best, best_mean = float(t), ci.mean
-        row["best_threshold"] = best
+        row["best_threshold_on_test"] = best  # the argmax of test means: descriptive, never used to select
         rows.append(row)
     out = pd.DataFrame(rows)
     text = [c for c in out.columns if c.startswith("t=") and not c.endswith("_mean")]
     nums = [f"{c}_mean" for c in text]
-    return out[["method", "n_seeds", *text, "best_threshold", *nums]]
+    return out[["method", "n_seeds", *text, "best_threshold_on_test", *nums]]
 
 
 def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, threshold: float | None = 0.5):
