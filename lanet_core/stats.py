@@ -12,6 +12,11 @@ Conventions (LA-Net paper, ``authors-code.md`` §4.3):
   ``note="identical repeats"`` with no t and no p instead.
 * The repeat-level CI only captures training noise. :func:`paired_bootstrap_diff` resamples test images (paired
   by ``image_id``) to show test-set sampling noise.
+* Cross-validation: :func:`corrected_repeated_cv_ttest` (Nadeau & Bengio 2003; Bouckaert & Frank 2004) over the
+  per-(fold, seed) differences includes training variance and decides the cross-validated claims; the per-image
+  paired tests (:func:`mcnemar_exact`, :func:`delong_paired`, :func:`paired_t`) condition on the trained models.
+* Verdicts: :func:`verdict` is the one rule from a CI to "reproduced / contradicted / inconclusive", and
+  :func:`rules_out` the one wording of what an inconclusive CI still rules out (``docs/statistics.md``).
 """
 
 from __future__ import annotations
@@ -593,32 +598,174 @@ def paired_t(values_a: Sequence[float], values_b: Sequence[float], metric: str =
     return PairedDiff(metric, float(d.mean()), float(ci.low), float(ci.high), float(res.pvalue), "paired t", len(d))
 
 
-EquivalenceVerdict = Literal["reproduced", "contradicted", "inconclusive"]
+# ---------------------------------------------------------------------------------------------- repeated cross-validation
+# The per-image tests above condition on one trained model per fold. The test below treats each (fold, seed) run as
+# one replicate of the whole training procedure, so its interval includes the training variance (docs/statistics.md).
+
+CORRECTED_CV_TEST = "corrected repeated k-fold t"
 
 
-def verdict(diff: PairedDiff, claim: Literal["better", "no difference"], *, margin: float | None = None,
-            alpha: float = 0.05) -> dict[str, object]:
-    """The verdict on a claim from the two-sided (1 - alpha) CI of ``a - b`` (same units as ``diff``).
+@dataclass(frozen=True)
+class RepeatedCVTest:
+    """Corrected repeated k-fold t-test of a mean difference ``a - b`` (:func:`corrected_repeated_cv_ttest`).
 
-    * ``better`` (a > b): reproduced if the CI lies above 0, contradicted if it lies below 0, else inconclusive,
-      and then ``rules_out`` says the largest gain the data still allow: "a - b < high".
-    * ``no difference``: needs an equivalence ``margin`` declared in advance: reproduced if the CI lies inside
-      ``(-margin, +margin)`` (TOST at alpha/2 per side), contradicted if it lies entirely outside, else
-      inconclusive. Without a margin it is always inconclusive.
+    ``estimate``/``low``/``high`` are in the units of the differences (fractions for accuracy and AUC); ``p`` is
+    two-sided; ``df = n_pairs - 1``; ``sd`` is the SD of the ``n_pairs`` (fold, seed) differences and ``se`` the
+    corrected standard error ``sqrt((1/n_pairs + test_train_ratio) * sd**2)``. ``note``: ``"n < 2"`` (no interval)
+    or ``"all values identical"`` (zero spread: a zero-width interval at the estimate).
     """
-    lo, hi = diff.low, diff.high
-    if claim == "better":
-        v = "reproduced" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
-        rules_out = f"difference < {hi:+.4g}" if v == "inconclusive" else ""
-    elif claim == "no difference":
-        if margin is None:
-            v, rules_out = "inconclusive", "no equivalence margin declared"
-        else:
-            v = "reproduced" if (-margin < lo and hi < margin) else "contradicted" if (lo >= margin or hi <= -margin) else "inconclusive"
-            rules_out = f"|difference| < {max(abs(lo), abs(hi)):.4g}" if v != "contradicted" else ""
-    else:
-        raise DataError(f"unknown claim kind {claim!r}")
-    return {"verdict": v, "rules_out": rules_out}
+
+    metric: str
+    estimate: float
+    low: float
+    high: float
+    p: float
+    df: int
+    n_pairs: int
+    sd: float
+    se: float
+    test_train_ratio: float
+    confidence: float = 0.95
+    note: str = ""
+    test: str = CORRECTED_CV_TEST
+
+    @property
+    def diff(self) -> float:
+        """Alias of ``estimate`` (the field name of :class:`PairedDiff`)."""
+        return self.estimate
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def corrected_repeated_cv_ttest(differences: Sequence[float], test_train_ratio: float, *, metric: str = "",
+                                confidence: float = 0.95) -> RepeatedCVTest:
+    """Corrected repeated k-fold t-test (Nadeau & Bengio 2003, Machine Learning 52:239-281; Bouckaert & Frank
+    2004, PAKDD) over the ``J = k * r`` per-(fold, seed) differences ``a - b`` of a metric.
+
+    ``differences``: ``(J,)`` one value per (fold, seed) at which both arms have a run; NaNs are dropped.
+    ``test_train_ratio``: ``n_test / n_train`` of one fold (``>= 0``). The variance of the mean difference is
+    ``(1/J + n_test/n_train) * s**2`` (``s``: SD of the differences, ``ddof=1``), which adds to the naive
+    ``s**2 / J`` the correlation between runs that share training (and, across seeds, test) images; the statistic
+    has ``J - 1`` degrees of freedom (``scipy.stats.t``). With one seed (``r = 1``) this is the corrected k-fold
+    t-test over ``k`` differences.
+
+    Example: differences ``[0.02, 0.04, 0.00, 0.06, 0.03]``, ratio 0.25: mean 0.03, ``s**2 = 0.0005``,
+    ``se = sqrt(0.45 * 0.0005) = 0.015``, ``t = 2``, ``df = 4``, p = 0.116, 95 % CI 0.03 ± 2.776 * 0.015.
+    """
+    _check_confidence(confidence)
+    ratio = float(test_train_ratio)
+    if not (math.isfinite(ratio) and ratio >= 0):
+        raise DataError(f"corrected_repeated_cv_ttest: test_train_ratio must be a finite number >= 0, got {ratio!r}")
+    d = _as_float_array(differences, "corrected_repeated_cv_ttest")
+    d = d[~np.isnan(d)]
+    n, nan = int(d.size), float("nan")
+    est = float(d.mean()) if n else nan
+    if n < 2:
+        return RepeatedCVTest(metric, est, nan, nan, nan, max(n - 1, 0), n, nan, nan, ratio, confidence, TOO_FEW)
+    sd = float(d.std(ddof=1))
+    se = math.sqrt((1.0 / n + ratio) * sd**2)
+    if se <= ZERO_VARIANCE_RTOL * max(1.0, float(np.abs(d).max())):
+        p = 1.0 if est == 0 else 0.0
+        return RepeatedCVTest(metric, est, est, est, p, n - 1, n, sd, 0.0, ratio, confidence, DEGENERATE)
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * se
+    p = float(2.0 * sps.t.sf(abs(est) / se, df=n - 1))
+    return RepeatedCVTest(metric, est, est - half, est + half, p, n - 1, n, sd, se, ratio, confidence)
+
+
+# ---------------------------------------------------------------------------------------------------------- verdicts
+# The one rule that turns an interval into a verdict on a claim, and the one wording of what an inconclusive
+# interval still rules out; every table and claim of the study uses these two.
+
+Expectation = Literal["greater", "less", "not_greater"]
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict on a claim: ``kind`` (one of :data:`VERDICTS`), ``reason`` (the text that follows it, e.g.
+    ``" (same direction, CI includes 0): rules out an effect above +5.1 points"``) and ``rules_out`` (the bare
+    phrase of :func:`rules_out`, set only for an inconclusive interval). ``str(v)`` is the full verdict."""
+
+    kind: str
+    reason: str = ""
+    rules_out: str = ""
+
+    def __str__(self) -> str:
+        return self.kind + self.reason
+
+
+def rules_out(metric: str, bound: float) -> str:
+    """What an inconclusive interval still rules out, in ``metric``'s display units: ``"an effect above +5.1
+    points"`` (accuracy, AUC: fractions shown x100) or ``"an effect above +0.041"`` (IoU). ``bound``: the interval's
+    end on the claim's side (a fraction)."""
+    from lanet_core.reporting.formats import metric_format  # reporting imports this module
+
+    f = metric_format(metric)
+    return f"an effect above {bound * f.scale:+.{f.digits}f}" + (" points" if f.scale == 100 else "")
+
+
+def verdict(diff: float, low: float, high: float, metric: str, expect: Expectation = "greater", *,
+            margin: float | None = None) -> Verdict:
+    """The verdict on a claim about ``a - b`` from its two-sided 95 % CI ``[low, high]`` (fractions).
+
+    * ``expect="greater"`` ("a is better than b") or ``"less"``: *reproduced* when the CI lies entirely on the
+      claim's side of 0, *contradicted* when entirely on the other side, else *inconclusive*, and then the reason
+      says on which side the estimate lies and :func:`rules_out` the largest effect in the claim's direction the
+      data still allow (``high`` for "greater", ``-low`` for "less").
+    * ``expect="not_greater"`` ("a is not better than b", non-superiority): needs an equivalence ``margin`` declared
+      in advance; *contradicted* when the CI lies above 0, *reproduced* when it lies below ``+margin``, else
+      inconclusive (no margin, or the CI reaches above it).
+    * A missing interval (NaN: fewer than two values) is inconclusive ``" (n < 2)"``; a zero difference with a
+      zero-width interval (identical repeats) contradicts a "greater"/"less" claim and reproduces "not_greater".
+    """
+    if expect not in ("greater", "less", "not_greater"):
+        raise DataError(f"verdict: expect must be 'greater', 'less' or 'not_greater', got {expect!r}")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Verdict("inconclusive", f" ({TOO_FEW})")
+    if diff == 0 and low == high:
+        if expect == "not_greater":
+            return Verdict("reproduced")
+        return Verdict("contradicted", " (identical repeats, no difference)")
+    if expect == "not_greater":
+        return _non_superiority(low, high, metric, margin)
+    sign = 1 if expect == "greater" else -1
+    lo, hi = sorted((sign * low, sign * high))
+    if lo > 0:
+        return Verdict("reproduced")
+    if hi < 0:
+        return Verdict("contradicted")
+    phrase = rules_out(metric, hi)
+    side = "same" if sign * diff > 0 else "opposite"
+    return Verdict("inconclusive", f" ({side} direction, CI includes 0): rules out {phrase}", phrase)
+
+
+def _non_superiority(low: float, high: float, metric: str, margin: float | None) -> Verdict:
+    """:func:`verdict` for "a is not better than b" against a declared ``margin`` (a fraction)."""
+    from lanet_core.reporting.formats import metric_format
+
+    if low > 0:
+        return Verdict("contradicted")
+    if margin is None:
+        return Verdict("inconclusive", " (no equivalence margin declared)")
+    shown = f"+{margin * metric_format(metric).scale:g}"
+    if high < margin:
+        return Verdict("reproduced", f" (CI below the margin {shown})")
+    phrase = rules_out(metric, high)
+    return Verdict("inconclusive", f" (the CI reaches above the declared margin {shown}): rules out {phrase}", phrase)
+
+
+def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
+    """``{metric: "diff [low, high] (p=...)", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples
+    (:func:`welch_difference`; numbers as fractions, the text in the metric's display units)."""
+    from lanet_core.reporting.formats import format_diff_ci  # reporting imports this module
+
+    w = welch_difference(xa, xb)
+    out: dict[str, object] = {f"{metric}_diff": w.diff, f"{metric}_low": w.low, f"{metric}_high": w.high,
+                              f"{metric}_p": w.p}
+    text = format_diff_ci(metric, w.diff, w.low, w.high)
+    out[metric] = f"{text} ({w.note})" if w.note else f"{text} (p={w.p:.3g})"
+    return out
 
 
 def tally(verdicts: Iterable[str]) -> str:

@@ -29,10 +29,20 @@
 # ResNet18 of the other rows (different extractor and input size), so compare it with them as a regime, not a
 # method.
 #
-# Out-of-fold predictions are paired by image (seeds, if several, averaged per image first) and compared with
-# two-sided tests: exact McNemar (accuracy), DeLong (AUC), paired t (IoU). A verdict on "A is better than B" is
-# *reproduced* when the 95 % CI of A - B lies above 0, *contradicted* when below, else *inconclusive*, and
-# then the table states the largest gain the data still allow.
+# Every (method, fold, seed) is one training run: seeds 0-2 on every fold (U-Net at seed 0 only). Each comparison
+# A - B gets two two-sided 95 % tests:
+#
+# * **with retraining** (the verdict): the corrected repeated k-fold t-test (Nadeau & Bengio 2003; Bouckaert & Frank
+#   2004) over the per-(fold, seed) differences of the run metrics, paired by fold and seed, with the variance
+#   correction 1/J + n_test/n_train (n_train = train + validation images of a fold, 129/516 = 0.25). It asks
+#   whether *training* A gives a better classifier than training B, so its interval includes the run-to-run spread
+#   (`docs/statistics.md`).
+# * **given these trained models** (beside it): per-image paired tests over the 645 out-of-fold images, on the seed
+#   ensemble of each fold (malignancy probability and IoU averaged over the seeds, then decided once): exact McNemar
+#   (accuracy), DeLong (AUC), paired t (IoU). It asks whether these particular networks differ on these images.
+#
+# A verdict on "A is better than B" is *reproduced* when the retraining CI of A - B lies above 0, *contradicted*
+# when below, else *inconclusive*, and then the table states the largest gain the data still allow.
 
 # %% tags=["parameters"]
 profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
@@ -55,25 +65,30 @@ pt_lanet, pt_vanilla, pt_fine = (imagenet_cv_method(study.profile, k) for k in (
 # ## Per fold and pooled
 
 # %%
-summary = crossval.fold_summary(res)
+cv = crossval.cv_records(res)
+summary = crossval.fold_summary(res, cv=cv)
 study.table(summary, "cv_summary",
-            caption="5-fold cross-validation on BUSI: mean ± 95 % CI over folds, and the pooled out-of-fold value")
+            caption="5-fold cross-validation on BUSI: mean over the (fold, seed) runs ± 95 % CI including training "
+                    "variance (corrected repeated k-fold t, n_test/n_train = "
+                    f"{cv.ratio:.2f}), and the pooled out-of-fold value of the seed ensemble over every image")
 
 # %% [markdown]
-# ## Paired comparisons over all images
+# ## Paired comparisons: with retraining (the verdict) and given these trained models
 
 # %%
-oof = crossval.out_of_fold(res)
+oof = cv.oof
 present = set(oof["method"]) if len(oof) else set()
 pairs = [(a, b) for a, b in [(lanet, vanilla), (lanet, rmtl), (fine, lanet), (fine, vanilla), (fine, rmtl),
                              (fine, agn), (fine, unet), (lanet, agn), (lanet, unet),
                              (pt_lanet, pt_vanilla), (pt_fine, pt_vanilla), (pt_fine, pt_lanet), (pt_lanet, lanet),
                              (pt_vanilla, vanilla), (pt_fine, rmtl)] if a in present and b in present]
-paired = crossval.paired_table(oof, pairs)
+paired = crossval.paired_table(cv, pairs)
 study.table(paired, "cv_paired_tests",
-            caption="Out-of-fold paired differences A - B (accuracy and AUC in points, IoU as a fraction), 95 % CI, "
-                    "two-sided p: exact McNemar (accuracy), DeLong (AUC), paired t (IoU)")
-paired[[c for c in paired.columns if c not in ("diff", "low", "high")]] if len(paired) else paired
+            caption="Cross-validated differences A - B (accuracy and AUC in points, IoU as a fraction), 95 % CI, "
+                    "two-sided p. With retraining (the verdict): corrected repeated k-fold t over the (fold, seed) "
+                    "runs of both methods. Given these trained models: per-image tests over the out-of-fold images on "
+                    "each fold's seed ensemble, exact McNemar (accuracy), DeLong (AUC), paired t (IoU)")
+paired
 
 # %%
 if len(paired):
@@ -82,7 +97,7 @@ if len(paired):
 # %% [markdown]
 # ## Model selection across folds: validation accuracy (the paper) vs mean of validation AUC and IoU
 # Every joint run records the test metrics of the epoch each criterion selects; here the replicates are the folds
-# (one run per fold), so the 95 % CIs are over five different test sets, not seeds.
+# (the seeds of a fold averaged first), so the 95 % CIs are over five different test sets, not seeds.
 
 # %%
 from lanet_core.study import figures  # noqa: E402

@@ -44,10 +44,11 @@ def test_verdict_rule():
     text, verdict = judge(np.array([0.80, 0.90, 0.70]), np.array([0.81, 0.79, 0.80]), "accuracy", "A", "B")
     assert verdict.startswith("inconclusive") and "rules out an effect above" in verdict and text.startswith("A ")
     assert judge(np.array([]), lo, "accuracy", "A", "B") == ("runs missing", "not run")
+    assert judge(np.array([0.8]), lo, "accuracy", "A", "B")[1] == "inconclusive (n < 2)"
     base = np.array([0.80, 0.81, 0.79])
     assert judge(base + 0.001, base, "accuracy", "A", "B", expect="not_greater")[1].startswith("reproduced (CI below")
     wide = judge(base + np.array([0.0, 0.2, -0.1]), base, "accuracy", "A", "B", expect="not_greater")[1]
-    assert wide.startswith("inconclusive: the CI reaches") and "above the declared margin +3" in wide
+    assert wide.startswith("inconclusive (the CI reaches above the declared margin +3): rules out an effect above +")
 
 
 def test_readme_index_names_tables_and_figures_the_notebooks_write():
@@ -76,3 +77,29 @@ def test_run_fields_come_from_the_recorded_config_and_provenance(tmp_path):
     assert f["precision"] == "bf16-autocast" and f["arch"] == "lanet" and f["selected_on"] == "val"
     seg = run_fields(resolve_config({"model": {"arch": "unet"}}), tmp_path / "absent")
     assert seg["attention"] == "" and np.isnan(seg["fusion_stride"]) and seg["precision"] == ""
+
+
+def test_cv_claims_are_judged_with_retraining_and_show_the_per_image_test():
+    """A cv_ claim's verdict comes from the corrected repeated k-fold t-test over the (fold, seed) runs; the per-image
+    test ("given these trained models") is in the evidence beside it, with its own verdict."""
+    import pandas as pd
+
+    from lanet_core.study import crossval
+    from lanet_core.study.claims import judge_cv
+
+    n = 400
+    y = np.arange(n) % 2
+    pa = np.where(y == 1, 0.9, 0.1)
+    pb = pa.copy()
+    pb[:40] = 1 - pb[:40]  # B wrong where A is right on 40 images: per image, A is clearly better
+    oof = pd.DataFrame({"method": ["A"] * n + ["B"] * n, "image_id": list(range(n)) * 2, "y_true": list(y) * 2,
+                        "p_malignant": np.r_[pa, pb]})
+    oof["correct"] = ((oof["p_malignant"] > 0.5).astype(int) == oof["y_true"]).astype(float)
+    runs = pd.DataFrame({"method": ["A"] * 6 + ["B"] * 6, "fold": [1, 1, 2, 2, 3, 3] * 2, "seed": [0, 1] * 6,
+                         "accuracy": [0.9, 0.7, 0.8, 0.95, 0.75, 0.85, 0.8, 0.8, 0.85, 0.8, 0.8, 0.8]})
+    sizes = pd.DataFrame({"fold": [1, 2, 3], "n_train": 200, "n_val": 50, "n_test": 125})
+    text, verdict = judge_cv(crossval.CVRecords(oof, runs, sizes), "A", "B", "accuracy")
+    assert verdict.startswith("inconclusive (same direction, CI includes 0): rules out an effect above +")
+    assert "with retraining" in text and "6 (fold, seed) pairs over 3 folds" in text
+    assert "given these trained models" in text and "exact McNemar" in text and text.endswith("(reproduced)")
+    assert judge_cv(crossval.CVRecords(oof, runs, sizes), "A", "C", "accuracy") == ("runs missing", "not run")

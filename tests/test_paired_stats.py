@@ -1,4 +1,4 @@
-"""Paired tests over images (issue 12): McNemar, DeLong, paired t, verdicts with equivalence margins, tally."""
+"""Paired tests over images (issue 12): McNemar, DeLong, paired t; the one verdict rule (issue 29); tally."""
 
 from __future__ import annotations
 
@@ -59,19 +59,31 @@ def test_paired_t_matches_scipy() -> None:
     assert r.low < 0.12 < r.high
 
 
-def test_verdicts_and_equivalence() -> None:
-    D = stats.PairedDiff
-    assert stats.verdict(D("a", 0.05, 0.01, 0.09, 0.01, "t", 100), "better")["verdict"] == "reproduced"
-    assert stats.verdict(D("a", -0.05, -0.09, -0.01, 0.01, "t", 100), "better")["verdict"] == "contradicted"
-    inc = stats.verdict(D("a", 0.01, -0.02, 0.031, 0.5, "t", 100), "better")
-    assert inc["verdict"] == "inconclusive" and inc["rules_out"] == "difference < +0.031"
-    # "no difference" needs a margin: the Fig. 10 case (CI [-8.1, +7.3] points) is not "reproduced"
-    wide = D("a", -0.004, -0.081, 0.073, 0.9, "t", 82)
-    assert stats.verdict(wide, "no difference")["verdict"] == "inconclusive"
-    assert stats.verdict(wide, "no difference", margin=0.05)["verdict"] == "inconclusive"
-    narrow = D("a", 0.0, -0.02, 0.02, 0.9, "t", 600)
-    assert stats.verdict(narrow, "no difference", margin=0.05)["verdict"] == "reproduced"
-    assert stats.verdict(D("a", 0.2, 0.1, 0.3, 0.0, "t", 600), "no difference", margin=0.05)["verdict"] == "contradicted"
+def test_one_verdict_function() -> None:
+    """stats.verdict is the one rule from an interval to a verdict (fixed-split, cross-validated and per-image
+    tables alike), and stats.rules_out the one wording of what an inconclusive interval still rules out."""
+    v = stats.verdict
+    assert str(v(0.05, 0.01, 0.09, "accuracy")) == "reproduced"
+    assert str(v(-0.05, -0.09, -0.01, "accuracy")) == "contradicted"
+    assert str(v(-0.05, -0.09, -0.01, "accuracy", "less")) == "reproduced"
+    inc = v(0.01, -0.02, 0.031, "iou")
+    assert inc.kind == "inconclusive" and inc.rules_out == stats.rules_out("iou", 0.031) == "an effect above +0.031"
+    assert str(inc) == "inconclusive (same direction, CI includes 0): rules out an effect above +0.031"
+    acc = v(-0.01, -0.05, 0.02, "accuracy")
+    assert str(acc) == "inconclusive (opposite direction, CI includes 0): rules out an effect above +2.0 points"
+    less = v(-0.01, -0.04, 0.02, "accuracy", "less")  # the bound on the claim's side: -low
+    assert less.rules_out == "an effect above +4.0 points" and "same direction" in str(less)
+    assert str(v(0.0, 0.0, 0.0, "accuracy")) == "contradicted (identical repeats, no difference)"
+    assert str(v(0.01, float("nan"), float("nan"), "accuracy")) == "inconclusive (n < 2)"
+    # "not better" needs a margin declared in advance (non-superiority)
+    assert str(v(0.0, -0.02, 0.02, "accuracy", "not_greater")) == "inconclusive (no equivalence margin declared)"
+    assert str(v(0.0, -0.02, 0.02, "accuracy", "not_greater", margin=0.03)) == "reproduced (CI below the margin +3)"
+    wide = v(-0.004, -0.081, 0.073, "accuracy", "not_greater", margin=0.03)
+    assert str(wide) == ("inconclusive (the CI reaches above the declared margin +3): rules out an effect above "
+                         "+7.3 points")
+    assert str(v(0.2, 0.1, 0.3, "accuracy", "not_greater", margin=0.03)) == "contradicted"
+    with pytest.raises(stats.DataError):
+        v(0.0, -1.0, 1.0, "accuracy", "better")
 
 
 def test_tally() -> None:

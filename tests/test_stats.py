@@ -271,3 +271,15 @@ def test_welch_difference_matches_the_welch_formula() -> None:
     assert w.note == "" and 0 < w.p < 0.05
     assert welch_difference([0.5, 0.5], [0.4, 0.4]).note == "identical repeats"
     assert math.isnan(welch_difference([0.5], [0.4, 0.45]).low)
+
+
+def test_diff_ci_lives_in_stats_and_is_welch_in_display_units() -> None:
+    from lanet_core import stats
+    from lanet_core.study import notebook
+
+    a, b = np.array([0.80, 0.82, 0.84]), np.array([0.70, 0.71, 0.75])
+    d = stats.diff_ci(a, b, "accuracy")
+    w = stats.welch_difference(a, b)
+    assert d["accuracy_diff"] == pytest.approx(w.diff) and d["accuracy_low"] == pytest.approx(w.low)
+    assert d["accuracy"] == f"+{w.diff * 100:.1f} [{w.low * 100:+.1f}, {w.high * 100:+.1f}] (p={w.p:.3g})"
+    assert notebook.diff_ci is stats.diff_ci  # the notebooks' import still works

@@ -1,8 +1,11 @@
 """The paper's claims, declared as data (``claims.yaml`` beside this module) and judged by one function.
 
-A claim "A is better than B" is *reproduced* when our mean difference has a 95 % CI (Welch over seeds, or a paired
-test over images for the cross-validated claims) entirely on the paper's side, *contradicted* when it is entirely
-on the other side, and *inconclusive* otherwise (the verdict then states the largest effect the data still allow).
+A claim "A is better than B" is *reproduced* when our mean difference has a 95 % CI entirely on the paper's side,
+*contradicted* when it is entirely on the other side, and *inconclusive* otherwise (the verdict then states the
+largest effect the data still allow); the rule is :func:`lanet_core.stats.verdict`, the one rule of the study.
+The CI is Welch's over seeds for the fixed-split claims, and for the cross-validated (``cv_``) claims the corrected
+repeated k-fold t-test over the (fold, seed) runs, which includes training variance; the per-image paired test
+("given these trained models") is shown beside it in the evidence (:mod:`lanet_core.study.crossval`).
 A claim "A is not better than B" needs an equivalence margin declared in advance (:data:`EQUIVALENCE_MARGINS`).
 
 Adding a claim: one entry in ``claims.yaml`` (its header documents the fields); names in braces come from
@@ -21,9 +24,9 @@ import yaml
 
 from lanet_core import reporting
 from lanet_core.errors import ConfigError
-from lanet_core.stats import mean_ci
+from lanet_core.stats import diff_ci, mean_ci, verdict
 from lanet_core.study.experiments import FINE, imagenet_cv_method, method_name, short
-from lanet_core.study.notebook import Study, diff_ci
+from lanet_core.study.notebook import Study
 
 # Equivalence (non-superiority) margins for "A is not better than B" claims, declared with issue 12 before the
 # cross-validated runs were analysed: 3 accuracy points (about the seed-to-seed SD of BUSI accuracy here),
@@ -125,56 +128,39 @@ def _fmt(metric: str, x: np.ndarray) -> str:
 
 def judge(a: np.ndarray, b: np.ndarray, metric: str, la: str, lb: str, expect: str = "greater") -> tuple[str, str]:
     """(evidence text, verdict) for the claim ``a > b`` (``expect="greater"``), ``a < b`` ("less") or
-    ``a not > b`` ("not_greater"); ``a``/``b``: one value per run."""
+    ``a not > b`` ("not_greater"); ``a``/``b``: one value per run (seeds), Welch's 95 % CI of the difference."""
     if len(a) == 0 or len(b) == 0:
         return "runs missing", "not run"
     d = diff_ci(a, b, metric)
-    lo, hi, diff = d[f"{metric}_low"], d[f"{metric}_high"], d[f"{metric}_diff"]
     text = f"{la} {_fmt(metric, a)} vs {lb} {_fmt(metric, b)}; difference {d[metric]}"
-    if np.isnan(lo):
-        return text, "inconclusive (n < 2)"
-    if diff == 0 and lo == hi:
-        return text, "contradicted (identical repeats, no difference)" if expect != "not_greater" else "reproduced"
-    sign = 1 if expect in ("greater", "not_greater") else -1
-    lo_s, hi_s = sorted((sign * lo, sign * hi))
-    if expect == "not_greater":  # "A is not better than B": needs a margin declared in advance (EQUIVALENCE_MARGINS)
-        f = reporting.metric_format(metric)
-        margin = EQUIVALENCE_MARGINS.get(metric)
-        if lo > 0:
-            return text, "contradicted"
-        if margin is None:
-            return text, "inconclusive (no equivalence margin declared)"
-        if hi < margin:
-            return text, f"reproduced (CI below the margin +{margin * f.scale:g})"
-        return text, (f"inconclusive: the CI reaches {hi * f.scale:+.{f.digits}f}, above the declared margin "
-                      f"+{margin * f.scale:g}")
-    if lo_s > 0:
-        return text, "reproduced"
-    if hi_s < 0:
-        return text, "contradicted"
-    f = reporting.metric_format(metric)
-    unit = " points" if f.scale == 100 else ""
-    bound = hi if expect == "greater" else -lo  # the largest effect in the paper's direction the data allow
-    return text, (f"inconclusive ({'same' if sign * diff > 0 else 'opposite'} direction, CI includes 0): "
-                  f"rules out an effect above {bound * f.scale:+.{f.digits}f}{unit}")
+    v = verdict(d[f"{metric}_diff"], d[f"{metric}_low"], d[f"{metric}_high"], metric, expect,
+                margin=EQUIVALENCE_MARGINS.get(metric))
+    return text, str(v)
 
 
-def judge_paired(oof: pd.DataFrame, a: str, b: str, metric: str) -> tuple[str, str]:
-    """(evidence text, verdict) for "``a`` is better than ``b``" on out-of-fold predictions, paired over images."""
-    from lanet_core import stats
+def judge_cv(cv, a: str, b: str, metric: str, expect: str = "greater") -> tuple[str, str]:
+    """(evidence text, verdict) for "``a`` is better than ``b``" in the cross-validation (``cv``:
+    :class:`lanet_core.study.crossval.CVRecords`): the verdict from the corrected repeated k-fold t-test over the
+    (fold, seed) runs (with retraining); the per-image test over the out-of-fold images ("given these trained
+    models") follows in the evidence with its own verdict, for comparison."""
     from lanet_core.study import crossval
 
-    d = crossval.paired(oof, a, b, metric)
-    if d is None:
+    rt, img = crossval.repeated_cv(cv, a, b, metric), crossval.paired(cv.oof, a, b, metric)
+    if rt is None:
         return "runs missing", "not run"
-    f = reporting.metric_format(metric)
-    unit = " points" if f.scale == 100 else ""
-    text = (f"{a} - {b} = {d.diff * f.scale:+.{f.digits}f} [{d.low * f.scale:+.{f.digits}f}, "
-            f"{d.high * f.scale:+.{f.digits}f}]{unit}, {d.test} p = {d.p:.3g}, {d.n} images")
-    v = stats.verdict(d, "better")
-    verdict = v["verdict"] if v["verdict"] != "inconclusive" else (
-        f"inconclusive: rules out a gain above {d.high * f.scale:+.{f.digits}f}{unit}")
-    return text, verdict
+    margin = EQUIVALENCE_MARGINS.get(metric)
+    folds = crossval.run_pairs(cv.runs, a, b, metric)["fold"].nunique()
+    text = (f"{a} - {b} with retraining: {reporting.format_diff_ci(metric, rt.estimate, rt.low, rt.high)}"
+            f"{_unit(metric)}, {rt.test} p = {rt.p:.3g}, {rt.n_pairs} (fold, seed) pairs over {folds} folds")
+    if img is not None:
+        iv = verdict(img.diff, img.low, img.high, metric, expect, margin=margin)
+        text += (f"; given these trained models: {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
+                 f"{_unit(metric)}, {img.test} p = {img.p:.3g}, {img.n} images ({iv.kind})")
+    return text, str(verdict(rt.estimate, rt.low, rt.high, metric, expect, margin=margin))
+
+
+def _unit(metric: str) -> str:
+    return " points" if reporting.metric_format(metric).scale == 100 else ""
 
 
 def collapsed_methods(res) -> set[str]:
@@ -212,10 +198,14 @@ class _Evidence:
             return gc.groupby(["method", "seed"])["cam_energy_in_lesion"].mean().reset_index()
         return self.cached("gradcam", make)
 
-    def out_of_fold(self) -> pd.DataFrame:
+    def cv(self):
+        """:class:`lanet_core.study.crossval.CVRecords` of the cross-validation, read once."""
         from lanet_core.study import crossval
 
-        return self.cached("oof", lambda: crossval.out_of_fold(self.study.experiment("cross_validation")))
+        return self.cached("cv", lambda: crossval.cv_records(self.study.experiment("cross_validation")))
+
+    def out_of_fold(self) -> pd.DataFrame:
+        return self.cv().oof
 
     def collapsed(self, experiment: str) -> set[str]:
         return self.cached(f"collapsed:{experiment}", lambda: collapsed_methods(self.study.experiment(experiment)))
@@ -256,7 +246,7 @@ def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Cl
     kind, metric, expect = e.get("kind", "seeds"), e["metric"], e.get("expect", "greater")
     a, b = _fill(e["a"], names), _fill(e["b"], names)
     if kind == "paired_cv":
-        c.evidence, c.verdict = judge_paired(ev.out_of_fold(), a, b, metric)
+        c.evidence, c.verdict = judge_cv(ev.cv(), a, b, metric, expect)
         return c
     if kind == "seed_drop":
         runs = ev.runs(e["experiment"])

@@ -1,36 +1,48 @@
-"""Cross-validated comparisons over every image: out-of-fold predictions and paired tests (issue 12).
+"""Cross-validated comparisons over every image (issue 12) with verdicts that include training variance (issue 27).
 
-Each BUSI image is tested exactly once across the folds (:mod:`lanet_core.data.folds`), so the union of the
-folds' per-image records is one out-of-fold prediction per image and method. Seeds, where there are several,
-are averaged per image first (malignancy probability, IoU), so the unit of inference is the image.
+Each BUSI image is tested exactly once across the folds (:mod:`lanet_core.data.folds`); every (method, fold, seed)
+is one training run. Two tests per comparison ``a - b`` (two-sided, 95 %, :mod:`lanet_core.stats`):
 
-Tests (:mod:`lanet_core.stats`), two-sided, 95 %:
+* **with retraining** (the verdict): the corrected repeated k-fold t-test (Nadeau & Bengio 2003; Bouckaert & Frank
+  2004) over the per-(fold, seed) differences of the run metrics (:func:`run_table`), paired by fold and seed
+  (only the (fold, seed) pairs where both arms have a run), with the variance correction ``1/J + n_test/n_train``
+  (``n_train`` = the fold's train + validation images: the data the training procedure is given,
+  :func:`fold_sizes`). It asks "does training ``a`` give a better classifier than training ``b``".
+* **given these trained models** (shown beside it): per-image paired tests over the out-of-fold predictions
+  (:func:`out_of_fold`), exact McNemar (accuracy), DeLong (AUC), paired t (IoU / Dice). Where a method has
+  several seeds, they run over the seed ensemble: the malignancy probability (and IoU) averaged over the seeds of
+  an image's fold, then decided once (:func:`lanet_core.metrics.decide`); with one seed this is the seed-0 model,
+  as before. It asks "do these particular networks differ on these images".
 
-* accuracy: exact McNemar on the discordant images, Wald CI of the paired difference;
-* AUC: DeLong's paired test (the pairing of images enters through the placement values);
-* IoU / Dice: paired t over the images with a mask.
-
-Differences are ``a - b`` in display units (accuracy and AUC in points, IoU as a fraction).
+Differences are ``a - b`` as fractions; tables show accuracy and AUC in points, IoU as a fraction.
+See ``docs/statistics.md``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from lanet_core import stats
-from lanet_core.metrics import decide_or_nan
-from lanet_core.reporting import format_metric_ci, metric_format
+from lanet_core.data.manifest import read_manifest
+from lanet_core.metrics import classification_metrics, decide_or_nan
+from lanet_core.reporting import format_diff_ci, format_metric_ci, metric_format
 from lanet_core.study.records import ExperimentResults
 
 PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t"}
+RUN_METRICS = ("accuracy", "auc", "iou", "dice")
+RUN_KEYS = ["method", "fold", "seed"]
+WITH_RETRAINING = "difference (with retraining)"  # the columns of :func:`paired_table`
+GIVEN_MODELS = "difference (given these trained models)"
 
 
 def out_of_fold(res: ExperimentResults) -> pd.DataFrame:
-    """One row per (method, image): ``y_true``, ``p_malignant`` (mean over seeds), ``y_pred``, ``correct``,
-    ``iou``/``dice`` (mean over seeds, NaN without a lesion map), ``n_seeds``, ``fold``."""
+    """One row per (method, image), the input of the "given these trained models" tests: ``y_true``,
+    ``p_malignant`` (mean over the seeds: the seed ensemble), ``y_pred`` (:func:`decide_or_nan` of that mean),
+    ``correct``, ``iou``/``dice`` (mean over seeds, NaN without a lesion map), ``n_seeds``, ``fold``."""
     per = res.per_image()
     if per.empty:
         return per
@@ -50,23 +62,123 @@ def out_of_fold(res: ExperimentResults) -> pd.DataFrame:
     return out
 
 
-def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "auc", "iou")) -> pd.DataFrame:
-    """Per method: mean ± 95 % CI over folds (seed-averaged) of each metric, and the pooled out-of-fold value."""
-    runs = res.runs()
-    if runs.empty:
-        return runs
+def run_table(res: ExperimentResults, metrics: Sequence[str] = RUN_METRICS) -> pd.DataFrame:
+    """One row per finished run, keyed by ``method, fold, seed``: ``n_images`` and each metric of ``metrics``
+    recomputed from the run's per-image test records (accuracy and AUC by
+    :func:`lanet_core.metrics.classification_metrics`, i.e. the one decision rule; IoU / Dice the mean over the
+    images with a lesion map; NaN where a method has no such output). Fractions. On the committed records these
+    equal each run's ``metrics.json`` test block (checked in ``tests/test_repeated_cv.py``)."""
+    per = res.per_image()
+    if per.empty:
+        return pd.DataFrame(columns=RUN_KEYS + ["n_images", *metrics])
+    per = per[per["split"] == "test"] if "split" in per else per
+    rows = [{**dict(zip(RUN_KEYS, key)), **_run_metrics(df, metrics)} for key, df in per.groupby(RUN_KEYS, sort=False)]
+    return pd.DataFrame(rows, columns=RUN_KEYS + ["n_images", *metrics])
+
+
+def _run_metrics(df: pd.DataFrame, metrics: Sequence[str]) -> dict[str, float]:
+    """The metrics of one run from its ``(N,)`` per-image test rows."""
+    out: dict[str, float] = {"n_images": len(df)}
+    has_cls = "p_malignant" in df and df["p_malignant"].notna().all()
+    cls = classification_metrics(df["y_true"], df["p_malignant"]) if has_cls else {}
+    for m in metrics:
+        if m in ("iou", "dice"):
+            vals = df[m].to_numpy(float) if m in df else np.array([np.nan])
+            out[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+        else:
+            out[m] = float(cls.get(m, np.nan))
+    return out
+
+
+def fold_sizes(res: ExperimentResults) -> pd.DataFrame:
+    """Images per split of each fold the finished runs used, from their manifests: columns ``fold, n_train,
+    n_val, n_test`` (counts of the ``train`` / ``val`` / ``test`` rows)."""
+    from lanet_core.data.sources import resolve_manifest
+    from lanet_core.paths import project_root
+
+    specs = {s.group.get("fold"): s.config["data"]["manifest"] for s, r in zip(res.specs, res.results)
+             if r is not None and "fold" in s.group}
     rows = []
-    oof = out_of_fold(res)
-    for method, grp in runs.groupby("method", sort=False):
-        row: dict[str, object] = {"method": method, "folds": int(grp["fold"].nunique()), "runs": len(grp)}
-        per_fold = grp.groupby("fold")[[m for m in metrics if m in grp]].mean()
-        o = oof[oof["method"] == method]
+    for fold, spec in sorted(specs.items()):
+        path, _ = resolve_manifest(spec, str(project_root()))  # only the rows are needed, not the images
+        n = read_manifest(path)["split"].value_counts()
+        rows.append({"fold": fold, "n_train": int(n.get("train", 0)), "n_val": int(n.get("val", 0)),
+                     "n_test": int(n.get("test", 0))})
+    return pd.DataFrame(rows, columns=["fold", "n_train", "n_val", "n_test"])
+
+
+def correction_ratio(sizes: pd.DataFrame) -> float:
+    """``n_test / n_train`` of the Nadeau-Bengio correction: mean test images over mean train + validation images
+    of the folds (the training procedure is given train + val and carves its selection split from them);
+    BUSI 5-fold: 129 / 516 = 0.25. NaN without folds."""
+    if sizes.empty:
+        return float("nan")
+    return float(sizes["n_test"].mean() / (sizes["n_train"] + sizes["n_val"]).mean())
+
+
+@dataclass
+class CVRecords:
+    """What the cross-validated comparisons read: the out-of-fold predictions (:func:`out_of_fold`), one row of
+    metrics per run (:func:`run_table`), the folds' sizes (:func:`fold_sizes`) and their ``n_test/n_train``."""
+
+    oof: pd.DataFrame
+    runs: pd.DataFrame
+    sizes: pd.DataFrame
+
+    @property
+    def ratio(self) -> float:
+        return correction_ratio(self.sizes)
+
+
+def cv_records(res: ExperimentResults) -> CVRecords:
+    """:class:`CVRecords` of a cross-validation experiment's finished runs."""
+    return CVRecords(out_of_fold(res), run_table(res), fold_sizes(res))
+
+
+def run_pairs(runs: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
+    """The (fold, seed) pairs at which both ``a`` and ``b`` have a finite ``metric``: columns ``fold, seed, a, b,
+    diff`` (``a - b``, fractions), sorted by fold and seed."""
+    if runs.empty or metric not in runs:
+        return pd.DataFrame(columns=["fold", "seed", "a", "b", "diff"])
+    wide = [runs.loc[runs["method"] == m].set_index(["fold", "seed"])[metric].rename(k)
+            for k, m in (("a", a), ("b", b))]
+    both = pd.concat(wide, axis=1, join="inner").dropna().sort_index()
+    return both.assign(diff=both["a"] - both["b"]).reset_index()
+
+
+def repeated_cv(cv: CVRecords, a: str, b: str, metric: str) -> stats.RepeatedCVTest | None:
+    """The "with retraining" test of ``a - b`` (:func:`lanet_core.stats.corrected_repeated_cv_ttest` over
+    :func:`run_pairs`), or None where the two methods share no (fold, seed) with this metric."""
+    pairs = run_pairs(cv.runs, a, b, metric)
+    if pairs.empty:
+        return None
+    return stats.corrected_repeated_cv_ttest(pairs["diff"], cv.ratio, metric=metric)
+
+
+def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "auc", "iou"),
+                 cv: CVRecords | None = None) -> pd.DataFrame:
+    """Per method: the number of folds, seeds per fold and runs; per metric the mean over its (fold, seed) runs
+    ± the 95 % CI that includes training variance (the corrected repeated k-fold t interval, as the comparisons:
+    ``t(J-1) * sqrt((1/J + n_test/n_train) * s**2)`` over the ``J`` runs), and the pooled out-of-fold value (the
+    seed ensemble over every image, :func:`out_of_fold`). Numbers as fractions in ``<m>_mean``/``<m>_half_width``."""
+    cv = cv or cv_records(res)
+    if cv.runs.empty:
+        return pd.DataFrame()
+    rows = []
+    for method, grp in cv.runs.groupby("method", sort=False):
+        per_fold = grp.groupby("fold")["seed"].nunique()
+        seeds = f"{per_fold.min()}" if per_fold.min() == per_fold.max() else f"{per_fold.min()}-{per_fold.max()}"
+        row: dict[str, object] = {"method": method, "folds": int(grp["fold"].nunique()), "seeds per fold": seeds,
+                                  "runs": len(grp)}
+        o = cv.oof[cv.oof["method"] == method]
         for m in metrics:
-            if m not in per_fold or per_fold[m].isna().all():
+            if m not in grp or grp[m].isna().all():
                 continue
+            t = stats.corrected_repeated_cv_ttest(grp[m], cv.ratio, metric=m)  # a one-sample interval of the mean
+            half = (t.high - t.low) / 2
+            row[f"{m} (runs)"] = format_metric_ci(m, t.estimate, half)
+            row[f"{m} (runs)_mean"], row[f"{m} (runs)_half_width"] = t.estimate, half
             fmt = metric_format(m)
-            ci = stats.mean_ci(per_fold[m])
-            row[f"{m} (folds)"] = format_metric_ci(m, ci.mean, ci.half_width)
             row[f"{m} (pooled)"] = round(_pooled(o, m) * fmt.scale, fmt.digits)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -86,7 +198,8 @@ def _pooled(o: pd.DataFrame, metric: str) -> float:
 
 
 def paired(oof: pd.DataFrame, a: str, b: str, metric: str) -> stats.PairedDiff | None:
-    """``a - b`` on the images both methods scored (fractions), or None where a method lacks the metric."""
+    """The "given these trained models" test of ``a - b`` on the images both methods scored (fractions, over the
+    seed ensemble of :func:`out_of_fold`), or None where a method lacks the metric."""
     A = oof[oof["method"] == a].set_index("image_id")
     B = oof[oof["method"] == b].set_index("image_id")
     ids = A.index.intersection(B.index)
@@ -106,58 +219,74 @@ def paired(oof: pd.DataFrame, a: str, b: str, metric: str) -> stats.PairedDiff |
     return stats.paired_t(A[metric], B[metric], metric)
 
 
-def paired_table(oof: pd.DataFrame, comparisons: Sequence[tuple[str, str]],
+def paired_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
                  metrics: Sequence[str] = ("accuracy", "auc", "iou")) -> pd.DataFrame:
-    """One row per (a, b, metric): difference a - b with 95 % CI and two-sided p (display units), the test, the
-    number of paired images, the CI half-width, and the verdict on "a is better than b" with what it rules out."""
+    """One row per (a, b, metric) where both tests can run: the difference ``a - b`` with its 95 % CI and two-sided
+    p **with retraining** (corrected repeated k-fold t over the (fold, seed) runs; the verdict on "a is better than
+    b" and what an inconclusive CI still rules out come from it) and **given these trained models** (the per-image
+    test over the out-of-fold images). Text in the two difference columns; their numbers (accuracy and AUC in
+    points) in ``<column>_diff``/``_low``/``_high``/``_half_width``, which the Markdown rendering leaves out."""
     rows = []
     for a, b in comparisons:
         for m in metrics:
-            d = paired(oof, a, b, m)
-            if d is None:
+            rt, img = repeated_cv(cv, a, b, m), paired(cv.oof, a, b, m)
+            if rt is None or img is None:
                 continue
-            fmt = metric_format(m)
-            s = fmt.scale
-            v = stats.verdict(d, "better")
-            rules = ""
-            if v["verdict"] == "inconclusive":
-                rules = f"{a} - {b} < {d.high * s:+.{fmt.digits}f}" + (" points" if s == 100 else "")
-            rows.append({
-                "a": a, "b": b, "metric": m, "n_images": d.n,
-                "difference": f"{d.diff * s:+.{fmt.digits}f} [{d.low * s:+.{fmt.digits}f}, {d.high * s:+.{fmt.digits}f}]",
-                "p (two-sided)": d.p, "test": d.test, "verdict (a better)": v["verdict"], "rules out": rules,
-                "diff": d.diff * s, "low": d.low * s, "high": d.high * s, "half_width": (d.high - d.low) / 2 * s,
-            })
+            rows.append(_table_row(a, b, m, rt, img))
     return pd.DataFrame(rows)
 
 
+def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.PairedDiff) -> dict[str, object]:
+    s = metric_format(m).scale
+    v = stats.verdict(rt.estimate, rt.low, rt.high, m, "greater")
+    row: dict[str, object] = {
+        "a": a, "b": b, "metric": m, "runs (fold x seed)": rt.n_pairs,
+        WITH_RETRAINING: format_diff_ci(m, rt.estimate, rt.low, rt.high),
+        "p (with retraining)": rt.p, "verdict (a better)": v.kind, "rules out": v.rules_out,
+        GIVEN_MODELS: format_diff_ci(m, img.diff, img.low, img.high),
+        "p (given these trained models)": img.p, "test (given these trained models)": img.test, "n_images": img.n,
+    }
+    for col, d in ((WITH_RETRAINING, rt), (GIVEN_MODELS, img)):  # numbers in display units; the CSV keeps them
+        row.update({f"{col}_diff": d.diff * s, f"{col}_low": d.low * s, f"{col}_high": d.high * s,
+                    f"{col}_half_width": (d.high - d.low) / 2 * s})
+    return row
+
+
 def forest_figure(paired: pd.DataFrame):
-    """One panel per metric: each comparison's difference with its 95 % CI, zero marked."""
+    """One panel per metric: each comparison's difference with its 95 % CI with retraining (black, the verdict's)
+    and given these trained models (grey, per image, below it), zero marked. ``paired``: :func:`paired_table`."""
     import matplotlib.pyplot as plt
 
     from lanet_core import reporting
 
     metrics = list(dict.fromkeys(paired["metric"]))
     with reporting.plot_context():
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.5 * paired.groupby("metric").size().max() + 1.6),
-                                 squeeze=False)
+        height = 0.6 * paired.groupby("metric").size().max() + 1.8
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), height), squeeze=False)
         for ax, m in zip(axes[0], metrics):
-            sub = paired[paired["metric"] == m].reset_index(drop=True)
-            y = np.arange(len(sub))[::-1]
-            ax.errorbar(sub["diff"], y, xerr=[sub["diff"] - sub["low"], sub["high"] - sub["diff"]], fmt="o", color="black",
-                        capsize=3)
-            ax.axvline(0, color="grey", lw=1, ls="--")
-            lo, hi = min(0.0, float(sub["low"].min())), max(0.0, float(sub["high"].max()))
-            pad = 0.08 * (hi - lo if hi > lo else 1.0)
-            ax.set_xlim(lo - pad, hi + pad)  # zero always inside, never on the frame
-            ax.set_ylim(-0.6, len(sub) - 0.4)
-            ax.set_yticks(y, [f"{a} vs {b}" for a, b in zip(sub["a"], sub["b"])])
-            unit = " (points)" if metric_format(m).scale == 100 else ""
-            name = metric_format(m).label.split(" (")[0]
-            ax.set_xlabel(f"{name} difference{unit}")
-            ax.set_title(f"{name}: {PAIRED_TESTS.get(m, '')}", fontsize="small")
+            _forest_panel(ax, paired[paired["metric"] == m].reset_index(drop=True), m)
         n_img = int(paired["n_images"].max()) if "n_images" in paired else None
-        fig.suptitle("Out-of-fold paired differences (first minus second), 95 % CI, two-sided"
-                     + (f"; {n_img} images" if n_img else ""), fontsize="small")
+        fig.suptitle("Cross-validated differences (first minus second), 95 % CI, two-sided\nblack = with retraining "
+                     "(corrected repeated k-fold t over fold x seed runs), grey = given these trained models"
+                     + (f" ({n_img} images)" if n_img else ""), fontsize="small")
         fig.tight_layout()
     return fig
+
+
+def _forest_panel(ax, sub: pd.DataFrame, m: str) -> None:
+    """One metric's rows of :func:`forest_figure`."""
+    y = np.arange(len(sub))[::-1].astype(float)
+    for col, dy, color, lw in ((WITH_RETRAINING, 0.0, "black", 1.5), (GIVEN_MODELS, -0.25, "grey", 1.0)):
+        d, lo, hi = sub[f"{col}_diff"], sub[f"{col}_low"], sub[f"{col}_high"]
+        ax.errorbar(d, y + dy, xerr=[d - lo, hi - d], fmt="o", color=color, capsize=3, ms=4, lw=lw)
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    lo = min(0.0, *(float(sub[f"{c}_low"].min()) for c in (WITH_RETRAINING, GIVEN_MODELS)))
+    hi = max(0.0, *(float(sub[f"{c}_high"].max()) for c in (WITH_RETRAINING, GIVEN_MODELS)))
+    pad = 0.08 * (hi - lo if hi > lo else 1.0)
+    ax.set_xlim(lo - pad, hi + pad)  # zero always inside, never on the frame
+    ax.set_ylim(-0.7, len(sub) - 0.4)
+    ax.set_yticks(y, [f"{a} vs {b}" for a, b in zip(sub["a"], sub["b"])])
+    unit = " (points)" if metric_format(m).scale == 100 else ""
+    name = metric_format(m).label.split(" (")[0]
+    ax.set_xlabel(f"{name} difference{unit}")
+    ax.set_title(f"{name}: grey = {PAIRED_TESTS.get(m, '')}", fontsize="small")

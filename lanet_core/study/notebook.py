@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from lanet_core import reporting  # noqa: E402
 from lanet_core.evaluation import summary_metrics  # noqa: E402
 from lanet_core.paths import project_root  # noqa: E402
-from lanet_core.stats import mean_ci, welch_difference  # noqa: E402
+from lanet_core.stats import diff_ci, mean_ci  # noqa: E402,F401  (diff_ci: re-exported, moved to stats)
 from lanet_core.study.profiles import Profile, load_profile  # noqa: E402
 from lanet_core.study.records import ExperimentResults, run_experiment  # noqa: E402
 
@@ -284,17 +284,6 @@ def _bars_note(runs: pd.DataFrame, reference: str | None) -> str:
 def reference_method(runs: pd.DataFrame, suffix: str = "+LA-Net") -> str | None:
     """The LA-Net row the comparisons test against: the first method whose name ends with ``suffix``."""
     return next((m for m in runs["method"] if m.endswith(suffix)), None) if len(runs) else None
-
-
-def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
-    """``{metric: "diff [low, high]", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples
-    (:func:`lanet_core.stats.welch_difference`, formatted in the metric's display units)."""
-    w = welch_difference(xa, xb)
-    out: dict[str, object] = {f"{metric}_diff": w.diff, f"{metric}_low": w.low, f"{metric}_high": w.high,
-                              f"{metric}_p": w.p}
-    text = reporting.format_diff_ci(metric, w.diff, w.low, w.high)
-    out[metric] = f"{text} ({w.note})" if w.note else f"{text} (p={w.p:.3g})"
-    return out
 
 
 def _in_kernel() -> bool:
