@@ -254,8 +254,9 @@ def pretrained_section(study: Study) -> list[str]:
             "Test values are mean ± 95 % CI over seeds on the fixed BUSI split (validation selection); *best val* is "
             "the best validation value over the stage-2 epochs of the same runs (validation split only: where the "
             "selection looks, an upper estimate); *CV* pools the out-of-fold predictions of the 5-fold "
-            "cross-validation over every BUSI image, one run per fold. The paper's rows are its reported ImageNet "
-            "ResNet18 at 256 px (test-set selection). Learning curves: `figures/fig_pretraining_learning_curves.png`.",
+            "cross-validation over every BUSI image (each fold's seeds averaged per image). The paper's rows are its "
+            "reported ImageNet ResNet18 at 256 px (test-set selection). Learning curves: "
+            "`figures/fig_pretraining_learning_curves.png`.",
             "", reporting.markdown_table(pd.DataFrame(rows)), ""]
 
 
@@ -289,8 +290,10 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "Verdict rule: reproduced = our 95 % CI of the difference lies on the paper's side; contradicted = on the "
         "other side; inconclusive = the CI includes 0, and then the verdict states the largest effect the data still "
         "allow. Fixed-split claims use the two-sided Welch CI over seeds (the same test as the stars in every "
-        "table); `cv_` claims use paired tests over the ~645 out-of-fold BUSI images (exact McNemar, DeLong, "
-        "paired t). A \"not better\" claim needs an equivalence margin declared in advance "
+        "table); `cv_` claims use the corrected repeated k-fold t-test over the (fold, seed) runs, whose CI includes "
+        "training variance (docs/statistics.md), with the paired tests over the ~645 out-of-fold BUSI images (exact "
+        "McNemar, DeLong, paired t: given these trained models) beside it in the evidence. A \"not better\" claim "
+        "needs an equivalence margin declared in advance "
         f"({', '.join(f'{k} {v * reporting.metric_format(k).scale:g}' for k, v in EQUIVALENCE_MARGINS.items())}).",
         "",
         f"**Tally: {claims_tally(claims)}**" if len(claims) else "",
