@@ -354,10 +354,11 @@ PAPER_ALIASES = {"U-Net": "UNet", "ViT-B/16": "ViT", "ViT-S/16": "ViT", "ViT-Ti/
 
 
 def with_paper(ours: pd.DataFrame, table: str, metrics: Sequence[str], key: str = "method",
-               size: str | int | None = None) -> pd.DataFrame:
-    """Our mean ± CI beside the paper's for the methods both have (columns ``<m>`` and ``<m> (paper)``).
+               size: str | int | None = None, source: str = "paper") -> pd.DataFrame:
+    """Our mean ± CI beside the paper's for the methods both have (columns ``<m>`` and ``<m> (<source>)``).
 
-    ``size``: the paper's input size to compare with (its tables have 256 and 512 px rows).
+    ``size``: the paper's input size to compare with (its tables have 256 and 512 px rows). ``source``: what the
+    quoted column is, where it is not the published table (e.g. the authors' ResNet18 ablation CSV).
     """
     paper = paper_numbers(table)
     if size is not None:
@@ -373,5 +374,5 @@ def with_paper(ours: pd.DataFrame, table: str, metrics: Sequence[str], key: str 
             alias = PAPER_ALIASES.get(name, name)
             return lookup.get(alias) or lookup.get(f"{alias} (1)", "")  # Table 6 rows carry the label share
 
-        out[f"{m} (paper)"] = out[key].map(find)
+        out[f"{m} ({source})"] = out[key].map(find)
     return out
