@@ -255,8 +255,7 @@ def pretrained_section(study: Study) -> list[str]:
             "the best validation value over the stage-2 epochs of the same runs (validation split only: where the "
             "selection looks, an upper estimate); *CV* pools the out-of-fold predictions of the 5-fold "
             "cross-validation over every BUSI image (each fold's seeds averaged per image). The paper's rows are its "
-            "reported ImageNet ResNet18 at 256 px (test-set selection). Learning curves: "
-            "`figures/fig_pretraining_learning_curves.png`.",
+            "reported ImageNet ResNet18 at 256 px (selection: validation accuracy per the paper's text, the test set in the authors' released train.py). Learning curves: `figures/fig_pretraining_learning_curves.png`.",
             "", reporting.markdown_table(pd.DataFrame(rows)), ""]
 
 
@@ -275,11 +274,13 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "",
         conditions.strip(),
         "",
-        f"Compute: {hours:.1f} hours of training and evaluation over {n_runs} finished runs "
-        "(sum of per-run wall times from `runs/*/provenance.json`).",
+        f"Compute, measured: {hours:.1f} hours of training and evaluation over {n_runs} finished runs (sum of "
+        "per-run wall times from `runs/*/provenance.json`); per experiment and per device in the Hardware section "
+        "below.",
         "",
         *_hardware_section(by_device, check),
-        "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet, test-set selection)",
+        "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet; its text selects on "
+        "validation accuracy, the authors' released train.py on the test set)",
         "",
         reporting.markdown_table(headline) if len(headline) else "(no runs yet)",
         "",
