@@ -318,3 +318,14 @@ def test_study_bootstrap_restricts_to_one_family(tmp_path) -> None:
     assert study.bootstrap(res, REF, "none", methods=["not run"]).empty and not (tmp_path / "none.csv").exists()
     with pytest.raises(TypeError, match="list"):
         study.bootstrap(res, REF, "str", methods="U-Net")
+
+
+def test_intervals_respect_the_metric_range() -> None:
+    """Issue 29 item 7: no '93.9 ± 7.4' (above 100) or '0.002 ± 0.008' (below 0) in any table."""
+    from lanet_core.reporting import format_mean_ci, format_metric_ci
+
+    assert format_metric_ci("auc", 0.939, 0.074) == "93.9 [86.5, 100.0]"
+    assert format_metric_ci("iou", 0.002, 0.008) == "0.002 [0.000, 0.010]"
+    assert format_metric_ci("accuracy", 0.951, 0.017) == "95.1 ± 1.7"  # inside the range: unchanged
+    assert format_mean_ci(0.5, float("nan")) == "50.0"
+    assert format_mean_ci(0.95, 0.1, bounds=None) == "95.0 ± 10.0"

@@ -72,15 +72,31 @@ def axis_label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def format_mean_ci(mean: float, half_width: float, scale: float = 100, digits: int = 1) -> str:
+#: Range of every metric of :data:`METRIC_FORMATS` (fractions: accuracy, AUC, IoU, ...).
+METRIC_RANGE = (0.0, 1.0)
+CLIPPED_NOTE = ("mean [low, high]: the t-interval clipped to the metric's range (0-100 %, 0-1), shown where "
+                "mean ± CI would leave it")
+
+
+def format_mean_ci(mean: float, half_width: float, scale: float = 100, digits: int = 1,
+                   bounds: tuple[float, float] | None = METRIC_RANGE) -> str:
     """``"95.1 ± 1.7"`` from fractions ``(0.951, 0.017)``; ``""`` for a NaN mean; the mean alone if the half
-    width is NaN (a single run)."""
+    width is NaN (a single run).
+
+    Where ``mean ± half_width`` leaves ``bounds`` (a metric in [0, 1]: a wide t-interval over 3 seeds near 100 %
+    or 0), the interval is clipped to the range and written as ``"93.9 [86.5, 100.0]"`` (:data:`CLIPPED_NOTE`),
+    never as an impossible ``"93.9 ± 7.4"``."""
     if mean is None or not math.isfinite(float(mean)):
         return ""
-    text = f"{float(mean) * scale:.{digits}f}"
+    m = float(mean)
+    text = f"{m * scale:.{digits}f}"
     if half_width is None or not math.isfinite(float(half_width)):
         return text
-    return f"{text} ± {float(half_width) * scale:.{digits}f}"
+    hw = float(half_width)
+    if bounds is not None and (m - hw < bounds[0] or m + hw > bounds[1]):
+        lo, hi = max(m - hw, bounds[0]), min(m + hw, bounds[1])
+        return f"{text} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+    return f"{text} ± {hw * scale:.{digits}f}"
 
 
 def format_metric_ci(metric: str, mean: float, half_width: float) -> str:

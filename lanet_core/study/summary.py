@@ -19,6 +19,7 @@ from lanet_core.stats import mean_ci
 from lanet_core.study.claims import EQUIVALENCE_MARGINS, claims_tally
 from lanet_core.study.claims import evaluate_claims  # noqa: F401 (re-exported: the summary notebook imports it here)
 from lanet_core.study.experiments import method_name
+from lanet_core.reporting.formats import CLIPPED_NOTE
 from lanet_core.study.notebook import Study
 
 
@@ -276,7 +277,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "",
         f"Compute, measured: {hours:.1f} hours of training and evaluation over {n_runs} finished runs (sum of "
         "per-run wall times from `runs/*/provenance.json`); per experiment and per device in the Hardware section "
-        "below.",
+        f"below. Intervals in every table: mean ± 95 % CI; {CLIPPED_NOTE}.",
         "",
         *_hardware_section(by_device, check),
         "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet; its text selects on "
