@@ -103,3 +103,42 @@ def test_cv_claims_are_judged_with_retraining_and_show_the_per_image_test():
     assert "with retraining" in text and "6 (fold, seed) pairs over 3 folds" in text
     assert "given these trained models" in text and "exact McNemar" in text and text.endswith("(reproduced)")
     assert judge_cv(crossval.CVRecords(oof, runs, sizes), "A", "C", "accuracy") == ("runs missing", "not run")
+
+
+class _FakeEvidence:
+    """The parts of claims._Evidence that _judge_one reads, over a hand-made runs frame."""
+
+    def __init__(self, runs, collapsed=()):
+        self._runs, self._collapsed = runs, set(collapsed)
+
+    def runs(self, experiment):
+        return self._runs
+
+    def collapsed(self, experiment):
+        return self._collapsed
+
+
+def _runs(devices_b):
+    import pandas as pd
+
+    return pd.DataFrame({"method": ["A"] * 3 + ["B"] * 3, "seed": [0, 1, 2] * 2,
+                         "accuracy": [0.9, 0.91, 0.92, 0.7, 0.71, 0.72],
+                         "device": ["cpu"] * 3 + list(devices_b)})
+
+
+def test_mixed_device_and_collapsed_verdicts_stay_outside_the_tally():
+    """Issue 29 items 2 and 6: no verdict rests on a cross-device comparison or a collapsed comparator."""
+    import pandas as pd
+
+    from lanet_core.study.claims import _judge_one, claims_tally
+
+    e = {"key": "k", "paper": "A beats B", "where": "T", "experiment": "x", "metric": "accuracy",
+         "a": {"method": "A"}, "b": {"method": "B"}, "collapsed_arm": "b"}
+    same = _judge_one(_FakeEvidence(_runs(["cpu"] * 3)), e, {})
+    assert same.verdict.startswith("reproduced")
+    mixed = _judge_one(_FakeEvidence(_runs(["gpu"] * 3)), e, {})
+    assert mixed.verdict.startswith("not judged: mixed devices") and "cpu and gpu" in mixed.evidence
+    collapsed = _judge_one(_FakeEvidence(_runs(["cpu"] * 3), collapsed={"B"}), e, {})
+    assert collapsed.verdict.startswith("not judged: collapsed baseline")
+    tally = claims_tally(pd.DataFrame({"verdict": [same.verdict, mixed.verdict, collapsed.verdict]}))
+    assert tally == "1 reproduced · 0 contradicted · 0 inconclusive (+ 2 not judged: collapsed comparator or mixed devices)"

@@ -260,8 +260,30 @@ def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Cl
     c.evidence, c.verdict = judge(va, vb, e.get("format_as", metric), la, lb, expect=expect)
     if e.get("collapsed_arm") == "b" and b.get("method") in ev.collapsed(e["experiment"]):
         c.evidence += f"; {b['method']} collapsed: every run predicts one class"
-        c.verdict = f"{c.verdict.split(' (')[0].split(':')[0]} - collapsed baseline (predicts one class), not evidence about LA-Net"
+        c.verdict = (f"{NOT_JUDGED}: collapsed baseline (predicts one class), not evidence about LA-Net "
+                     f"(the difference alone would read {c.verdict.split(' (')[0].split(':')[0]})")
+    if kind != "gradcam":
+        devices = _arm_devices(runs, a) | _arm_devices(runs, b)
+        if len(devices) > 1:  # a GPU retrain of a CPU run moves accuracy by ~6.5 points (hardware_check)
+            c.evidence += f"; arms trained on {' and '.join(sorted(devices))}"
+            c.verdict = (f"{NOT_JUDGED}: mixed devices ({' and '.join(sorted(devices))} runs compared; retrain one "
+                         f"arm on the other's device)")
     return c
+
+
+NOT_JUDGED = "not judged"  # a verdict outside the tally: collapsed comparator, or arms trained on different devices
+
+
+def _arm_devices(runs: pd.DataFrame, arm: Mapping[str, Any]) -> set[str]:
+    """The device kinds (cpu, gpu) of the runs behind one arm of a claim (``arm``: column -> value filters)."""
+    if runs is None or not len(runs) or "device" not in runs:
+        return set()
+    arm = {"method": arm} if isinstance(arm, str) else arm
+    sel = pd.Series(True, index=runs.index)
+    for k, v in arm.items():
+        if k in runs:
+            sel &= runs[k] == v
+    return {d for d in runs.loc[sel, "device"] if d}
 
 
 def evaluate_claims(study: Study) -> pd.DataFrame:
@@ -281,4 +303,7 @@ def claims_tally(claims: pd.DataFrame) -> str:
 
     if claims.empty:
         return ""
-    return tally(v.split(" ")[0].split(":")[0] for v in claims["verdict"] if v != "not run")
+    verdicts = [v for v in claims["verdict"] if v != "not run"]
+    text = tally(v.split(" ")[0].split(":")[0] for v in verdicts)
+    outside = sum(v.startswith(NOT_JUDGED) for v in verdicts)
+    return f"{text} (+ {outside} not judged: collapsed comparator or mixed devices)" if outside else text

@@ -97,7 +97,7 @@ def _ceiling(manifest: str, size: int, m: int, target: str, align: bool, thresho
 def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
     """What a run *is*, read from its recorded config and provenance (never parsed from its display name):
     ``arch``, ``backbone``, ``weights``, ``image_size``, ``fusion_stride`` and ``attention`` (LA-Net: the modules
-    present, e.g. ``"CAM+SAM+MAM"``; others: empty), ``train_images``, ``selected_on`` and ``precision``."""
+    present, e.g. ``"CAM+SAM+MAM"``; others: empty), ``train_images``, ``selected_on``, ``precision`` and ``device`` (cpu | gpu)."""
     m, d = cfg["model"], cfg["data"]
     lanet = m["arch"] == "lanet"
     modules = [name for name, key in (("CAM", "use_cam"), ("SAM", "use_sam"), ("MAM", "use_mam")) if m.get(key, True)]
@@ -109,7 +109,15 @@ def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
         "selected_on": cfg["train"]["select_on"],
         # older records name only ``amp`` (bool); the text is the same function of it
         "precision": prov.get("precision") or (precision_name(bool(prov["amp"])) if "amp" in prov else ""),
+        "device": device_kind(prov),
     }
+
+
+def device_kind(prov: dict) -> str:
+    """``"cpu"`` or ``"gpu"``: the kind of device a run trained on (``device`` in its provenance). A GPU retrain of a
+    CPU run differs by several accuracy points (``hardware_check``), so no comparison may mix the two."""
+    dev = str(prov.get("device", "") or "")
+    return "gpu" if dev.startswith("cuda") else ("cpu" if dev else "")
 
 
 def _with_run_keys(df: pd.DataFrame, spec: RunSpec) -> pd.DataFrame:
