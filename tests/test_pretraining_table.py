@@ -180,3 +180,17 @@ def test_gradcam_by_regime_scores_each_regime_on_its_own() -> None:
     assert t.loc[("lr 1e-3", "MNV2+LA-Net"), "cam_energy_in_lesion_sig"] == "reference"
     assert pretraining.gradcam_by_regime(cams, ["MNV2+LA-Net", "MNV2"], labels, ["ImageNet, BN rebuilt, lonely"]).empty
     assert pretraining.gradcam_by_regime(cams.drop(columns="init"), ["MNV2+LA-Net", "MNV2"], labels, list(labels)).empty
+
+
+def test_regime_choice_reads_validation_only() -> None:
+    """Issue 29 item 10: the regime is ranked on validation accuracy (the numeric companions of the validation
+    summary), never on test; the sentence says how many images the margin is."""
+    import pandas as pd
+
+    from lanet_core.study.pretraining import regime_choice_by_validation
+
+    val = pd.DataFrame({"regime": ["A", "A", "B", "B", "C"], "kind": ["vanilla", "LA-Net"] * 2 + ["vanilla"],
+                        "best val accuracy_mean": [0.88, 0.90, 0.90, 0.92, 0.99]})
+    best, text = regime_choice_by_validation(val, n_val=80)
+    assert best == "B"  # C has no LA-Net run: not a complete regime
+    assert "B 91.0; A 89.0" in text and "differ by 2.0 points" in text and "1.2 points" in text

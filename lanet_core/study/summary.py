@@ -220,6 +220,7 @@ def pretrained_section(study: Study) -> list[str]:
     it, the pooled 5-fold cross-validation. Numbers only from run records (and the paper's table)."""
     from lanet_core.study import crossval, pretraining
     from lanet_core.study.experiments import IMAGENET, fine_tuning_init
+    from lanet_core.data.sources import load_manifest
     from lanet_core.study.notebook import paper_numbers
 
     p = study.profile
@@ -243,6 +244,16 @@ def pretrained_section(study: Study) -> list[str]:
             kind = pretraining.method_kind(r["method"][: -len(IMAGENET)])
             cv_rows[(label, kind)] = {"CV accuracy (pooled)": f"{r.get('accuracy (pooled)', np.nan):.1f} ({r['folds']} folds)",
                                       "CV AUC (pooled)": f"{r.get('auc (pooled)', np.nan):.1f}"}
+    choice_text = ""
+    if want:
+        n_val = int((load_manifest(p.dataset("busi"))[0]["split"] == "val").sum())
+        best, ranking = pretraining.regime_choice_by_validation(val, n_val=n_val)
+        used = labels.get(fine_tuning_init(want.get("regime", "")), "")
+        choice_text = (f" The cross-validation runs the regime '{used}', chosen when it was added on fixed-split "
+                       f"*test* accuracy (issue 13), not on validation. {ranking} Validation alone would pick "
+                       f"'{best}'{' (the same)' if best == used else ''}; the cross-validation was not retrained "
+                       "for that, so its ImageNet rows carry a choice that looked at the fixed split's test images "
+                       "(which are also among the CV test folds).")
     rows = []
     for _, r in table.iterrows():
         row = {"regime": r["regime"], "kind": r["kind"], "px": r["input (px)"], "seeds": r["seeds"],
@@ -256,7 +267,8 @@ def pretrained_section(study: Study) -> list[str]:
             "the best validation value over the stage-2 epochs of the same runs (validation split only: where the "
             "selection looks, an upper estimate); *CV* pools the out-of-fold predictions of the 5-fold "
             "cross-validation over every BUSI image (each fold's seeds averaged per image). The paper's rows are its "
-            "reported ImageNet ResNet18 at 256 px (selection: validation accuracy per the paper's text, the test set in the authors' released train.py). Learning curves: `figures/fig_pretraining_learning_curves.png`.",
+            "reported ImageNet ResNet18 at 256 px (selection: validation accuracy per the paper's text, the test set in "
+            "the authors' released train.py). Learning curves: `figures/fig_pretraining_learning_curves.png`." + choice_text,
             "", reporting.markdown_table(pd.DataFrame(rows)), ""]
 
 
