@@ -31,8 +31,8 @@ DEFAULTS: dict[str, Any] = {
         "root": "auto",  # data root the manifest's paths are relative to; "auto" = discovery
         "image_size": 256,  # S: the network sees S x S images
         "resize": "squash",  # squash (paper text) | shorter_side_crop (authors' code: shorter side -> S, centre crop)
-        "normalize": "half",  # half: (x - 0.5) / 0.5 as the authors (and the TFLite MobileNetV2) | imagenet
-        "augment": "paper",  # paper: rot90 + random resized crop + flips + colour jitter | none
+        "normalize": "half",  # half: (x - 0.5) / 0.5 as the authors (and the TFLite MobileNetV2) | imagenet | unit ([0, 1], paper text)
+        "augment": "paper",  # paper: rot90 + random resized crop + flips + colour jitter (authors' code) | paper_text (no crop) | none
         "rotation": "authors",  # authors: always 90/180/270 degrees | any: 0/90/180/270
         "train_images": "all",  # all | labelled (only location-labelled training images: supervised-only runs)
         "num_workers": 0,  # DataLoader workers (not part of the run identity)
@@ -117,8 +117,8 @@ IDENTITY_ALIASES: dict[str, dict[Any, Any]] = {
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "data.resize": ("squash", "shorter_side_crop"),
-    "data.normalize": ("half", "imagenet"),
-    "data.augment": ("paper", "none"),
+    "data.normalize": ("half", "imagenet", "unit"),
+    "data.augment": ("paper", "none", "paper_text"),
     "data.rotation": ("authors", "any"),
     "data.train_images": ("all", "labelled"),
     "model.arch": tuple(ARCH_DEFAULTS),

@@ -64,3 +64,29 @@ def test_every_paper_model_takes_an_optimiser_step(cfg) -> None:
     opt.step()
     after = [p.detach() for p in model.parameters() if p.requires_grad][:3]
     assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_paper_profile_follows_the_text_on_normalisation_augmentation_and_init(capsys) -> None:
+    """Issue 29 item 11: inputs in [0, 1], no random resized crop, Xavier init, each shown with its source."""
+    import torch
+
+    from lanet_core.cli import main
+    from lanet_core.data.dataset import NORMALIZATION, PaperAugment
+    from lanet_core.paths import project_root
+    from lanet_core.study.profiles import load_profile
+
+    cfg = load_profile("paper").config()
+    assert (cfg["data"]["normalize"], cfg["data"]["augment"], cfg["model"]["init"]) == ("unit", "paper_text", "xavier")
+    assert NORMALIZATION["unit"] == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    names = [type(t).__name__ for t in PaperAugment(64, crop=False).geometry.transforms]
+    assert "RandomResizedCrop" not in names and "RandomHorizontalFlip" in names
+    assert "RandomResizedCrop" in [type(t).__name__ for t in PaperAugment(64).geometry.transforms]
+    torch.manual_seed(0)
+    img = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
+    out, _ = PaperAugment(64, crop=False)(img, torch.zeros(1, 64, 64, dtype=torch.uint8))
+    assert out.shape == img.shape
+    assert main(["resolve", str(project_root() / "configs" / "busi_lanet_r18.yaml"), "--profile", "paper"]) == 0
+    text = capsys.readouterr().out
+    for key in ("data.normalize", "data.augment", "model.init"):
+        line = next(ln for ln in text.splitlines() if key in ln)
+        assert "profile paper" in line, line

@@ -7,7 +7,8 @@ the policy, so a changed file or a new size gets a new entry.
 
 A sample is a dict of tensors:
 
-* ``image``: ``(3, S, S) float32``, normalised (``half``: ``(x - 0.5) / 0.5``; ``imagenet``: mean/std);
+* ``image``: ``(3, S, S) float32``, normalised (``half``: ``(x - 0.5) / 0.5``; ``unit``: ``x`` in [0, 1];
+  ``imagenet``: mean/std);
 * ``target``: ``(1, S, S) float32`` in [0, 1], the training location target: the lesion mask for
   ``location_label=mask``, the filled box for ``box``, zeros for ``none`` (soft at resized edges);
 * ``has_location``: bool, ``label``: int64 (0 benign, 1 malignant), ``index``: int64 row number;
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 NORMALIZATION = {
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # [0, 1]: the paper's text (section 4.3)
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
@@ -176,20 +178,16 @@ class PaperAugment:
     """The paper's training augmentation on uint8 tensors ``image (3,S,S)`` and ``target (1,S,S)``.
 
     Rotation by k*90 degrees (k in {1,2,3}: the authors always rotate; ``rotation="any"`` adds k=0), random
-    resized crop (scale 0.75-1, ratio 3/4-4/3, bilinear for image and target), horizontal and vertical
+    resized crop (scale 0.75-1, ratio 3/4-4/3, bilinear for image and target; the authors' code, not the paper's text:
+    ``crop=False`` for ``data.augment: paper_text``), horizontal and vertical
     flips (p=0.5), then colour jitter (brightness 0.12, contrast 0.12, saturation 0.08, hue 0.08) on the
     image only. Uses the global torch RNG: call it under :func:`torch.random.fork_rng` with a seed.
     """
 
-    def __init__(self, size: int, rotation: str = "authors"):
+    def __init__(self, size: int, rotation: str = "authors", crop: bool = True):
         self.k_choices = (1, 2, 3) if rotation == "authors" else (0, 1, 2, 3)
-        self.geometry = v2.Compose(
-            [
-                v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-                v2.RandomHorizontalFlip(),
-                v2.RandomVerticalFlip(),
-            ]
-        )
+        crops = [v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(3 / 4, 4 / 3), antialias=True)] if crop else []
+        self.geometry = v2.Compose([*crops, v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()])
         self.jitter = v2.ColorJitter(brightness=0.12, contrast=0.12, saturation=0.08, hue=0.08)
 
     def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,7 +222,9 @@ class LesionDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.cache = cache or ImageCache(self.data_root, image_size, resize)
-        self.augment = PaperAugment(image_size, rotation) if (train and augment == "paper") else None
+        # "paper": the authors' code (with a random resized crop); "paper_text": section 4.3 (rotations, flips, jitter)
+        self.augment = (PaperAugment(image_size, rotation, crop=augment == "paper")
+                        if (train and augment in ("paper", "paper_text")) else None)
         mean, std = NORMALIZATION[normalize]
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
