@@ -66,6 +66,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train_or_load(cfg, force=args.force)
     print(result.summary())
     print(f"run record: {result.run_dir}" + (" (a finished run with this config: reused)" if result.cached else ""))
+    if result.cached and not (result.run_dir / "checkpoints" / "best.pt").is_file():
+        print(f"no checkpoint in {result.run_dir} (checkpoints are not committed), so it cannot be exported or "
+              f"predicted with. To get one, train the same config into another results folder, leaving this record "
+              f"alone: LANET_RESULTS_DIR=~/lanet-retrained lanet train {args.config} (deterministic for the same "
+              "commit, precision and thread count; see README, 'Applying a trained model')")
     return 0
 
 
@@ -87,16 +92,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(df.round(4).to_string(index=False))
         return 0
     path = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None, opset=args.opset)
-    print(f"wrote {path} and {path.with_name('model.json')}")
+    print(f"wrote {path}, {path.with_name('model.json')} and the model card {path.with_name('model_card.md')}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from lanet_core.inference import predict_images
 
-    df = predict_images(args.model, args.inputs, Path(args.out), overlays=not args.no_overlays)
-    print(f"{len(df)} image(s): {Path(args.out) / 'predictions.csv'}"
-          + ("" if args.no_overlays else f", overlays in {Path(args.out) / 'overlays'}"))
+    out = Path(args.out)
+    res = predict_images(args.model, args.inputs, out, overlays=not args.no_overlays, masks=not args.no_masks,
+                         result=True)
+    written = [str(out / "predictions.csv")]
+    if "overlay" in res.predictions:
+        written.append(f"overlays in {out / 'overlays'}")
+    if "mask" in res.predictions:
+        written.append(f"lesion masks in {out / 'masks'}")
+    print(f"{len(res.predictions)} image(s) predicted: {', '.join(written)}")
+    n_skip = len(res.skipped)
+    print(f"{n_skip} input(s) skipped" + (f", each with its reason in {out / 'skipped.csv'}" if n_skip else ""))
     return 0
 
 
@@ -269,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-score even if the manifest changed since training (overwrites the test record)")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("export", help="export a finished run's selected model to ONNX (model.onnx + model.json)",
+    s = sub.add_parser("export", help="export a finished run's selected model to ONNX (model.onnx, model.json, model_card.md)",
                        epilog="example: lanet export results/runs/fully_labelled-r18-la-net-fine-s0-<hash> --out exported/")
     s.add_argument("run_dir", help="a finished run directory with checkpoints/best.pt")
     s.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
@@ -277,14 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
     s.add_argument("--int8-check", action="store_true",
                    help="also write a static int8 model (calibrated on training images) and compare both on the test split")
+    s.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging, the ONNX exporter's INFO lines included (= lanet -v export)")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("predict", help="predict images (a file, a folder or a manifest) with a run or an exported model",
                        epilog="example: lanet predict results/runs/<run> my_images/ --out predictions/")
     s.add_argument("model", help="a run directory, an exported model.onnx, or the folder holding it")
     s.add_argument("inputs", help="an image file, a folder of images, or a manifest CSV")
-    s.add_argument("--out", required=True, help="output folder: predictions.csv and overlays/")
-    s.add_argument("--no-overlays", action="store_true", help="write the CSV only")
+    s.add_argument("--out", required=True,
+                   help="output folder: predictions.csv, overlays/, masks/ (original resolution), skipped.csv")
+    s.add_argument("--no-overlays", action="store_true", help="no overlay PNGs")
+    s.add_argument("--no-masks", action="store_true", help="no lesion mask PNGs")
     s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser("describe", help="print the model a config builds, with parameter counts")

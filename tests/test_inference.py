@@ -66,11 +66,15 @@ def test_predict_equals_evaluate_on_the_same_images(tmp_path) -> None:
     got = predict_images(run.run_dir, man, tmp_path / "pred")
     merged = per.merge(got, on="image_id", suffixes=("_eval", "_pred"))
     assert len(merged) == len(per) == len(test)
-    assert np.allclose(merged["p_malignant_eval"], merged["p_malignant_pred"], atol=1e-6)
+    # predictions.csv holds probabilities to 4 decimals (inference.PROB_DECIMALS); the decisions are equal
+    assert np.allclose(merged["p_malignant_eval"], merged["p_malignant_pred"], atol=5e-5 + 1e-6)
+    assert (merged["predicted"] == merged["y_pred"].map({0: "benign", 1: "malignant"})).all()
     onnx = predict_images(export_onnx(run.run_dir, tmp_path / "export"), man, tmp_path / "pred_onnx", overlays=False)
     assert np.allclose(onnx["p_malignant"], got["p_malignant"], atol=1e-4)
     assert (tmp_path / "pred" / "overlays" / f"{got['image_id'].iat[0]}.png").is_file()
-    assert {"p_benign", "p_malignant", "predicted", "lesion_area", "box"} <= set(got.columns)
+    assert "overlay" not in onnx and (tmp_path / "pred_onnx" / onnx["mask"].iat[0]).is_file()
+    assert {"p_benign", "p_malignant", "predicted", "image_width", "image_height", "lesion_area_px",
+            "lesion_area_fraction", "box_x1", "box_y1", "box_x2", "box_y2"} <= set(got.columns)
 
 
 def test_predict_errors_name_the_file(tmp_path) -> None:
@@ -82,8 +86,10 @@ def test_predict_errors_name_the_file(tmp_path) -> None:
     bad = tmp_path / "imgs"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="broken.png"):
+    with pytest.raises(DataError, match="no image could be predicted.*broken.png"):
         predict_images(run.run_dir, bad, tmp_path / "o")
+    with pytest.raises(DataError, match="broken.png: .*cannot be read as an image"):
+        predict_images(run.run_dir, bad / "broken.png", tmp_path / "o")
     with pytest.raises(ConfigError, match="not a run directory"):
         predict_images(tmp_path, bad, tmp_path / "o")
     (run.run_dir / "checkpoints" / "best.pt").write_bytes(b"trunc")

@@ -108,8 +108,8 @@ def test_case2_predict_writes_only_inside_out(tmp_path, finished_run) -> None:
     out = tmp_path / "deep" / "er" / "out"
     predict_images(finished_run.run_dir, man, out)
     written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")}
-    assert all(w.startswith("deep/er/out/overlays/") for w in written), written
-    assert len(written) == 2
+    assert all(w.startswith(("deep/er/out/overlays/", "deep/er/out/masks/")) for w in written), written
+    assert len(written) == 4  # an overlay and a lesion mask per image (issue 30)
 
 
 def test_case10_same_stem_images_are_kept_apart_and_a_tiny_image_is_flagged(tmp_path, finished_run) -> None:

@@ -393,6 +393,18 @@ def _files_fingerprint(manifest: Path, data_root: Path) -> str:
     return h.hexdigest()
 
 
+def _log_warnings(log, manifest: Path, warnings: list[Problem]) -> None:
+    """Warnings as log lines; the near-duplicate ones (BUSI has 25) as one summary line naming the full list."""
+    near = [w for w in warnings if "looks like" in w.message]
+    for w in warnings:
+        if "looks like" not in w.message:
+            log.warning("%s", w)
+    if near:
+        log.warning("%s: %d test image(s) look like a training or validation image (%d near-duplicate pair(s), pHash "
+                    "distance <= %d); the full list: lanet validate %s", manifest, len({(w.row, w.file) for w in near}),
+                    len(near), NEAR_DUPLICATE_MAX_DISTANCE, manifest)
+
+
 def ensure_manifest_valid(manifest: str | Path, data_root: str | Path, *, check_files: bool = True,
                           max_listed: int = 20) -> Problems:
     """The check ``lanet train`` (and the study) run before the first epoch: :func:`validate_manifest` on every
@@ -416,8 +428,7 @@ def ensure_manifest_valid(manifest: str | Path, data_root: str | Path, *, check_
         return Problems([], json.loads(stamp.read_text()).get("rows", 0))
     problems = validate_manifest(manifest, data_root=data_root, check_files=check_files)
     errors = problems.errors
-    for w in problems.warnings:
-        log.warning("%s", w)
+    _log_warnings(log, manifest, problems.warnings)
     if errors:
         listed = "\n".join(f"  {p}" for p in errors[:max_listed])
         more = f"\n  ... and {len(errors) - max_listed} more (lanet validate {manifest})" if len(errors) > max_listed else ""
