@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -25,8 +26,8 @@
 # phantom sets and the numbers mean nothing.
 
 # %% tags=["parameters"]
-profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
-train: bool = True  # unused here (the audit trains nothing); kept so every notebook takes the same parameters
+profile: str = "cpu"  # cpu: the committed results | smoke | paper (configs/profiles/<name>.yaml)
+train: bool = False  # unused here (the audit trains nothing); kept so every notebook takes the same parameters
 phash_threshold: int = 6  # pHash Hamming distance (bits) up to which a pair counts as a suspected leak
 examples_per_class: int = 4  # images per class and dataset in fig4_examples
 
@@ -34,6 +35,7 @@ examples_per_class: int = 4  # images per class and dataset in fig4_examples
 import pandas as pd
 
 from lanet_core import audit
+from lanet_core.data.conflicts import read_label_conflicts
 from lanet_core.study.notebook import setup
 
 study = setup(profile, train)
@@ -100,7 +102,17 @@ for key, table in near.items():
                 caption=f"{key}: nearest train/val image of every test image (pHash distance, bits); "
                         f"suspected leak at distance <= {phash_threshold}")
 leaks = pd.DataFrame([audit.leak_summary(table, key, phash_threshold) for key, table in near.items()])
-study.table(leaks, "near_duplicate_summary", caption="Test images with a suspected near-duplicate in train/val")
+# the study's one policy on same-scan opposite-label twins (lanet_core/data/conflicts.py): pairs over *all* BUSI
+# images, any split (the nearest-match table above sees only test vs train/val, and misses a dropped twin)
+conflicts = read_label_conflicts()
+leaks["label_conflict_pairs_any_split"] = leaks["dataset"].map({"busi": len(conflicts) // 2}).astype("Int64")
+study.table(leaks, "near_duplicate_summary",
+            caption="Test images with a suspected near-duplicate in train/val; label_conflict_pairs_any_split: "
+                    "same-scan pairs with opposite labels among all images (data_manifests/busi_label_conflicts.csv), "
+                    "left out of every evaluation that can leave them out")
+print("same-scan opposite-label pairs (BUSI, any split):",
+      "; ".join(f"{a} / {b} (distance {d})" for a, b, d in conflicts[conflicts["label"] == "benign"][
+          ["image_id", "twin_id", "distance"]].itertuples(index=False)))
 for row in leaks.itertuples():
     print(f"{row.dataset}: {row.suspected_leaks} of {row.test_images} test images have a train/val image within "
           f"distance {row.threshold}; {row.label_conflicts} of them with the opposite label")

@@ -55,7 +55,8 @@ def test_prepare_busi_writes_the_manifest(busi, tmp_path, caplog):
     names = [p.name for p in written]
     assert names[:2] == ["busi_reference_split.csv", "busi.csv"]
     assert names[2:11] == [f"busi_loc{r}_seed{s}.csv" for s in (0, 1, 2) for r in (25, 50, 75)]
-    assert names[11:] == [f"busi_cv5_fold{f}.csv" for f in range(1, 6)] + ["busi_cv5_excluded.csv"]
+    assert names[11:] == [f"busi_cv5_fold{f}.csv" for f in range(1, 6)] + ["busi_cv5_excluded.csv",
+                                                                         "busi_label_conflicts.csv"]
     assert "skipping normal/" in caplog.text
     assert (out / "busi_reference_split.csv").read_bytes() == (busi.parent / "reference_split.csv").read_bytes()
 

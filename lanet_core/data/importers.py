@@ -175,6 +175,7 @@ def prepare_busi(
     sha = pd.Series([file_sha256(item["image"]) for item in items], index=df.index)
 
     written_cv = _busi_cv_folds(df, items, sha, out_dir, k=cv_folds, seed=seed) if cv_folds else []
+    written_cv.append(_busi_label_conflicts(df, items, out_dir))
 
     ref, copied = _busi_reference_split(src, out_dir)
     _check_membership(df, ref, src)
@@ -228,6 +229,20 @@ def _busi_cv_folds(df: pd.DataFrame, items: list[dict], sha: pd.Series, out_dir:
     log.info("BUSI %d-fold CV: %d images in %d near-duplicate clusters (%d with >1 image), %d excluded",
              k, len(keep), clusters.max() + 1, int((np.bincount(clusters) > 1).sum()), len(ex))
     return written
+
+
+def _busi_label_conflicts(df: pd.DataFrame, items: list[dict], out_dir: Path) -> Path:
+    """``busi_label_conflicts.csv``: every same-scan pair (pHash within the near-duplicate threshold, byte-identical
+    included) with opposite labels, over all benign and malignant images (:mod:`lanet_core.data.conflicts`)."""
+    from lanet_core.data.conflicts import LABEL_CONFLICTS_FILE, find_label_conflicts
+    from lanet_core.data.validate import NEAR_DUPLICATE_MAX_DISTANCE, image_fingerprint
+
+    phash = np.stack([image_fingerprint(items[i]["image"]).phash for i in df.index])
+    pairs = find_label_conflicts(list(df["image_id"]), list(df["label"]), phash, NEAR_DUPLICATE_MAX_DISTANCE)
+    pairs = sort_natural(pairs)
+    path = out_dir / LABEL_CONFLICTS_FILE
+    atomic_write_bytes(path, pairs.to_csv(index=False, lineterminator="\n").encode())
+    return path
 
 
 # ------------------------------------------------------------------------------------------------ BUS-BRA

@@ -21,12 +21,13 @@ See ``docs/statistics.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from lanet_core import stats
+from lanet_core.data.conflicts import label_conflict_ids
 from lanet_core.data.manifest import read_manifest
 from lanet_core.metrics import classification_metrics, decide_or_nan
 from lanet_core.reporting import format_diff_ci, format_metric_ci, metric_format
@@ -39,14 +40,26 @@ WITH_RETRAINING = "difference (with retraining)"  # the columns of :func:`paired
 GIVEN_MODELS = "difference (given these trained models)"
 
 
-def out_of_fold(res: ExperimentResults) -> pd.DataFrame:
-    """One row per (method, image), the input of the "given these trained models" tests: ``y_true``,
-    ``p_malignant`` (mean over the seeds: the seed ensemble), ``y_pred`` (:func:`decide_or_nan` of that mean),
-    ``correct``, ``iou``/``dice`` (mean over seeds, NaN without a lesion map), ``n_seeds``, ``fold``."""
+def scored_images(res: ExperimentResults, exclude: Iterable[str] | None = None) -> pd.DataFrame:
+    """The per-image test records the cross-validation scores: every run's test rows except the images of a
+    same-scan opposite-label pair (``exclude``; default :func:`lanet_core.data.conflicts.label_conflict_ids`,
+    the study's one policy on such twins: their truth is unknown, so no method is scored on them)."""
     per = res.per_image()
     if per.empty:
         return per
     per = per[per["split"] == "test"] if "split" in per else per
+    drop = label_conflict_ids() if exclude is None else set(exclude)
+    return per[~per["image_id"].isin(drop)]
+
+
+def out_of_fold(res: ExperimentResults, exclude: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per (method, image), the input of the "given these trained models" tests: ``y_true``,
+    ``p_malignant`` (mean over the seeds: the seed ensemble), ``y_pred`` (:func:`decide_or_nan` of that mean),
+    ``correct``, ``iou``/``dice`` (mean over seeds, NaN without a lesion map), ``n_seeds``, ``fold``. Images of
+    :func:`scored_images` only (label-conflict twins left out)."""
+    per = scored_images(res, exclude)
+    if per.empty:
+        return per
     dup = per.groupby(["method", "seed", "image_id"]).size()
     if (dup > 1).any():
         raise ValueError(f"an image is tested twice within one method and seed: {dup[dup > 1].index[:3].tolist()}")
@@ -62,16 +75,17 @@ def out_of_fold(res: ExperimentResults) -> pd.DataFrame:
     return out
 
 
-def run_table(res: ExperimentResults, metrics: Sequence[str] = RUN_METRICS) -> pd.DataFrame:
+def run_table(res: ExperimentResults, metrics: Sequence[str] = RUN_METRICS,
+              exclude: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per finished run, keyed by ``method, fold, seed``: ``n_images`` and each metric of ``metrics``
     recomputed from the run's per-image test records (accuracy and AUC by
     :func:`lanet_core.metrics.classification_metrics`, i.e. the one decision rule; IoU / Dice the mean over the
     images with a lesion map; NaN where a method has no such output). Fractions. On the committed records these
-    equal each run's ``metrics.json`` test block (checked in ``tests/test_repeated_cv.py``)."""
-    per = res.per_image()
+    equal each run's ``metrics.json`` test block with ``exclude=()`` (checked in ``tests/test_repeated_cv.py``);
+    by default the label-conflict twins are left out (:func:`scored_images`)."""
+    per = scored_images(res, exclude)
     if per.empty:
         return pd.DataFrame(columns=RUN_KEYS + ["n_images", *metrics])
-    per = per[per["split"] == "test"] if "split" in per else per
     rows = [{**dict(zip(RUN_KEYS, key)), **_run_metrics(df, metrics)} for key, df in per.groupby(RUN_KEYS, sort=False)]
     return pd.DataFrame(rows, columns=RUN_KEYS + ["n_images", *metrics])
 
@@ -252,41 +266,10 @@ def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.Pair
     return row
 
 
-def forest_figure(paired: pd.DataFrame):
-    """One panel per metric: each comparison's difference with its 95 % CI with retraining (black, the verdict's)
-    and given these trained models (grey, per image, below it), zero marked. ``paired``: :func:`paired_table`."""
-    import matplotlib.pyplot as plt
+def forest_figure(paired: pd.DataFrame, conditions: str | None = None):
+    """Forest plot of :func:`paired_table`: each comparison's difference with its 95 % CI with retraining (black,
+    the verdict's) and given these trained models (grey, per image), zero marked; one panel per metric sharing one
+    label column and the same rows (:func:`lanet_core.study.figures.cv_forest_figure`)."""
+    from lanet_core.study.figures import cv_forest_figure
 
-    from lanet_core import reporting
-
-    metrics = list(dict.fromkeys(paired["metric"]))
-    with reporting.plot_context():
-        height = 0.6 * paired.groupby("metric").size().max() + 1.8
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), height), squeeze=False)
-        for ax, m in zip(axes[0], metrics):
-            _forest_panel(ax, paired[paired["metric"] == m].reset_index(drop=True), m)
-        n_img = int(paired["n_images"].max()) if "n_images" in paired else None
-        fig.suptitle("Cross-validated differences (first minus second), 95 % CI, two-sided\nblack = with retraining "
-                     "(corrected repeated k-fold t over fold x seed runs), grey = given these trained models"
-                     + (f" ({n_img} images)" if n_img else ""), fontsize="small")
-        fig.tight_layout()
-    return fig
-
-
-def _forest_panel(ax, sub: pd.DataFrame, m: str) -> None:
-    """One metric's rows of :func:`forest_figure`."""
-    y = np.arange(len(sub))[::-1].astype(float)
-    for col, dy, color, lw in ((WITH_RETRAINING, 0.0, "black", 1.5), (GIVEN_MODELS, -0.25, "grey", 1.0)):
-        d, lo, hi = sub[f"{col}_diff"], sub[f"{col}_low"], sub[f"{col}_high"]
-        ax.errorbar(d, y + dy, xerr=[d - lo, hi - d], fmt="o", color=color, capsize=3, ms=4, lw=lw)
-    ax.axvline(0, color="grey", lw=1, ls="--")
-    lo = min(0.0, *(float(sub[f"{c}_low"].min()) for c in (WITH_RETRAINING, GIVEN_MODELS)))
-    hi = max(0.0, *(float(sub[f"{c}_high"].max()) for c in (WITH_RETRAINING, GIVEN_MODELS)))
-    pad = 0.08 * (hi - lo if hi > lo else 1.0)
-    ax.set_xlim(lo - pad, hi + pad)  # zero always inside, never on the frame
-    ax.set_ylim(-0.7, len(sub) - 0.4)
-    ax.set_yticks(y, [f"{a} vs {b}" for a, b in zip(sub["a"], sub["b"])])
-    unit = " (points)" if metric_format(m).scale == 100 else ""
-    name = metric_format(m).label.split(" (")[0]
-    ax.set_xlabel(f"{name} difference{unit}")
-    ax.set_title(f"{name}: grey = {PAIRED_TESTS.get(m, '')}", fontsize="small")
+    return cv_forest_figure(paired, conditions=conditions)

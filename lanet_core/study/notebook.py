@@ -143,7 +143,8 @@ class Study:
         return self.table(tab, name, "Paired bootstrap over test images (per-image values averaged over seeds)")
 
     def leak_free_ids(self) -> set[str] | None:
-        """Test image ids without a suspected near-duplicate in train/val (from the data-audit notebook)."""
+        """Test image ids without a suspected near-duplicate in train/val (from the data-audit notebook) and not a
+        member of a same-scan opposite-label pair (:mod:`lanet_core.data.conflicts`: its truth is unknown)."""
         path = self.tables_dir / f"{NEAR_DUPLICATES_TABLE}.csv"
         if not path.is_file():
             return None
@@ -151,8 +152,10 @@ class Study:
         suspects = set(pairs.loc[pairs["suspected_leak"] == "True", "test_id"]) if len(pairs) else set()
         from lanet_core.data.sources import load_manifest
 
+        from lanet_core.data.conflicts import label_conflict_ids
+
         rows, _, _ = load_manifest(self.profile.dataset("busi"))
-        return set(rows.loc[rows["split"] == "test", "image_id"]) - suspects
+        return set(rows.loc[rows["split"] == "test", "image_id"]) - suspects - label_conflict_ids()
 
     def leak_free(self, res: ExperimentResults, metrics: Sequence[str], reference: str, name: str,
                   group_cols: Sequence[str] = ("method",)) -> pd.DataFrame:
@@ -170,7 +173,8 @@ class Study:
         print(f"leak-free subset: {len(ids)} test images")
         return self.comparison(runs, metrics, reference, name, group_cols=group_cols,
                                order=list(pd.unique(per["method"])),  # the full table's order, not alphabetical
-                               caption=f"Re-scored on the {len(ids)} test images without a suspected near-duplicate in training")
+                               caption=f"Re-scored on the {len(ids)} test images without a suspected near-duplicate in "
+                                       "training and without a same-scan opposite-label twin")
 
     def difference(self, runs: pd.DataFrame, by: str, a: str, b: str, metrics: Sequence[str], name: str, *,
                    group_cols: Sequence[str] = ("method",), caption: str | None = None) -> pd.DataFrame:
@@ -219,66 +223,29 @@ class Study:
         return self.table(pd.DataFrame(rows), name, f"Trained on {trained_on}, tested on {tested_on} vs in-domain")
 
     # ------------------------------------------------------------------ standard figures
+    def conditions(self, runs: pd.DataFrame) -> str:
+        """The conditions line of a figure over ``runs`` (dataset, test images, seeds, input size, initialisation;
+        :func:`lanet_core.study.figures.run_conditions`)."""
+        from lanet_core.study.figures import run_conditions
+
+        return run_conditions(runs, self.profile.output / "runs")
+
     def bars(self, runs: pd.DataFrame, metrics: Sequence[str], reference: str, stem: str,
              order: Sequence[str] | None = None, title: str | None = None) -> None:
-        metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
-        if runs.empty or not metrics:
-            return
-        order = order or list(dict.fromkeys(runs["method"]))
-        with reporting.plot_context():
-            fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.8), squeeze=False)
-            for ax, m in zip(axes[0], metrics):
-                sub = runs[runs[m].notna()]
-                ref = reference if reference in set(sub["method"]) else None
-                reporting.bar_ci_plot(sub, m, ax, order=[o for o in order if o in set(sub["method"])],
-                                      palette=reporting.method_palette(order), reference=ref)
-                ax.tick_params(axis="x", rotation=60)
-            fig.suptitle("\n".join(t for t in (title, _bars_note(runs, reference)) if t), fontsize="small")
-            fig.tight_layout()
+        """One panel per metric, one row per method: mean, 95 % CI, seeds, stars vs ``reference``
+        (:func:`lanet_core.reporting.bars_figure`), saved as ``stem``."""
+        fig = reporting.bars_figure(runs, metrics, reference, order=order, title=title,
+                                    conditions=self.conditions(runs) if len(runs) else None)
+        if fig is not None:
             self.figure(fig, stem)
 
     def lines(self, runs: pd.DataFrame, x: str, metrics: Sequence[str], stem: str, title: str | None = None) -> None:
-        metrics = [m for m in metrics if m in runs and runs[m].notna().any()]
-        if runs.empty or not metrics:
-            return
-        with reporting.plot_context():
-            fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), squeeze=False)
-            methods = list(dict.fromkeys(runs["method"]))
-            for ax, m in zip(axes[0], metrics):
-                sub = runs[runs[m].notna()]
-                reporting.line_ci_plot(sub, x, m, "method", ax, palette=reporting.method_palette(methods),
-                                       legend=False)
-            per_point = runs.groupby(["method", x]).size()
-            note = ("one seed per point (no CI)" if per_point.max() == 1 else
-                    f"mean, shaded 95 % CI over {_n_text(per_point)} seeds; dots: seeds")
-            if len(methods) == 1:
-                note = f"{methods[0]}: {note}"
-            fig.suptitle("\n".join(t for t in (title, note) if t), fontsize="small")
-            fig.tight_layout()
-            if len(methods) > 1:  # one legend below the panels, never over the data
-                merged: dict[str, object] = {}
-                for ax in axes[0]:  # every method, even one missing from the first metric
-                    for h, lab in zip(*ax.get_legend_handles_labels()):
-                        merged.setdefault(lab, h)
-                labels, handles = list(merged), list(merged.values())
-                fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
-                           fontsize="small", frameon=False)
+        """One panel per metric: mean ± 95 % CI vs ``x`` per method (:func:`lanet_core.reporting.lines_figure`),
+        saved as ``stem``."""
+        fig = reporting.lines_figure(runs, x, metrics, title=title,
+                                     conditions=self.conditions(runs) if len(runs) else None)
+        if fig is not None:
             self.figure(fig, stem)
-
-
-def _n_text(counts: pd.Series) -> str:
-    lo, hi = int(counts.min()), int(counts.max())
-    return str(lo) if lo == hi else f"{lo}-{hi}"
-
-
-def _bars_note(runs: pd.DataFrame, reference: str | None) -> str:
-    """The reading key of a bar figure: what bars, error bars, dots and stars are, and n."""
-    counts = runs.groupby("method").size()
-    n = _n_text(counts)
-    key = ("one seed per bar (no CI)" if counts.max() == 1 else f"mean, 95 % CI over n={n} seeds (t), dots: seeds")
-    if reference and reference in set(runs["method"]):
-        key += f"; stars: Welch t-test vs {reference} (bold)"
-    return key
 
 
 def reference_method(runs: pd.DataFrame, suffix: str = "+LA-Net") -> str | None:
@@ -321,8 +288,11 @@ def _register_display() -> None:
     formatters["text/plain"].for_type(pd.DataFrame, _readable_text)
 
 
-def setup(profile: str = "smoke", train: bool = True) -> Study:
-    """The opening cell of every notebook: profile, versions, output folders, deterministic plotting."""
+def setup(profile: str = "cpu", train: bool = False) -> Study:
+    """The opening cell of every notebook: profile, versions, output folders, deterministic plotting.
+
+    The defaults render the committed ``cpu`` results and train nothing (a notebook opened and run as it is);
+    ``train=True`` trains the runs that are missing first. The study runner passes both explicitly."""
     prof = load_profile(profile)
     os.environ.setdefault("TQDM_DISABLE", "1")
     np.set_printoptions(precision=4, suppress=True)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from lanet_core import reporting
 from lanet_core.io import atomic_write_text
+from lanet_core.paths import project_root
 from lanet_core.runs import read_provenance
 from lanet_core.stats import mean_ci
 from lanet_core.study.claims import EQUIVALENCE_MARGINS, claims_tally
@@ -272,6 +273,39 @@ def pretrained_section(study: Study) -> list[str]:
             "", reporting.markdown_table(pd.DataFrame(rows)), ""]
 
 
+def label_conflict_section(study: Study) -> list[str]:
+    """Issue 29: the policy on same-scan opposite-label twins and which committed runs trained with one."""
+    from lanet_core.data.conflicts import conflict_exposure, read_label_conflicts
+    from lanet_core.data.sources import load_manifest
+
+    conflicts = read_label_conflicts()
+    if conflicts.empty:
+        return []
+    fixed = conflict_exposure(load_manifest(study.profile.dataset("busi"))[0], conflicts)
+    exposed: dict[str, bool] = {}  # manifest -> a pair member in its train split
+
+    def trains_with_a_twin(manifest: str) -> bool:
+        if manifest not in exposed:
+            rows = load_manifest(str(project_root() / manifest))[0]
+            exposed[manifest] = bool(conflict_exposure(rows, conflicts)["trained_with"].any())
+        return exposed[manifest]
+
+    manifests = [str(read_provenance(d.parent).get("manifest", ""))
+                 for d in sorted((study.profile.output / "runs").glob("*/metrics.json"))]
+    busi = [m for m in manifests if Path(m).name.startswith("busi") and (project_root() / m).is_file()]
+    runs, n_with = len(busi), sum(trains_with_a_twin(m) for m in busi)
+    return ["## Same-scan opposite-label twins", "",
+            f"BUSI holds {len(conflicts) // 2} pairs of images of one scan (pHash distance <= 6, byte-identical "
+            "included) labelled once benign and once malignant (`data_manifests/busi_label_conflicts.csv`, written by "
+            "`lanet prepare busi`). Policy (`lanet_core/data/conflicts.py`): their truth is unknown, so both members "
+            "are left out of every evaluation that can leave them out without retraining: the leak-free companions "
+            "of the fixed split and every cross-validation table and `cv_` claim. The committed manifests keep them "
+            "in training (changing a manifest changes every run's identity): on the fixed split the pairs sit as "
+            "follows, and " f"{n_with} of the {runs} committed BUSI runs trained with at least one member of a pair "
+            "(the fixed-split test images `malignant (77)` and `malignant (145)` have their opposite-label twin in "
+            "training or dropped from it).", "", reporting.markdown_table(fixed), ""]
+
+
 def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str,
                  by_device: pd.DataFrame | None = None, check: pd.DataFrame | None = None) -> Path:
     """``<output>/README.md``: conditions, compute (by device), headline, claims, then every table beside the paper's."""
@@ -297,6 +331,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "",
         reporting.markdown_table(headline) if len(headline) else "(no runs yet)",
         "",
+        *label_conflict_section(study),
         *resolution_section(study),
         *pretrained_section(study),
         "## The paper's claims, checked",
