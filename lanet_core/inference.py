@@ -770,7 +770,9 @@ def caption_lines(rec: dict[str, Any], card: dict[str, Any], w: int, h: int) -> 
     """The overlay's caption: class and probability first, then the lesion and what the colours mean."""
     lines = []
     if "predicted" in rec:
-        lines.append(f"{rec['predicted']}  (p malignant {rec['p_malignant']:.2f})")
+        pm = rec["p_malignant"]  # 2 decimals, 4 near 0.5 (where 2 would read 0.50 whichever side it is on)
+        lines.append(f"{rec['predicted']}  (p malignant {pm:.2f})" if abs(pm - 0.5) >= 0.005 else
+                     f"{rec['predicted']}  (p malignant {pm:.4f})")
     if "lesion_area_px" in rec:
         if rec["lesion_area_px"]:
             lines.append(f"lesion {rec['lesion_area_px']} px ({rec['lesion_area_fraction']:.1%}): outline magenta, "
