@@ -194,10 +194,11 @@ def _limitations(cfg: dict[str, Any], data: dict[str, Any] | None, map_size: lis
     if any("busi" in x.lower() for x in datasets) or "busi" in str(d["manifest"]).lower():
         known = (" (data_manifests/busi.csv: 23 of the 82 test images; results/tables/busi_near_duplicates.csv)"
                  if str(d["manifest"]).endswith("data_manifests/busi.csv") else "")
-        out.append("BUSI holds near-duplicate frames (re-saved or re-annotated copies of one image) and a "
-                   "byte-identical pair with opposite labels (benign (433) / malignant (145), kept out of training): "
-                   f"`lanet validate {d['manifest']}` lists the test images with a near-duplicate in training{known}; "
-                   "test metrics on such images are likely optimistic.")
+        out.append("BUSI holds near-duplicate frames (re-saved or re-annotated copies of one scan) and same-scan "
+                   "pairs with opposite labels (data_manifests/busi_label_conflicts.csv: 8 pairs, whose truth is "
+                   "unknown; the byte-identical benign (433) / malignant (145) is kept out of training, the others stay "
+                   f"in the manifests): `lanet validate {d['manifest']}` lists the test images with a near-duplicate in "
+                   f"training{known}; test metrics on such images are likely optimistic.")
     test = ((data or {}).get("splits") or {}).get(cfg["eval"]["split"])
     mix = (f"The {cfg['eval']['split']} split has {test.get('benign', 0)} benign and {test.get('malignant', 0)} malignant "
            "images; " if test else "")
