@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from lanet_core.errors import ConfigError
+from lanet_core.models.geometry import FUSION_STRIDES, PAPER_FUSION_STRIDE
 from lanet_core.models.registry import ARCHITECTURES
 from lanet_core.paths import project_root
 
@@ -48,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "use_mam": True,  # mask-attention module f_att = f_n + f_n * f_mask
         "sam": "authors",  # authors: 3x(3x3 conv + BN) 2->8->8->1 | cbam: one 7x7 conv + BN (Woo et al. 2018)
         "cam_reduction": 16,  # channel-attention MLP reduction ratio r
-        "fusion_stride": 32,  # lesion-map stride: 32 = the paper (input/32); 16 or 8 beyond the paper
+        "fusion_stride": PAPER_FUSION_STRIDE,  # lesion-map stride: 32 = the paper (input/32); 16 or 8 beyond the paper
         "fusion_resize": "bilinear",  # bilinear (authors, align_corners=True) | area (average-pool when shrinking)
         "init": "kaiming",  # LA-Net init: kaiming (authors' code) | xavier (paper text)
         "drop_rate": 0.0,  # dropout before the classifier (timm classifiers)
@@ -126,7 +127,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "model.fusion_resize": ("bilinear", "area"),
     "model.head_init": ("timm", "torch"),
     "model.init": ("kaiming", "xavier"),
-    "model.fusion_stride": (8, 16, 32),
+    "model.fusion_stride": FUSION_STRIDES,
     "loss.pseudo": ("paper", "authors", "none"),
     "loss.target_downsample": ("area", "bilinear", "max"),
     "train.preset": tuple(PRESETS),

@@ -20,27 +20,25 @@ agn         Schlemper et al. 2019 (AG-Sononet)   (B, K)                     (B, 
 
 from __future__ import annotations
 
-import numbers
 import os
-from collections.abc import Callable
 
-import timm
 from torch import nn
 
 from lanet_core.errors import ConfigError
+from lanet_core.models.factory import build_architecture
 from lanet_core.models.registry import ARCHITECTURES
 
-# Every architecture but LA-Net, in registry order: builders, names and default backbones from the registry.
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {n: a.build_fn() for n, a in ARCHITECTURES.items() if n != "lanet"}
-BASELINE_ARCHS: tuple[str, ...] = tuple(_BUILDERS)
+#: Every architecture but LA-Net, in registry order (a baseline = an entry that is not LA-Net's).
+BASELINE_ARCHS: tuple[str, ...] = tuple(n for n in ARCHITECTURES if n != "lanet")
 
 #: Backbone used when none is named (registry ``default_backbone``): ResNet18 trunks (the paper's main size)
 #: except ViT-S/16 for "vit" (ViT-B/16, the paper's, has 86 M parameters) and ResNet50 for DeepLabV3.
 DEFAULT_BACKBONES: dict[str, str] = {n: ARCHITECTURES[n].default_backbone for n in BASELINE_ARCHS}
 
+
 def baseline_options(arch: str) -> tuple[str, ...]:
     """Names of the extra keyword options ``arch`` accepts (registry ``options``, e.g. ``("drop_rate", ...)``)."""
-    if arch not in _BUILDERS:
+    if arch not in BASELINE_ARCHS:
         raise ConfigError(f"unknown baseline arch {arch!r}; expected one of {list(BASELINE_ARCHS)}")
     return ARCHITECTURES[arch].options
 
@@ -54,7 +52,8 @@ def build_baseline(
     num_classes: int = 2,
     **options,
 ) -> nn.Module:
-    """Build baseline ``arch`` (one of :data:`BASELINE_ARCHS`) for ``image_size`` px square inputs.
+    """Build baseline ``arch`` (one of :data:`BASELINE_ARCHS`) for ``image_size`` px square inputs, through the
+    registry like every model (:func:`lanet_core.models.factory.build_architecture`).
 
     Args:
         backbone: timm model name (``None``: :data:`DEFAULT_BACKBONES`); for segmenters the smp encoder.
@@ -65,21 +64,6 @@ def build_baseline(
     Raises:
         ConfigError: unknown arch, backbone or option, or an image size the model cannot take.
     """
-    unknown = set(options) - set(baseline_options(arch))
-    if unknown:
-        raise ConfigError(
-            f"baseline {arch!r} got unknown option(s) {sorted(unknown)}; it accepts {list(baseline_options(arch))}"
-        )
-    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
-        raise ConfigError(f"image_size must be a positive number of pixels, got {image_size!r}")
-    image_size = int(image_size)
-    if num_classes < 1:
-        raise ConfigError(f"num_classes must be positive, got {num_classes}")
-    backbone = backbone or DEFAULT_BACKBONES[arch]
-    if not timm.is_model(backbone):
-        raise ConfigError(f"model.backbone = {backbone!r}: unknown timm model for model.arch = {arch!r} "
-                          "(list them with timm.list_models())")
-    kwargs = {"image_size": image_size, **options}
-    if arch not in ("unet", "deeplabv3"):
-        kwargs["num_classes"] = num_classes
-    return _BUILDERS[arch](backbone, weights, **kwargs)
+    baseline_options(arch)  # a clear error for LA-Net or an unknown name
+    return build_architecture(arch, backbone=backbone, weights=weights, image_size=image_size,
+                              num_classes=num_classes, **options)

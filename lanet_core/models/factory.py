@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
+import os
 from typing import Any, Mapping
 
+import timm
 import torch
 from torch import nn
 
 from lanet_core.errors import ConfigError
-from lanet_core.models.registry import ARCHITECTURES
+from lanet_core.models.registry import architecture
 
 
 def weights_info(weights: str) -> tuple[dict, bool]:
@@ -32,42 +35,14 @@ def build_model(cfg: Mapping[str, Any], *, seed: int | None = None) -> nn.Module
     m = cfg["model"]
     torch.manual_seed(cfg["train"]["seed"] if seed is None else seed)
     extra, bn_folded = weights_info(m["weights"])
-    if m["arch"] == "lanet":
-        from lanet_core.models.lanet import LANet
-
-        model: nn.Module = LANet(
-            m["backbone"],
-            m["weights"],
-            num_classes=2,
-            use_cam=m["use_cam"],
-            use_sam=m["use_sam"],
-            use_mam=m["use_mam"],
-            sam=m["sam"],
-            cam_reduction=m["cam_reduction"],
-            fusion_stride=m["fusion_stride"],
-            fusion_resize=m["fusion_resize"],
-            init=m["init"],
-            backbone_kwargs=extra,
-        )
-    else:
-        from lanet_core.models.baselines import baseline_options, build_baseline
-
-        accepted = baseline_options(m["arch"])
-        options: dict[str, Any] = {}
-        if "drop_rate" in accepted:
-            options["drop_rate"] = m["drop_rate"]
-        if extra:
-            if "timm_kwargs" not in accepted:
-                raise ConfigError(f"model.arch={m['arch']} cannot take the weights file {m['weights']} (needs {extra})")
-            options["timm_kwargs"] = extra
-        model = build_baseline(
-            m["arch"],
-            backbone=m["backbone"],
-            weights=m["weights"],
-            image_size=cfg["data"]["image_size"],
-            num_classes=2,
-            **options,
-        )
+    arch = architecture(m["arch"])
+    options = {k: m[k] for k in arch.config_options}
+    if extra:
+        if arch.timm_kwargs_arg is None:
+            raise ConfigError(f"model.arch={m['arch']} cannot take the weights file {m['weights']} (needs {extra})")
+        options[arch.timm_kwargs_arg] = extra
+    model = build_architecture(m["arch"], backbone=m["backbone"], weights=m["weights"],
+                               image_size=cfg["data"]["image_size"], num_classes=2, **options)
     if m.get("head_init", "timm") == "torch":
         reset_head(model)
     rebuild = bool(m.get("bn_rebuild", False))
@@ -93,5 +68,41 @@ def reset_head(model: nn.Module) -> None:
     head.reset_parameters()
 
 
-# (classification head, lesion head) of each architecture (from the registry)
-ARCH_HEADS: dict[str, tuple[bool, bool]] = {n: (a.class_head, a.lesion_head) for n, a in ARCHITECTURES.items()}
+def build_architecture(
+    name: str,
+    *,
+    backbone: str | None = None,
+    weights: str | os.PathLike = "none",
+    image_size: int,
+    num_classes: int = 2,
+    **options,
+) -> nn.Module:
+    """Build architecture ``name`` from its registry entry (:data:`~lanet_core.models.registry.ARCHITECTURES`) for
+    ``image_size`` px square inputs: the one constructor path of every model, LA-Net and the baselines alike.
+
+    Args:
+        backbone: timm model name (``None``: the entry's ``default_backbone``; for segmenters the smp encoder).
+        weights: the project's weights spec, applied to the backbone / encoder.
+        num_classes: class outputs (passed only to architectures with a class head).
+        options: the entry's ``options`` (e.g. ``drop_rate``, ``map_size``, LA-Net's ``use_cam`` ...).
+    Raises:
+        ConfigError: unknown architecture, backbone or option, or an image size the model cannot take.
+    """
+    arch = architecture(name)
+    unknown = set(options) - set(arch.options)
+    if unknown:
+        raise ConfigError(f"model.arch {name!r} got unknown option(s) {sorted(unknown)}; it accepts {list(arch.options)}")
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive number of pixels, got {image_size!r}")
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be positive, got {num_classes}")
+    backbone = backbone or arch.default_backbone
+    if not timm.is_model(backbone):
+        raise ConfigError(f"model.backbone = {backbone!r}: unknown timm model for model.arch = {name!r} "
+                          "(list them with timm.list_models())")
+    kwargs = dict(options)
+    if arch.takes_image_size:
+        kwargs["image_size"] = int(image_size)
+    if arch.class_head:
+        kwargs["num_classes"] = num_classes
+    return arch.build_fn()(backbone, weights, **kwargs)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lanet_core.models.geometry import PAPER_FUSION_STRIDE
 from lanet_core.models.attention import CBAM
 from lanet_core.models.backbones import create_feature_extractor
 from lanet_core.models.output import ModelOutput
@@ -55,7 +56,7 @@ class LesionAwareNet(nn.Module):
         use_cam: bool = True,
         use_sam: bool = True,
         sam: str = "authors",
-        fusion_stride: int = 32,
+        fusion_stride: int = PAPER_FUSION_STRIDE,
         fusion_resize: str = "bilinear",
     ):
         super().__init__()
@@ -129,7 +130,7 @@ class LANet(LanetModel):
         use_mam: bool = True,
         sam: str = "authors",
         cam_reduction: int = 16,
-        fusion_stride: int = 32,
+        fusion_stride: int = PAPER_FUSION_STRIDE,
         fusion_resize: str = "bilinear",
         init: str = "kaiming",
         backbone_kwargs: dict | None = None,

@@ -7,7 +7,8 @@ modules used to keep by hand (``config.ARCH_DEFAULTS``, ``factory.ARCH_HEADS``, 
 the row labels of ``study.experiments.method_name``) are derived from :data:`ARCHITECTURES`.
 
 Adding an architecture: write its builder (an ``nn.Module`` returning :class:`~lanet_core.models.output.ModelOutput`,
-``component_modules()`` and a Grad-CAM layer as the others), then add one entry here.
+``component_modules()`` and a Grad-CAM layer as the others), then add one entry here: every model, LA-Net included,
+is built by :func:`lanet_core.models.factory.build_architecture` from its entry (no per-name code elsewhere).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class Architecture:
         row_label: the paper's row label; ``{b}`` is the backbone's short name (R18, R50, MNV2, ...).
         options: the builder's keyword options beyond backbone, weights, image size and classes (``drop_rate``;
             ``timm_kwargs``: extra arguments for timm, e.g. a converted checkpoint's BN-free layers).
+        config_options: the keys of the resolved ``model`` section handed to the builder as keywords of the same
+            name (LA-Net's attention modules, fusion and init; a classifier's ``drop_rate``).
+        timm_kwargs_arg: the builder's keyword for a converted weights file's extra timm arguments (``None``: the
+            architecture cannot take such a file).
+        takes_image_size: the builder takes ``image_size`` (LA-Net's modules adapt to any input size).
     """
 
     name: str
@@ -45,6 +51,9 @@ class Architecture:
     default_backbone: str = DEFAULT_BACKBONE
     row_label: str = "{b}"
     options: tuple[str, ...] = ()
+    config_options: tuple[str, ...] = ()
+    timm_kwargs_arg: str | None = None
+    takes_image_size: bool = True
 
     def config_defaults(self) -> dict[str, Any]:
         """This architecture's layer of the resolved config (between the defaults and the preset)."""
@@ -65,20 +74,24 @@ class Architecture:
         return getattr(importlib.import_module(module), attr)
 
 
+LANET_OPTIONS = ("use_cam", "use_sam", "use_mam", "sam", "cam_reduction", "fusion_stride", "fusion_resize", "init")
+
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
-    Architecture("lanet", "lanet_core.models.lanet:LANet", True, True, stage1=True, row_label="{b}+LA-Net"),
+    Architecture("lanet", "lanet_core.models.lanet:LANet", True, True, stage1=True, row_label="{b}+LA-Net",
+                 options=(*LANET_OPTIONS, "backbone_kwargs"), config_options=LANET_OPTIONS,
+                 timm_kwargs_arg="backbone_kwargs", takes_image_size=False),
     Architecture("classifier", "lanet_core.models.classifiers:build_classifier", True, False,
-                 options=("drop_rate", "timm_kwargs")),
+                 options=("drop_rate", "timm_kwargs"), config_options=("drop_rate",), timm_kwargs_arg="timm_kwargs"),
     Architecture("vit", "lanet_core.models.classifiers:build_vit", True, False, default_backbone=DEFAULT_VIT,
-                 options=("drop_rate",)),
+                 options=("drop_rate",), config_options=("drop_rate",)),
     Architecture("unet", "lanet_core.models.segmenters:build_unet", False, True, train_images="labelled",
                  row_label="U-Net"),
     Architecture("deeplabv3", "lanet_core.models.segmenters:build_deeplabv3", False, True, train_images="labelled",
                  default_backbone="resnet50", row_label="DeepLabV3"),  # the authors' DeepLabV3 has a ResNet50
     Architecture("rmtl", "lanet_core.models.rmtl:RMTL", True, True, train_images="labelled", row_label="{b}+RMTL",
-                 options=("map_size", "timm_kwargs")),
+                 options=("map_size", "timm_kwargs"), timm_kwargs_arg="timm_kwargs"),
     Architecture("agn", "lanet_core.models.agn:AGN", True, True, train_images="labelled", row_label="AGN",
-                 options=("inter_channels", "timm_kwargs")),
+                 options=("inter_channels", "timm_kwargs"), timm_kwargs_arg="timm_kwargs"),
 )}
 
 

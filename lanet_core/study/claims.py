@@ -24,6 +24,7 @@ import yaml
 
 from lanet_core import reporting
 from lanet_core.errors import ConfigError
+from lanet_core.models.geometry import fine_stride
 from lanet_core.stats import diff_ci, mean_ci, verdict
 from lanet_core.study.experiments import FINE, imagenet_cv_method, method_name, short
 from lanet_core.study.notebook import Study
@@ -80,7 +81,7 @@ def claim_names(study: Study) -> dict[str, Any]:
         "bb_ab": p.backbone_for("attention_ablation"),
         "lanet_lr": method_name("lanet", p.backbone_for("label_ratio")),
         "lanet_pl": method_name("lanet", p.backbone_for("partial_labels")),
-        "fine_stride": int((p.lanet_fine or {}).get("fusion_stride", 8)),
+        "fine_stride": fine_stride(p.lanet_fine),
     }
     # the ImageNet MobileNetV2 of the cross-validation (issue 13)
     names.update(pt_vanilla=imagenet_cv_method(p, "classifier"), pt_lanet=imagenet_cv_method(p, "lanet"),

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import local_weights_available
+from lanet_core.models.geometry import fine_stride
 from lanet_core.models.registry import architecture
 from lanet_core.study.profiles import Profile
 
@@ -65,7 +66,7 @@ def fine_updates(p: Profile, target: str | None = None) -> dict[str, Any]:
     f = p.lanet_fine
     target = target or f.get("target", "area")
     return {
-        "model": {"fusion_stride": int(f.get("fusion_stride", 8)), "fusion_resize": f.get("fusion_resize", "area")},
+        "model": {"fusion_stride": fine_stride(f), "fusion_resize": f.get("fusion_resize", "area")},
         "loss": {"target_downsample": target},
         "eval": {"align_corners": target == "bilinear"},
     }

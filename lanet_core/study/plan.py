@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lanet_core.models.geometry import fusion_stride
 from lanet_core.paths import results_dir
 from lanet_core.runs import load_result, prepare_run
 from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
@@ -31,7 +32,7 @@ def _device_kind(prov: dict) -> str:
 
 def _key(cfg: dict) -> tuple:
     m = cfg["model"]
-    return (m["arch"], m["backbone"], int(cfg["data"]["image_size"]), int(m.get("fusion_stride", 32)))
+    return (m["arch"], m["backbone"], int(cfg["data"]["image_size"]), fusion_stride(m))
 
 
 def measured_rates(runs_root: Path, device: str = "cpu") -> dict[tuple, float]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lanet_core.models.geometry import fusion_stride, lesion_map_size
 from lanet_core.errors import BudgetExhausted, LanetError
 from lanet_core.precision import precision_name
 from lanet_core.runs import RunResult, load_result, prepare_run, read_provenance, train_or_load
@@ -69,7 +70,7 @@ def lesion_map_columns(cfg: dict) -> dict[str, object]:
     if cfg["model"]["arch"] != "lanet":
         return {"lesion_map": "", "iou_ceiling": np.nan}
     size = int(cfg["data"]["image_size"])
-    m = size // int(cfg["model"].get("fusion_stride", 32))
+    m = lesion_map_size(size, fusion_stride(cfg["model"]))
     e = cfg["eval"]
     try:
         ceiling = _ceiling(cfg["data"]["manifest"], size, m, cfg["loss"]["target_downsample"], bool(e["align_corners"]),
@@ -104,7 +105,7 @@ def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
     prov = read_provenance(run_dir)
     return {
         "arch": m["arch"], "backbone": m["backbone"], "weights": m.get("weights", "none"),
-        "image_size": int(d["image_size"]), "fusion_stride": int(m.get("fusion_stride", 32)) if lanet else np.nan,
+        "image_size": int(d["image_size"]), "fusion_stride": fusion_stride(m) if lanet else np.nan,
         "attention": "+".join(modules) if lanet else "", "train_images": d["train_images"],
         "selected_on": cfg["train"]["select_on"],
         # older records name only ``amp`` (bool); the text is the same function of it
