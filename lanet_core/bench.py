@@ -205,7 +205,7 @@ def inference_latency(config: str = "configs/busi_lanet_r18.yaml", overrides: Se
     """Batch-1 latency on this CPU: PyTorch eager (fp32; bf16 autocast where native) vs ONNX Runtime (fp32, and
     int8 with static QDQ quantisation calibrated on random inputs: latency only, accuracy is checked separately)
     for the config's (untrained) model at each size. Prints and returns one row per (size, engine)."""
-    from lanet_core.inference import export_model, latency
+    from lanet_core.inference import export_model, latency, quantize_onnx
     from lanet_core.models.factory import build_model
 
     cap = cpu_capability()
@@ -251,27 +251,3 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-def quantize_onnx(src: Path, dst: Path, size: int, calibration: Any = None) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights) of an exported model with onnxruntime's quantiser.
-
-    ``calibration``: ``(N, 3, S, S)`` float32 inputs (the training images, preprocessed); random inputs when
-    omitted (enough for latency, not for accuracy)."""
-    import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    data = calibration if calibration is not None else np.random.default_rng(0).normal(size=(16, 3, size, size)).astype(np.float32)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(data[i:i + 1] for i in range(len(data)))
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"image": x}
-
-    pre = Path(dst).with_name(Path(dst).stem + "_pre.onnx")
-    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return Path(dst)

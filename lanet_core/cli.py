@@ -201,7 +201,8 @@ def _cmd_convert_weights(args: argparse.Namespace) -> int:
 def _cmd_pack(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from lanet_core.data.packs import PACK_ENV, build_pack
+    from lanet_core.data.dataset import build_pack
+    from lanet_core.data.packs import PACK_ENV
     from lanet_core.errors import ConfigError
     from lanet_core.data.sources import load_manifest
 

@@ -833,7 +833,6 @@ def int8_check(run_dir: Path, out_dir: Path | None = None, *, calibration_images
     from sklearn.metrics import roc_auc_score
 
     from lanet_core import metrics as M
-    from lanet_core.bench import quantize_onnx
     from lanet_core.data.sources import load_manifest
 
     run_dir = Path(run_dir)
@@ -878,3 +877,29 @@ def int8_check(run_dir: Path, out_dir: Path | None = None, *, calibration_images
     df.insert(0, "run", run_dir.name)
     atomic_write_text(out_dir / "int8_check.csv", df.round(4).to_csv(index=False, lineterminator="\n"))
     return df
+
+
+def quantize_onnx(src: Path, dst: Path, size: int, calibration: Any = None) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) of an exported model with onnxruntime's quantiser.
+
+    ``calibration``: ``(N, 3, S, S)`` float32 inputs (the training images, preprocessed); random inputs when
+    omitted (enough for latency, not for accuracy)."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    data = calibration if calibration is not None else np.random.default_rng(0).normal(size=(16, 3, size, size)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data[i:i + 1] for i in range(len(data)))
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"image": x}
+
+    pre = Path(dst).with_name(Path(dst).stem + "_pre.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return Path(dst)

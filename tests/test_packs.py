@@ -10,7 +10,8 @@ import pytest
 from lanet_core.cli import main as cli_main
 from lanet_core.data.dataset import ImageCache
 from lanet_core.data.manifest import read_manifest
-from lanet_core.data.packs import PACK_ENV, ImagePacks, build_pack, portable_key
+from lanet_core.data.dataset import build_pack
+from lanet_core.data.packs import PACK_ENV, ImagePacks, portable_key
 from lanet_core.errors import DataError
 from lanet_core.runs import train_or_load
 from tests.test_trainer import tiny_cfg

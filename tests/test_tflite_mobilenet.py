@@ -23,6 +23,7 @@ from torch import nn
 
 from lanet_core.errors import ConfigError
 from lanet_core.models import tflite_mobilenet as tm
+from lanet_core.models.backbones import load_converted_mobilenet_v2
 from lanet_core.models.backbones import create_feature_extractor, create_model_with_weights, freeze_batchnorm
 from lanet_core.paths import project_root
 
@@ -256,15 +257,15 @@ def test_classifier_with_new_head_loads_backbone(converted_file, synthetic):
 
 def test_load_converted_full_classifier(converted_file, synthetic, tmp_path):
     _, state = synthetic
-    model = tm.load_converted_mobilenet_v2(converted_file)
+    model = load_converted_mobilenet_v2(converted_file)
     assert not model.training and model.num_classes == 1001
     torch.testing.assert_close(model.classifier.weight, state["classifier.weight"], rtol=0, atol=0)
     with pytest.raises(ConfigError, match="convert-weights"):
-        tm.load_converted_mobilenet_v2(tmp_path / "absent.safetensors")
+        load_converted_mobilenet_v2(tmp_path / "absent.safetensors")
     plain = tmp_path / "plain.safetensors"
     safetensors.torch.save_file({"w": torch.zeros(2)}, str(plain))
     with pytest.raises(ConfigError, match="not a converted TFLite MobileNetV2"):
-        tm.load_converted_mobilenet_v2(plain)
+        load_converted_mobilenet_v2(plain)
 
 
 def test_converter_rejects_non_tflite(tmp_path):
@@ -374,7 +375,7 @@ def test_real_reference_predictions(real):
     two of them by 0.06 (see the next test for the int8-emulated network).
     """
     _, out, x, _ = real
-    model = tm.load_converted_mobilenet_v2(out)
+    model = load_converted_mobilenet_v2(out)
     with torch.no_grad():
         top1, probs = _reference_probabilities(model(x).softmax(1))
     assert top1 == [i for i, _ in REFERENCE.values()]
@@ -388,7 +389,7 @@ def test_real_reference_predictions_int8_emulated(real):
     Measured: cat 0.605, bird 0.789, parrot 0.914, grace_hopper 0.737.
     """
     src, out, x, x127 = real
-    model = tm.load_converted_mobilenet_v2(out)
+    model = load_converted_mobilenet_v2(out)
     with torch.no_grad():
         float_logits = model(x)
     handles = tm.emulate_int8_activations(model, src)
@@ -406,7 +407,7 @@ def test_real_reference_predictions_int8_emulated(real):
 def test_real_batchnorm_reestimation_breaks_predictions(real):
     """Re-estimating BN statistics from scratch destroys the folded scaling; frozen BN keeps it."""
     _, out, x, _ = real
-    model = tm.load_converted_mobilenet_v2(out)
+    model = load_converted_mobilenet_v2(out)
     with torch.no_grad():
         reference = model(x)
 
@@ -433,7 +434,7 @@ def test_real_network_after_batchnorm_rebuild_is_unchanged(real):
     from lanet_core.models.bn_rebuild import rebuild_batchnorm
 
     _, out, x, _ = real
-    model = tm.load_converted_mobilenet_v2(out)
+    model = load_converted_mobilenet_v2(out)
     rebuilt = copy.deepcopy(model)
     n = rebuild_batchnorm(rebuilt, [x])
     assert n > 50

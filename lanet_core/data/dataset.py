@@ -23,9 +23,12 @@ geometry, seeded per sample from ``(seed, epoch, index)`` so results do not depe
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -36,8 +39,8 @@ from torchvision.transforms import v2
 
 from lanet_core.data.images import box_to_mask, read_image, read_mask_union, resize_array
 from lanet_core.data.manifest import label_index, mask_paths, parse_bbox
-from lanet_core.io import atomic_write_bytes
-from lanet_core.data.packs import ImagePacks, portable_key
+from lanet_core.io import atomic_write_bytes, file_sha256
+from lanet_core.data.packs import PACK_FORMAT, ImagePacks, portable_key
 from lanet_core.errors import DataError
 from lanet_core.paths import cache_dir, data_file
 
@@ -286,3 +289,33 @@ class LesionDataset(Dataset):
                 sample[name] = arr.float() / 255.0
                 sample[f"has_{name}"] = torch.tensor(present)
         return sample
+
+
+def build_pack(rows: pd.DataFrame, data_root: Path, sizes: Iterable[int], policy: str, out: Path,
+               cache_root: Path | None = None) -> dict[str, object]:
+    """Write the arrays of every row at every size to ``out`` (atomically); returns the pack's metadata
+    (:mod:`lanet_core.data.packs` reads packs; building one drives the image cache, so it lives here)."""
+    data_root = Path(data_root)
+    arrays: dict[str, np.ndarray] = {}
+    entries: dict[str, list[str]] = {}
+    sources: dict[str, str] = {}
+    for size in sizes:
+        cache = ImageCache(data_root, int(size), policy, root=cache_root, packs=False)
+        for _, row in rows.iterrows():
+            key = portable_key(row, int(size), policy)
+            if key in entries:
+                continue
+            got = cache.get(row)
+            entries[key] = sorted(got)
+            for name, arr in got.items():
+                arrays[f"{key}.{name}"] = arr
+            for rel in [row["image_path"], *mask_paths(row)]:
+                if rel not in sources:
+                    sources[rel] = file_sha256(data_file(data_root, rel))
+    meta = {"format": PACK_FORMAT, "sizes": sorted({int(s) for s in sizes}), "policy": policy,
+            "rows": len(rows), "entries": entries, "source_sha256": sources}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+                        **arrays)
+    atomic_write_bytes(Path(out), buf.getvalue())
+    return meta

@@ -14,7 +14,6 @@ file. Each pack records the SHA-256 of every source file it was built from.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -24,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from lanet_core.data.manifest import mask_paths
-from lanet_core.io import atomic_write_bytes, file_sha256
 from lanet_core.errors import DataError
 
 PACK_ENV = "LANET_IMAGE_PACKS"
@@ -76,34 +74,3 @@ class ImagePacks:
             return None
         z, names = hit
         return {name: z[f"{key}.{name}"] for name in names}
-
-
-def build_pack(rows: pd.DataFrame, data_root: Path, sizes: Iterable[int], policy: str, out: Path,
-               cache_root: Path | None = None) -> dict[str, object]:
-    """Write the arrays of every row at every size to ``out`` (atomically); returns the pack's metadata."""
-    from lanet_core.data.dataset import ImageCache
-
-    data_root = Path(data_root)
-    arrays: dict[str, np.ndarray] = {}
-    entries: dict[str, list[str]] = {}
-    sources: dict[str, str] = {}
-    for size in sizes:
-        cache = ImageCache(data_root, int(size), policy, root=cache_root, packs=False)
-        for _, row in rows.iterrows():
-            key = portable_key(row, int(size), policy)
-            if key in entries:
-                continue
-            got = cache.get(row)
-            entries[key] = sorted(got)
-            for name, arr in got.items():
-                arrays[f"{key}.{name}"] = arr
-            for rel in [row["image_path"], *mask_paths(row)]:
-                if rel not in sources:
-                    sources[rel] = file_sha256(data_root / rel)
-    meta = {"format": PACK_FORMAT, "sizes": sorted({int(s) for s in sizes}), "policy": policy,
-            "rows": len(rows), "entries": entries, "source_sha256": sources}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
-                        **arrays)
-    atomic_write_bytes(Path(out), buf.getvalue())
-    return meta

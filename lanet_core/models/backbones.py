@@ -217,3 +217,21 @@ def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:  # noqa: ARG
 
 def count_parameters(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def load_converted_mobilenet_v2(path: str | os.PathLike | None = None) -> nn.Module:
+    """The converted 1001-class MobileNetV2 classifier in eval mode (input ``(B, 3, 224, 224)``, x/127.5 - 1).
+
+    Goes through the project's weights path (``create_model_with_weights``). Output logits
+    ``(B, 1001)``; index 0 = background, ImageNet class k = index k + 1.
+    """
+    from lanet_core.models import tflite_mobilenet as tflite
+
+    path = Path(path).expanduser() if path is not None else tflite.default_converted_path()
+    if not path.is_file():
+        raise ConfigError(f"converted weights {path} not found; run `lanet convert-weights` first")
+    if not tflite.is_converted_tflite(path):
+        raise ConfigError(f"{path} is not a converted TFLite MobileNetV2 (metadata format != {tflite.FORMAT_TAG!r})")
+    model = create_model_with_weights(tflite.ARCHITECTURE, path, num_classes=tflite.NUM_CLASSES,
+                                      **tflite.backbone_kwargs_for_weights(path))
+    return model.eval()

@@ -474,9 +474,10 @@ def _sha256(path: Path) -> str:
 
 def new_mobilenet_v2() -> nn.Module:
     """A randomly initialised timm ``mobilenetv2_100`` shaped like the TFLite network (SAME padding, 1001 classes)."""
-    from lanet_core.models.backbones import create_model_with_weights
+    import timm
 
-    return create_model_with_weights(ARCHITECTURE, "none", num_classes=NUM_CLASSES, **TFLITE_MOBILENET_KWARGS)
+    # timm directly (no weights to resolve): the project's weights path (models.backbones) imports this module
+    return timm.create_model(ARCHITECTURE, pretrained=False, num_classes=NUM_CLASSES, **TFLITE_MOBILENET_KWARGS)
 
 
 def convert_mobilenet_v2_tflite(src: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
@@ -567,23 +568,6 @@ def pretrained_cfg_overlay_for_weights(weights: str | os.PathLike | None) -> dic
         "interpolation": meta.get("interpolation", INTERPOLATION),
         "crop_pct": 1.0,
     }
-
-
-def load_converted_mobilenet_v2(path: str | os.PathLike | None = None) -> nn.Module:
-    """The converted 1001-class MobileNetV2 classifier in eval mode (input ``(B, 3, 224, 224)``, x/127.5 - 1).
-
-    Goes through the project's weights path (``create_model_with_weights``). Output logits
-    ``(B, 1001)``; index 0 = background, ImageNet class k = index k + 1.
-    """
-    from lanet_core.models.backbones import create_model_with_weights
-
-    path = Path(path).expanduser() if path is not None else default_converted_path()
-    if not path.is_file():
-        raise ConfigError(f"converted weights {path} not found; run `lanet convert-weights` first")
-    if not is_converted_tflite(path):
-        raise ConfigError(f"{path} is not a converted TFLite MobileNetV2 (metadata format != {FORMAT_TAG!r})")
-    model = create_model_with_weights(ARCHITECTURE, path, num_classes=NUM_CLASSES, **backbone_kwargs_for_weights(path))
-    return model.eval()
 
 
 def tflite_input(image: str | os.PathLike | Image.Image, size: int = 224, zero_point: float = 127.5) -> torch.Tensor:
