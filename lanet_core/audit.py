@@ -19,6 +19,8 @@ import imagehash
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.legend_handler  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -37,10 +39,13 @@ if TYPE_CHECKING:
 
 PHASH_BITS = 64
 PHASH_CACHE_FILE = "phash64_v1.csv"  # bump the version if the hashing (decode, hash size) ever changes
-# Class colours outside the method palette (reporting.METHOD_COLORS), so a class is never read as a method.
-LABEL_COLORS = {"benign": "#4daf4a", "malignant": "#984ea3"}  # ColorBrewer Set1 green / purple
+# Class colours outside the method palette (reporting.METHOD_COLORS), so a class is never read as a method: Paul
+# Tol's muted teal / wine (colour-blind safe), with a marker and a line style each so they also read in greyscale.
+LABEL_COLORS = {"benign": "#44AA99", "malignant": "#882255"}
+LABEL_MARKERS = {"benign": "o", "malignant": "^"}
+LABEL_LINESTYLES = {"benign": "-", "malignant": "--"}
 DATASET_NAMES = {"busi": "BUSI", "busbra": "BUS-BRA"}
-TRUE_LESION_COLOR = "#00e000"  # the true lesion outline, as in every example grid (study.figures.GT_COLOR)
+TRUE_LESION_COLOR = "#ffffff"  # the true lesion outline on a black halo, as in every example grid (study.figures.GT_COLOR)
 NEAR_DUPLICATE_COLUMNS = (
     "test_id", "test_label", "match_id", "match_label", "match_split", "distance", "suspected_leak",
     "label_conflict", "n_within_threshold",
@@ -188,34 +193,44 @@ def _by_label(df: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
 
 
 def plot_geometry(geom: pd.DataFrame, title: str) -> Figure:
-    """Four panels from :func:`image_geometry`: image width vs height, lesion area fraction per class, box
-    centres in normalised image coordinates (image orientation: depth downwards), box aspect ratio per class."""
-    from lanet_core.reporting import plot_context
+    """Four panels (a-d) from :func:`image_geometry`: image width vs height, lesion area fraction per class, box
+    centres in normalised image coordinates (image orientation: depth downwards), box aspect ratio per class.
+    7.2 in wide; classes by colour and marker / line style."""
+    from lanet_core.reporting import journal_figure, label_panels, plot_context, figure_header
 
     with plot_context():
-        fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), layout="constrained")
+        fig, axes = journal_figure("double", 2.45, 1, 4)
+        axes = axes[0]
         ax = axes[0]
         for label, sub in _by_label(geom):
-            ax.scatter(sub["width"], sub["height"], s=8, alpha=0.6, color=LABEL_COLORS[label], label=label)
+            ax.scatter(sub["width"], sub["height"], s=5, alpha=0.6, color=LABEL_COLORS[label],
+                       marker=LABEL_MARKERS[label], linewidths=0, label=label)
         ax.set(xlabel="Image width (px)", ylabel="Image height (px)", title="Image sizes")
         for ax, col, xlabel, panel in ((axes[1], "lesion_area_frac", "Lesion area / image area", "Lesion size"),
                                        (axes[3], "box_aspect", "Box width / height", "Lesion box aspect")):
             values = geom[col].dropna()
             bins = np.histogram_bin_edges(values, bins=30) if len(values) else 10
             for label, sub in _by_label(geom):
-                ax.hist(sub[col].dropna(), bins=bins, histtype="step", linewidth=1.6, color=LABEL_COLORS[label],
-                        label=label)
+                ax.hist(sub[col].dropna(), bins=bins, histtype="step", linewidth=1.0, color=LABEL_COLORS[label],
+                        linestyle=LABEL_LINESTYLES[label], label=label)
             ax.set(xlabel=xlabel, ylabel="Images", title=panel)
-        axes[3].axvline(1.0, color="k", lw=0.8, ls="--")
+        axes[3].axvline(1.0, color="k", lw=0.6, ls=":")
         ax = axes[2]
         for label, sub in _by_label(geom):
-            ax.scatter(sub["centre_x"], sub["centre_y"], s=8, alpha=0.6, color=LABEL_COLORS[label], label=label)
+            ax.scatter(sub["centre_x"], sub["centre_y"], s=5, alpha=0.6, color=LABEL_COLORS[label],
+                       marker=LABEL_MARKERS[label], linewidths=0, label=label)
         ax.set(xlim=(0, 1), ylim=(1, 0), aspect="equal", xlabel="Box centre x / width",
                ylabel="Box centre y / height (depth)", title="Lesion positions")
+        for ax in axes:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+        label_panels(axes)
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small", frameon=False,
-                   markerscale=2)
-        fig.suptitle(title)
+        hist_handles, _ = axes[1].get_legend_handles_labels()
+        fig.legend(list(zip(handles, hist_handles)) if len(hist_handles) == len(handles) else handles, labels,
+                   loc="outside lower center", ncol=len(labels), markerscale=1.5,
+                   handler_map={tuple: matplotlib.legend_handler.HandlerTuple(ndivide=None)})
+        figure_header(fig, title, ["Sizes from the file headers; lesion: union of the image's masks (its box "
+                                   "where there is none); (c) depth downwards"])
     return fig
 
 
@@ -236,33 +251,43 @@ def _show_image(ax, ds: AuditSet, i: int) -> None:
 
 def plot_examples(sets: Sequence[AuditSet], per_class: int = 4, seed: int = 0) -> Figure:
     """Paper Fig. 4: ``per_class`` images per class and dataset (seeded choice among images with a mask, test
-    split first when it has enough) with the lesion mask drawn as a contour. One row per dataset and class."""
+    split first when it has enough) with the lesion mask drawn as a white outline. One row per dataset and class;
+    7.2 in wide."""
+    from matplotlib import patheffects
+
+    from lanet_core.reporting import figure_header, journal_figure, plot_context
+
     groups = [(ds, label) for ds in sets for label in LABELS]
-    fig, axes = plt.subplots(len(groups), per_class, figsize=(2.2 * per_class, 2.3 * len(groups)), squeeze=False)
-    for r, (ds, label) in enumerate(groups):
-        rng = np.random.default_rng([seed, r])
-        has_mask = ds.rows["mask_path"].str.strip() != ""
-        pool = np.flatnonzero((ds.rows["label"] == label) & has_mask & (ds.rows["split"] == "test"))
-        if len(pool) < per_class:
-            pool = np.flatnonzero((ds.rows["label"] == label) & has_mask)
-        chosen = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)) if len(pool) else []
-        for c in range(per_class):
-            ax = axes[r, c]
-            if c >= len(chosen):
-                ax.axis("off")
-                continue
-            i = int(chosen[c])
-            _show_image(ax, ds, i)
-            rec = ds.rows.iloc[i]
-            try:
-                mask = read_mask_union([ds.data_root / m for m in mask_paths(rec)])
-            except DataError as exc:
-                raise DataError(f"{ds.where(i)}: {exc}") from None
-            ax.contour(mask.astype(float), levels=[0.5], colors=[TRUE_LESION_COLOR], linewidths=1.2)
-            ax.set_title(str(rec["image_id"]), fontsize=8)
-        axes[r, 0].set_ylabel(f"{DATASET_NAMES.get(ds.name, ds.name)}\n{label}", fontsize=9)
-    fig.tight_layout()
-    fig.text(0.5, 0.0, "green outline: the true lesion (mask)", ha="center", va="top", fontsize=9)
+    cell = min(1.55, 6.6 / per_class)
+    with plot_context():
+        fig, axes = journal_figure("double", cell * len(groups) + 0.5, len(groups), per_class)
+        halo = [patheffects.Stroke(linewidth=2.0, foreground="black"), patheffects.Normal()]
+        for r, (ds, label) in enumerate(groups):
+            rng = np.random.default_rng([seed, r])
+            has_mask = ds.rows["mask_path"].str.strip() != ""
+            pool = np.flatnonzero((ds.rows["label"] == label) & has_mask & (ds.rows["split"] == "test"))
+            if len(pool) < per_class:
+                pool = np.flatnonzero((ds.rows["label"] == label) & has_mask)
+            chosen = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)) if len(pool) else []
+            for c in range(per_class):
+                ax = axes[r, c]
+                ax.grid(False)
+                if c >= len(chosen):
+                    ax.axis("off")
+                    continue
+                i = int(chosen[c])
+                _show_image(ax, ds, i)
+                rec = ds.rows.iloc[i]
+                try:
+                    mask = read_mask_union([ds.data_root / m for m in mask_paths(rec)])
+                except DataError as exc:
+                    raise DataError(f"{ds.where(i)}: {exc}") from None
+                cs = ax.contour(mask.astype(float), levels=[0.5], colors=[TRUE_LESION_COLOR], linewidths=0.9)
+                cs.set(path_effects=halo)
+                ax.set_title(str(rec["image_id"]), loc="center")
+            axes[r, 0].set_ylabel(f"{DATASET_NAMES.get(ds.name, ds.name)}\n{label}")
+        figure_header(fig, None, ["White outline: the true lesion (union of the image's masks); test images where "
+                                  f"the class has {per_class}, seeded choice (seed {seed})"])
     return fig
 
 
@@ -383,22 +408,26 @@ def leak_summary(table: pd.DataFrame, dataset: str, threshold: int) -> dict[str,
 
 def plot_distance_histograms(tables: dict[str, pd.DataFrame], threshold: int) -> Figure:
     """One panel per dataset: histogram of each test image's distance to its nearest train/val image, bars at
-    or below ``threshold`` (suspected leaks) in red, the threshold as a dashed line."""
-    from lanet_core.reporting import plot_context
+    or below ``threshold`` (suspected leaks) in vermillion and hatched, the others grey, the threshold as a dashed
+    line. 7.2 in wide."""
+    from lanet_core.reporting import OKABE_ITO, figure_header, journal_figure, label_panels, plot_context
 
     with plot_context():
-        fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 3.4), squeeze=False)
+        fig, axes = journal_figure("double", 2.5, 1, len(tables))
         for ax, (name, table) in zip(axes[0], tables.items()):
             d = table["distance"].astype(int).to_numpy()
             bins = np.arange(-0.5, (d.max() if len(d) else threshold) + 1.5)
-            ax.hist(d[d <= threshold], bins=bins, color="#d62728", label=f"\u2264 {threshold}: suspected leak")
-            ax.hist(d[d > threshold], bins=bins, color="#7f7f7f", label=f"> {threshold}")
-            ax.axvline(threshold + 0.5, color="k", ls="--", lw=0.8)
-            ax.set(xlabel="pHash distance to nearest train/val image (bits)", ylabel="Test images",
-                   title=DATASET_NAMES.get(name, name))
+            ax.hist(d[d <= threshold], bins=bins, color=OKABE_ITO["vermillion"], hatch="////", edgecolor="black",
+                    linewidth=0.3, label=f"\u2264 {threshold}: suspected leak")
+            ax.hist(d[d > threshold], bins=bins, color="0.65", label=f"> {threshold}")
+            ax.axvline(threshold + 0.5, color="k", ls="--", lw=0.6)
+            ax.set(xlabel="pHash distance to the nearest train/val image (bits)", ylabel="Test images",
+                   title=f"{DATASET_NAMES.get(name, name)} ({len(d)} test images)")
             ax.set_ylim(0, 1.35 * max(np.bincount(d).max() if len(d) else 1, 1))  # headroom for the legend
-            ax.legend(fontsize="small", loc="upper left")
-        fig.tight_layout()
+            ax.legend(loc="upper left")
+        label_panels(axes[0])
+        figure_header(fig, None, ["64-bit perceptual hash (imagehash.phash); each test image's nearest train or "
+                                  "validation image by Hamming distance"])
     return fig
 
 
@@ -420,38 +449,46 @@ def pairs_to_show(table: pd.DataFrame, threshold: int, n_below: int = 12, n_abov
 def plot_pairs(ds: AuditSet, table: pd.DataFrame, threshold: int, n_below: int = 12, n_above: int = 6,
                pairs_per_row: int = 3) -> Figure:
     """Test image beside its nearest train/val image for the pairs of :func:`pairs_to_show` (suspected leaks
-    first, then, from a new row, the pairs just above ``threshold``), with ids, labels and distance. Titles in
-    red: suspected leak; orange: suspected leak whose match has the other class; gray: above the threshold."""
+    first, then, from a new row, the pairs just above ``threshold``), with ids, labels and distance. 7.2 in wide.
+    Frame and title colour: vermillion = suspected leak; orange, bold = suspected leak whose match has the other
+    class; grey = above the threshold."""
+    from lanet_core.reporting import OKABE_ITO, figure_header, journal_figure, plot_context
+    from lanet_core.reporting.plots import wrap
+
     below, above = pairs_to_show(table, threshold, n_below, n_above)
     rows_below = -(-len(below) // pairs_per_row)
     slots = [(divmod(k, pairs_per_row), p) for k, p in enumerate(below.itertuples(index=False))]
     slots += [(divmod(k + rows_below * pairs_per_row, pairs_per_row), p) for k, p in enumerate(above.itertuples(index=False))]
     n_rows = max(1, rows_below + -(-len(above) // pairs_per_row))
-    fig, axes = plt.subplots(n_rows, 2 * pairs_per_row, figsize=(4.2 * pairs_per_row, 2.5 * n_rows + 0.4),
-                             squeeze=False, layout="constrained")
-    for ax in axes.flat:
-        ax.axis("off")
-    position = {image_id: i for i, image_id in enumerate(ds.rows["image_id"])}
-    for (r, c), pair in slots:
-        leak = int(pair.distance) <= threshold
-        conflict = str(pair.label_conflict) == "True"
-        color = ("#ff7f0e" if conflict else "#d62728") if leak else "#7f7f7f"
-        for j, (image_id, label, split) in enumerate(((pair.test_id, pair.test_label, "test"),
-                                                       (pair.match_id, pair.match_label, pair.match_split))):
-            ax = axes[r, 2 * c + j]
-            ax.axis("on")
-            _show_image(ax, ds, position[image_id])
-            ax.set_title(f"{split}: {image_id}" if str(image_id).startswith(str(label)) else
-                         f"{split}: {image_id} ({label})", fontsize=9, color=color)
-            for spine in ax.spines.values():  # a frame in the pair's colour groups the two images
-                spine.set_edgecolor(color)
-                spine.set_linewidth(2)
-        axes[r, 2 * c].set_xlabel(f"distance {int(pair.distance)} bits" + (" (label conflict)" if conflict else ""),
-                                  fontsize=9, color=color)
-    fig.suptitle(f"{DATASET_NAMES.get(ds.name, ds.name)}: test image | nearest train/val image; {len(below)} pair(s) "
-                 f"at distance \u2264 {threshold} (suspected leaks), then {len(above)} just above.\nFrame and title: "
-                 "red = suspected leak, orange = suspected leak whose twin has the other class, grey = above the "
-                 "threshold", fontsize=10)
+    cell = min(1.15, 7.0 / (2 * pairs_per_row))
+    with plot_context():
+        fig, axes = journal_figure("double", (0.8 * cell + 0.45) * n_rows + 0.5, n_rows, 2 * pairs_per_row)
+        for ax in axes.flat:
+            ax.axis("off")
+        position = {image_id: i for i, image_id in enumerate(ds.rows["image_id"])}
+        for (r, c), pair in slots:
+            leak = int(pair.distance) <= threshold
+            conflict = str(pair.label_conflict) == "True"
+            color = (OKABE_ITO["orange"] if conflict else OKABE_ITO["vermillion"]) if leak else "0.45"
+            weight = "bold" if conflict and leak else "normal"
+            for j, (image_id, label, split) in enumerate(((pair.test_id, pair.test_label, "test"),
+                                                           (pair.match_id, pair.match_label, pair.match_split))):
+                ax = axes[r, 2 * c + j]
+                ax.axis("on")
+                ax.grid(False)
+                _show_image(ax, ds, position[image_id])
+                name = str(image_id) if str(image_id).startswith(str(label)) else f"{image_id} ({label})"
+                ax.set_title(wrap(f"{split}: {name}", cell - 0.1), loc="center", color=color, fontweight=weight)
+                for spine in ax.spines.values():  # a frame in the pair's colour groups the two images
+                    spine.set_visible(True)
+                    spine.set_edgecolor(color)
+                    spine.set_linewidth(1.5)
+            axes[r, 2 * c].set_xlabel(f"distance {int(pair.distance)} bits" + ("\n(label conflict)" if conflict else ""),
+                                      color=color, fontweight=weight, loc="left")
+        figure_header(fig, f"{DATASET_NAMES.get(ds.name, ds.name)}: test image | nearest train/val image",
+                      [f"{len(below)} pair(s) at distance \u2264 {threshold} bits (suspected leaks), then the "
+                       f"{len(above)} closest above. Frame and title: vermillion = suspected leak, orange (bold) = "
+                       "suspected leak whose twin has the other class, grey = above the threshold"])
     return fig
 
 

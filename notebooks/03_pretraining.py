@@ -121,8 +121,8 @@ if len(regimes):
         study.figure(pretraining.learning_curves_figure(mnv2), "fig_pretraining_learning_curves")
 
 # %%
-study.bars(runs.assign(method=runs.get("model")), ["accuracy", "auc", "iou"], ref, "fig_pretraining",
-           title="MobileNetV2: ImageNet (converted TFLite) vs scratch")
+if len(regimes):  # one row per regime, the three kinds side by side (tests: tables above)
+    study.figure(pretraining.regimes_figure(regimes, conditions=study.conditions(regimes)), "fig_pretraining")
 
 # %% [markdown]
 # ## Grad-CAM of the ImageNet MobileNetV2 models with rebuilt BN (as `09_gradcam` for ResNet18), per regime

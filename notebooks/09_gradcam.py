@@ -74,7 +74,9 @@ if have_both:
 
 # %%
 if have_both:
-    study.figure(figures.gradcam_score_figure(scores, order, reference=lanet), "fig12_gradcam_scores")
+    study.figure(figures.gradcam_score_figure(scores, order, reference=lanet,
+                                              conditions=figures.experiment_conditions(res, order)),
+                 "fig12_gradcam_scores")
 
 # %% [markdown]
 # ## Examples (Fig. 12)

@@ -125,4 +125,6 @@ table[[c for c in table.columns if not c.endswith("_mean")]] if len(table) else 
 
 # %%
 if len(sweep):
-    study.figure(figures.sweep_figure(sweep, order, threshold=0.5), "fig_iou_threshold_sweep")
+    study.figure(figures.sweep_figure(sweep, order, threshold=0.5,
+                                      conditions=figures.experiment_conditions(res, list(sweep["method"].unique()))),
+                 "fig_iou_threshold_sweep")

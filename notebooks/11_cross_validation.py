@@ -92,7 +92,9 @@ paired
 
 # %%
 if len(paired):
-    study.figure(crossval.forest_figure(paired), "fig_cv_paired_differences")
+    from lanet_core.study.figures import experiment_conditions
+
+    study.figure(crossval.forest_figure(paired, conditions=experiment_conditions(res)), "fig_cv_paired_differences")
 
 # %% [markdown]
 # ## Model selection across folds: validation accuracy (the paper) vs mean of validation AUC and IoU

@@ -236,7 +236,7 @@ def test_figures_are_built(dup_set):
         audit.plot_geometry(audit.image_geometry(dup_set), "toy"),
     ]
     pairs = figs[0]
-    titles = [ax.get_title() for ax in pairs.axes if ax.get_title()]
+    titles = [" ".join(ax.get_title().split()) for ax in pairs.axes if ax.get_title()]  # wrapped to the cell
     assert len(titles) == 6 and titles[0] == "test: a_copy (benign)" and titles[1] == "train: a (benign)"
     examples = figs[1]
     shown = [ax for ax in examples.axes if ax.get_title()]

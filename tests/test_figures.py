@@ -177,7 +177,7 @@ def test_overlay_and_contours() -> None:
     assert flat.shape == (8, 8, 3) and flat.dtype == np.uint8
     heat[2:4, 2:4] = 1.0
     hot = figures.overlay(image, heat)
-    assert hot[3, 3, 0] > hot[6, 6, 0]  # jet: high values are red
+    assert hot[3, 3, 0] > hot[6, 6, 0] and hot[3, 3, 1] > hot[6, 6, 1]  # viridis: high values are yellow
     with pytest.raises(DataError):
         figures.overlay(image, np.zeros((4, 4)))
     with pytest.raises(ConfigError):
@@ -199,7 +199,8 @@ def test_example_grid_handles_missing_and_zero_maps() -> None:
     fig = figures.example_grid(rows, contour_columns=["map"], title="t")
     try:
         axes = np.array(fig.axes[:8]).reshape(2, 4)
-        assert fig.axes[8].get_ylabel() == "map value"  # the colour bar (0-1) beside the grid
+        assert fig.axes[8].get_xlabel() == "map value"  # the colour bar (0-1) below the grid
+        assert fig.get_size_inches()[0] == pytest.approx(7.2)  # two columns of a journal page
         assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "predicted lesion (map > 0.5)"
         texts = [t.get_text() for ax in axes.ravel() for t in ax.texts]
         assert texts.count("n/a") == 1 and texts.count("all zero") == 1
@@ -232,7 +233,11 @@ def test_examples_figure_from_run_records(tmp_path: Path, toy_data) -> None:
     try:
         assert len(ids) == 3 and {"img3", "img4"} & set(ids)  # both classes
         assert [ax.get_title() for ax in fig.axes[:4]] == ["Image + true lesion", "map", "cam", "vanilla cam"]
-        assert len(fig.axes) == 3 * 4 + 1  # columns without maps are left out; + the colour bar
+        assert len(fig.axes) == 3 * 4 + 2  # columns without maps are left out; + one colour bar per quantity
+        bars = {ax.get_xlabel(): ax for ax in fig.axes[12:]}
+        assert set(bars) == {"Lesion probability", "Grad-CAM (normalised to 0-1)"}
+        assert bars["Lesion probability"]._colorbar.mappable.get_cmap().name == "viridis"
+        assert bars["Grad-CAM (normalised to 0-1)"]._colorbar.mappable.get_cmap().name == "magma"
     finally:
         plt.close(fig)
     assert figures.examples_figure(res, {"x": ("Missing", "lesion")}) == (None, [])
@@ -304,7 +309,7 @@ def test_gradcam_scores_without_any_cam_energy_do_not_crash() -> None:
     fig = figures.gradcam_score_figure(per, [LANET, VANILLA], reference=LANET)
     try:
         assert len(fig.axes) == 3
-        assert "no CAM\nenergy" in [t.get_text() for t in fig.axes[0].texts]
+        assert "no CAM energy" in [t.get_text() for t in fig.axes[0].texts]
     finally:
         plt.close(fig)
 
@@ -345,7 +350,7 @@ def test_sweep_table_and_figure() -> None:
     try:
         low, high = fig.axes[0].get_ylim()
         assert low >= 0 and high <= 1
-        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [LANET, "U-Net", "evaluation threshold (0.5)"]
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == [LANET, "U-Net", "evaluation threshold (0.5)"]
     finally:
         plt.close(fig)
     with pytest.raises(DataError):

@@ -241,8 +241,8 @@ def test_save_fig_byte_identical(tmp_path: Path, runs: pd.DataFrame) -> None:
 
 def test_method_palette_fixed_and_stable() -> None:
     pal = method_palette(["R18", "R50+LA-Net", "UNet", "R50+LA-Net (0.25)", "mnv2+LA-Net", "Mystery-Net"])
-    assert pal["R18"] == METHOD_COLORS["R18"] == "#d62728"
-    assert pal["R50+LA-Net"] == pal["R50+LA-Net (0.25)"] == "#2ca02c"
+    assert pal["R18"] == METHOD_COLORS["R18"] == "#0072B2"  # Okabe-Ito blue
+    assert pal["R50+LA-Net"] == pal["R50+LA-Net (0.25)"] == METHOD_COLORS["R50+LA-Net"]
     assert pal["UNet"] == METHOD_COLORS["U-Net"]
     assert pal["mnv2+LA-Net"] == METHOD_COLORS["MobileNetV2+LA-Net"]
     assert pal["Mystery-Net"] in FALLBACK_COLORS

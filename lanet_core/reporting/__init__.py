@@ -3,8 +3,9 @@
 * :mod:`.formats`: how each metric is shown ("mean ± CI", differences, axis labels);
 * :mod:`.tables`: comparison tables (Welch t-test against a reference) and paired bootstrap tables;
 * :mod:`.writers`: deterministic CSV/Markdown/LaTeX tables and PNG/PDF figures;
-* :mod:`.palette`: a fixed colour and hatch per method;
-* :mod:`.plots`: the bar / line plots with confidence intervals shared by the notebooks.
+* :mod:`.palette`: a fixed colour-blind-safe colour, marker and hatch per method;
+* :mod:`.plots`: the figure style (``lanet.mplstyle``: journal widths, 7-8 pt text, TrueType fonts in PDF) and
+  the bar / line / dot plots with confidence intervals shared by the notebooks.
 
 Metric values arrive as fractions in [0, 1]; :data:`METRIC_FORMATS` says how each is shown. Everything written is
 byte-identical when re-run on the same input with the same library versions. The names below are the public API
@@ -22,16 +23,21 @@ from lanet_core.reporting.writers import (  # noqa: F401
     FloatFormat, NUMERIC_COMPANIONS, display_columns, markdown_table, latex_table, write_table, save_fig,
 )
 from lanet_core.reporting.palette import (  # noqa: F401
-    METHOD_COLORS, FALLBACK_COLORS, method_color, method_hatch, method_palette,
+    METHOD_COLORS, METHOD_MARKERS, FALLBACK_COLORS, OKABE_ITO, method_color, method_hatch, method_marker,
+    method_palette,
 )
 from lanet_core.reporting.plots import (  # noqa: F401
-    plot_context, bar_ci_plot, line_ci_plot,
+    STYLE_PATH, ONE_COLUMN, TWO_COLUMNS, MIN_FONT_PT, PROBABILITY_CMAP, CAM_CMAP, DIFFERENCE_CMAP, FORBIDDEN_CMAPS,
+    plot_context, journal_figure, label_panels, figure_header, bar_ci_plot, line_ci_plot, dot_ci_panel,
+    bars_figure, lines_figure,
 )
 
 __all__ = [
     "MetricFormat", "METRIC_FORMATS", "AXIS_LABELS", "metric_format", "axis_label", "format_mean_ci",
     "format_metric_ci", "format_diff_ci", "comparison_table", "paired_bootstrap_table", "FloatFormat",
     "NUMERIC_COMPANIONS", "display_columns", "markdown_table", "latex_table", "write_table", "save_fig",
-    "METHOD_COLORS", "FALLBACK_COLORS", "method_color", "method_hatch", "method_palette", "plot_context",
-    "bar_ci_plot", "line_ci_plot",
+    "METHOD_COLORS", "METHOD_MARKERS", "FALLBACK_COLORS", "OKABE_ITO", "method_color", "method_hatch",
+    "method_marker", "method_palette", "STYLE_PATH", "ONE_COLUMN", "TWO_COLUMNS", "MIN_FONT_PT", "PROBABILITY_CMAP",
+    "CAM_CMAP", "DIFFERENCE_CMAP", "FORBIDDEN_CMAPS", "plot_context", "journal_figure", "label_panels",
+    "figure_header", "bar_ci_plot", "line_ci_plot", "dot_ci_panel", "bars_figure", "lines_figure",
 ]

@@ -150,11 +150,17 @@ def write_table(
 
 
 def save_fig(fig: Any, stem: str, out_dir: str | Path, dpi: int = 200) -> tuple[Path, Path]:
-    """Save a matplotlib figure as ``stem.png`` (``dpi``, tight bbox) and ``stem.pdf``, atomically.
+    """Save a matplotlib figure as ``stem.png`` (``dpi``) and ``stem.pdf``, atomically, at the figure's own size.
 
-    Re-renders are byte-identical: the PNG carries no ``Software`` entry and the PDF no ``CreationDate``.
+    No tight bounding box: a figure is saved at the size it was laid out for (3.5 or 7.2 in wide, see
+    :mod:`lanet_core.reporting.plots`), so its fonts keep their point sizes on the page. Saved inside the study's
+    style (:func:`~lanet_core.reporting.plot_context`): TrueType (Type 42) fonts in the PDF, never Type 3, and
+    anything matplotlib creates while drawing (e.g. extra tick labels) gets the study's fonts. Re-renders are
+    byte-identical: the PNG carries no ``Software`` entry and the PDF no ``CreationDate``.
     Returns ``(png_path, pdf_path)``.
     """
+    from lanet_core.reporting.plots import plot_context
+
     _check_name(stem, "save_fig")
     out_dir = Path(out_dir)
     paths = (out_dir / f"{stem}.png", out_dir / f"{stem}.pdf")
@@ -162,8 +168,9 @@ def save_fig(fig: Any, stem: str, out_dir: str | Path, dpi: int = 200) -> tuple[
         dict(format="png", dpi=dpi, metadata={"Software": None}),
         dict(format="pdf", metadata={"CreationDate": None}),
     )
-    for path, opts in zip(paths, options):
-        buf = io.BytesIO()
-        fig.savefig(buf, bbox_inches="tight", **opts)
-        atomic_write_bytes(path, buf.getvalue())
+    with plot_context():
+        for path, opts in zip(paths, options):
+            buf = io.BytesIO()
+            fig.savefig(buf, bbox_inches=None, **opts)
+            atomic_write_bytes(path, buf.getvalue())
     return paths

@@ -39,9 +39,9 @@ from lanet_core.study.records import ExperimentResults
 
 GRADCAM_SCORES: tuple[str, str] = ("cam_energy_in_lesion", "pointing_hit")
 SCORE_LABELS = {"cam_energy_in_lesion": "CAM energy in lesion", "pointing_hit": "Pointing-game hit rate"}
-GT_COLOR = "#00e000"  # true lesion contour on the plain image
-GT_OVERLAY_COLOR = "#ffffff"  # true lesion contour (dashed) on heat-map overlays
-PRED_COLOR = "#ff00ff"  # predicted lesion contour (map > threshold): magenta is not in the jet colour map
+GT_COLOR = "#ffffff"  # true lesion outline on the plain image (white on a black halo)
+GT_OVERLAY_COLOR = "#ffffff"  # true lesion outline (dashed) on map overlays
+PRED_COLOR = "#ff00ff"  # predicted lesion outline (map > threshold): magenta is in neither viridis nor magma
 _SWEEP_COL = re.compile(r"^iou_t(\d+(?:\.\d+)?)$")
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -202,19 +202,25 @@ def pick_examples(labels: Mapping[str, str] | pd.Series, n: int, *, available: I
 # ---------------------------------------------------------------------------------------------------- overlays
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Jet heat map ``(S, S)`` in [0, 1] blended over ``image`` ``(S, S, 3) uint8``; ``alpha`` = heat-map weight.
-
-    Uses ``pytorch_grad_cam.utils.image.show_cam_on_image``; returns ``(S, S, 3) uint8``.
-    """
-    from pytorch_grad_cam.utils.image import show_cam_on_image
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = reporting.PROBABILITY_CMAP
+            ) -> np.ndarray:
+    """Heat map ``(S, S)`` in [0, 1], coloured by the perceptually uniform ``cmap`` (viridis for lesion
+    probabilities, magma for Grad-CAMs; never jet), blended over the grey version of ``image`` ``(S, S, 3)
+    uint8`` with weight ``alpha`` everywhere (a map's floor shows as its colour, as the colour bar reads).
+    Returns ``(S, S, 3) uint8``."""
+    from matplotlib import colormaps
 
     if image.ndim != 3 or image.shape[2] != 3 or heat.shape != image.shape[:2]:
         raise DataError(f"overlay: image must be (S, S, 3) and heat (S, S); got {image.shape} and {heat.shape}")
     if not 0.0 < alpha <= 1.0:
         raise ConfigError(f"overlay: alpha must be in (0, 1], got {alpha}")
+    if cmap in reporting.FORBIDDEN_CMAPS:
+        raise ConfigError(f"overlay: {cmap!r} is a rainbow colour map; use viridis, magma or another uniform map")
     heat = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
-    return show_cam_on_image(image.astype(np.float32) / 255.0, heat, use_rgb=True, image_weight=1.0 - alpha)
+    grey = image.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+    colour = colormaps[cmap](heat)[..., :3].astype(np.float32)
+    out = (1.0 - alpha) * grey + alpha * colour
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
 
 def contours(field_: np.ndarray, level: float = 0.5) -> list[np.ndarray]:
@@ -252,68 +258,99 @@ def example_rows(view: ImageView, ids: Sequence[str],
     return out
 
 
+def _halo(width: float = 1.6):
+    from matplotlib import patheffects
+
+    return [patheffects.Stroke(linewidth=width, foreground="black"), patheffects.Normal()]
+
+
+def _contour_style(color: str, style: str = "-") -> dict:
+    """Line style of a lesion outline: ``color`` on a thin black halo (visible on bright and dark pixels alike;
+    the legend swatch gets the same halo)."""
+    return dict(color=color, linestyle=style, linewidth=0.9, path_effects=_halo(2.0))
+
+
 def _draw(ax, lines: list[np.ndarray], color: str, style: str = "-") -> None:
     for c in lines:
-        ax.plot(c[:, 1], c[:, 0], color=color, linestyle=style, linewidth=1.2)
+        ax.plot(c[:, 1], c[:, 0], **_contour_style(color, style))
+
+
+#: What a map column shows: ``(colour map, colour-bar label)``; one colour bar per quantity.
+MAP_QUANTITIES: dict[str, tuple[str, str]] = {
+    "lesion": (reporting.PROBABILITY_CMAP, "Lesion probability"),
+    "gradcam": (reporting.CAM_CMAP, "Grad-CAM (normalised to 0-1)"),
+}
 
 
 def example_grid(rows: Sequence[ExampleRow], *, contour_columns: Sequence[str] = (), threshold: float = 0.5,
-                 alpha: float = 0.5, cell_inches: float = 1.9, title: str | None = None,
-                 colorbar_label: str = "map value"):
-    """A matplotlib figure: one row per example; column 1 the image with its true lesion contour (green),
-    then one jet overlay per map column with the true contour (white, dashed) and, for ``contour_columns``, the
-    contour of ``map > threshold`` (magenta). Missing maps show "n/a", all-zero maps "all zero". A colour bar
-    (``colorbar_label``, 0-1) and a legend of the outlines sit beside and below the grid. Returns the figure.
+                 alpha: float = 0.55, title: str | None = None, colorbar_label: str = "map value",
+                 quantities: Mapping[str, tuple[str, str]] | None = None, conditions: str | None = None):
+    """A 7.2 in wide figure: one row per example; column 1 the image with its true lesion outline (white,
+    solid), then one overlay per map column with the true outline (white, dashed) and, for ``contour_columns``,
+    the outline of ``map > threshold`` (magenta). ``quantities`` maps a column to ``(colour map, label)``
+    (default: every column viridis, labelled ``colorbar_label``); each quantity gets one colour bar (0-1) below
+    its columns. Missing maps show "n/a", all-zero maps "all zero". Returns the figure.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
-    import matplotlib.pyplot as plt
 
     if not rows:
         raise DataError("example_grid: no example rows")
     columns = list(rows[0].panels)
-    fig, axes = plt.subplots(len(rows), 1 + len(columns), squeeze=False,
-                             figsize=(cell_inches * (1 + len(columns)), cell_inches * len(rows)))
-    for r, row in enumerate(rows):
-        truth = contours(row.mask) if row.mask is not None else []
-        ax = axes[r, 0]
-        ax.imshow(row.image, interpolation="nearest")
-        _draw(ax, truth, GT_COLOR)
-        ax.set_ylabel(f"{row.image_id}\ntrue: {row.label}", fontsize="small")
+    quantities = {c: (quantities or {}).get(c, (reporting.PROBABILITY_CMAP, colorbar_label)) for c in columns}
+    bad = [q[0] for q in quantities.values() if q[0] in reporting.FORBIDDEN_CMAPS]
+    if bad:
+        raise ConfigError(f"example_grid: rainbow colour map(s) {bad}; use viridis or magma")
+    ncols = 1 + len(columns)
+    cell = min(1.55, (reporting.TWO_COLUMNS - 0.45) / ncols)
+    header = 0.55 if (title or conditions) else 0.25
+    with reporting.plot_context():
+        fig, axes = reporting.journal_figure("double", cell * len(rows) + header + 0.75, len(rows), ncols)
+        for r, row in enumerate(rows):
+            truth = contours(row.mask) if row.mask is not None else []
+            ax = axes[r, 0]
+            ax.imshow(row.image, interpolation="nearest")
+            _draw(ax, truth, GT_COLOR)
+            ax.set_ylabel(f"{row.image_id}\ntrue: {row.label}")
+            for c, col in enumerate(columns, start=1):
+                ax, heat = axes[r, c], row.panels.get(col)
+                if heat is None:
+                    ax.imshow(np.full_like(row.image, 235), interpolation="nearest")
+                    ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.4")
+                else:
+                    ax.imshow(overlay(row.image, heat, alpha, quantities[col][0]), interpolation="nearest")
+                    _draw(ax, truth, GT_OVERLAY_COLOR, "--")
+                    if col in contour_columns:
+                        _draw(ax, contours(heat, threshold), PRED_COLOR)
+                    if not heat.max() > 0:
+                        ax.text(0.04, 0.96, "all zero", ha="left", va="top", transform=ax.transAxes, color="white",
+                                path_effects=_halo(1.5))
+        for c, col in enumerate(["Image + true lesion"] + columns):
+            axes[0, c].set_title(reporting.plots.wrap(col, cell - 0.05, reporting.plots.FONT_PT), loc="center",
+                                 fontsize=reporting.plots.FONT_PT)
+        for ax in axes.ravel():
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_xlim(-0.5, rows[0].image.shape[1] - 0.5)
+            ax.set_ylim(rows[0].image.shape[0] - 0.5, -0.5)
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_linewidth(0.4)
+        groups: dict[tuple[str, str], list[int]] = {}
         for c, col in enumerate(columns, start=1):
-            ax, heat = axes[r, c], row.panels.get(col)
-            if heat is None:
-                ax.imshow(np.full_like(row.image, 235), interpolation="nearest")
-                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.4")
-            else:
-                ax.imshow(overlay(row.image, heat, alpha), interpolation="nearest")
-                _draw(ax, truth, GT_OVERLAY_COLOR, "--")
-                if col in contour_columns:
-                    _draw(ax, contours(heat, threshold), PRED_COLOR)
-                if not heat.max() > 0:
-                    ax.text(0.03, 0.97, "all zero", ha="left", va="top", transform=ax.transAxes, color="white",
-                            fontsize="x-small")
-    for c, col in enumerate(["Image + true lesion"] + columns):
-        axes[0, c].set_title(col, fontsize="small")
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlim(-0.5, rows[0].image.shape[1] - 0.5)
-        ax.set_ylim(rows[0].image.shape[0] - 0.5, -0.5)
-    if title:
-        fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
-    if columns:
-        fig.subplots_adjust(right=0.9)
-        cax = fig.add_axes([0.92, 0.2, 0.015, 0.6])
-        fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=cax, label=colorbar_label)
-    handles = [Line2D([], [], color=GT_COLOR, label="true lesion"),
-               Line2D([], [], color="0.25", linestyle="--", label="true lesion on maps (white, dashed)")]
-    if contour_columns:
-        handles.append(Line2D([], [], color=PRED_COLOR, label=f"predicted lesion (map > {threshold:g})"))
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
-               fontsize="small", frameon=False)
+            groups.setdefault(quantities[col], []).append(c)
+        for (cmap, label), cols in groups.items():
+            fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=cmap), ax=list(axes[:, cols].ravel()),
+                         location="bottom", label=label, fraction=0.04, aspect=12 * len(cols), pad=0.02,
+                         shrink=0.9)
+        handles = [Line2D([], [], **_contour_style(GT_COLOR), label="true lesion"),
+                   Line2D([], [], **_contour_style(GT_OVERLAY_COLOR, "--"), label="true lesion (on maps)")]
+        if contour_columns:
+            handles.append(Line2D([], [], **_contour_style(PRED_COLOR), label=f"predicted lesion (map > {threshold:g})"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+        reporting.figure_header(fig, title, [conditions])
     return fig
 
 
@@ -334,9 +371,10 @@ def map_sources(runs: Sequence[RunRecord], columns: Mapping[str, tuple[str, str]
 def examples_figure(res: ExperimentResults, columns: Mapping[str, tuple[str, str]], *, n: int = 4, seed: int = 0,
                     contour_columns: Sequence[str] = (), title: str | None = None):
     """Fig. 5 / Fig. 12 style grid for an experiment: ``n`` class-balanced test images with masks that every
-    map column covers (first seed of each method). ``columns = {title: (method, kind)}``; columns whose method has
-    no finished run with stored maps are left out. Returns ``(figure, ids)``, or ``(None, [])`` when no column
-    has maps.
+    map column covers (first seed of each method). ``columns = {title: (method, kind)}``; lesion maps in viridis,
+    Grad-CAMs in magma, one colour bar per kind; columns whose method has no finished run with stored maps are
+    left out. The header names the dataset, image size and initialisation. Returns ``(figure, ids)``, or
+    ``(None, [])`` when no column has maps.
     """
     runs = finished_runs(res)
     sources = {k: v for k, v in map_sources(runs, columns).items() if v is not None}
@@ -347,11 +385,114 @@ def examples_figure(res: ExperimentResults, columns: Mapping[str, tuple[str, str
     ids = pick_examples(view.labels(), n, available=[m.keys() for m in present], seed=seed)
     if not ids:
         return None, []
-    kinds = {columns[k][1] for k in sources}
-    label = {"lesion": "lesion probability", "gradcam": "Grad-CAM (normalised to 0-1)"}
+    shown = [r for r in (first_run(runs, columns[k][0]) for k in sources) if r is not None]
+    cond = describe_conditions([_entry(r.method, r.seed, r.config, None) for r in shown], seeds=False)
     fig = example_grid(example_rows(view, ids, sources), contour_columns=contour_columns, title=title,
-                       colorbar_label=" / ".join(label[k] for k in sorted(kinds, reverse=True)))
+                       quantities={k: MAP_QUANTITIES[columns[k][1]] for k in sources},
+                       conditions=f"{len(ids)} test images with a mask, first seed of each method; maps upsampled "
+                                  f"bilinearly to the input size" + (f" · {cond}" if cond else ""))
     return fig, ids
+
+
+# ---------------------------------------------------------------------------------------------------- conditions
+
+DATASET_NAMES = {"busi": "BUSI", "busbra": "BUS-BRA"}
+
+
+def _entry(method: str, seed: int, config: Mapping | None, metrics: Mapping | None, **extra) -> dict:
+    """What :func:`describe_conditions` reads from one run: manifest, test images, input size, weights."""
+    d = (config or {}).get("data", {}) if isinstance(config, Mapping) else {}
+    m = (config or {}).get("model", {}) if isinstance(config, Mapping) else {}
+    test = (metrics or {}).get("test", {}) if isinstance(metrics, Mapping) else {}
+    return {"method": method, "seed": seed, "manifest": d.get("manifest"), "image_size": d.get("image_size"),
+            "weights": m.get("weights"), "n_test": test.get("n_images"), **extra}
+
+
+def _dataset_text(manifests: Iterable) -> str:
+    names = []
+    for spec in manifests:
+        if not isinstance(spec, str) or not spec:
+            continue
+        stem = Path(spec).stem.lower()
+        base = DATASET_NAMES.get(stem.split("_")[0], stem.split("_")[0])
+        cv = re.search(r"_cv(\d+)_", stem + "_")
+        names.append(f"{base}, {cv.group(1)}-fold CV" if cv else f"{base}, fixed split")
+    return " and ".join(dict.fromkeys(names))
+
+
+def _range_text(values: Iterable, unit: str = "", span: bool = True) -> str:
+    """``"3"``, ``"1-3"`` (``span``: counts) or ``"128, 256"`` (distinct settings), with ``unit``."""
+    vals = sorted({int(v) for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))})
+    if not vals:
+        return ""
+    text = str(vals[0]) if len(vals) == 1 else (f"{vals[0]}-{vals[-1]}" if span else ", ".join(map(str, vals)))
+    return f"{text}{unit}"
+
+
+def describe_conditions(entries: Sequence[Mapping], *, seeds: bool = True) -> str:
+    """One line of a figure's conditions from its runs (``entries``: dicts with method, seed, manifest, n_test,
+    image_size, weights; None where unknown): ``"BUSI, fixed split, 130 test images · 3 seeds per method · 128 px
+    · from scratch"``. Parts that are unknown are left out."""
+    if not entries:
+        return ""
+    df = pd.DataFrame(list(entries))
+    parts = []
+    data = _dataset_text(pd.unique(df["manifest"].dropna())) if "manifest" in df else ""
+    n_test = _range_text(df["n_test"]) if "n_test" in df else ""
+    if data or n_test:
+        parts.append(", ".join(p for p in (data, f"{n_test} test images" if n_test else "") if p))
+    if seeds and {"method", "seed"} <= set(df):
+        per = df.groupby("method")["seed"].nunique()
+        n = _range_text(per)
+        parts.append(f"{n} seed{'s' if n != '1' else ''} per method")
+    size = _range_text(df["image_size"], " px", span=False) if "image_size" in df else ""
+    if size:
+        parts.append(size)
+    if "weights" in df and df["weights"].notna().any():
+        inits = ["from scratch" if str(w) == "none" else "ImageNet-pretrained" for w in pd.unique(df["weights"].dropna())]
+        parts.append(" and ".join(dict.fromkeys(inits)))
+    return " \u00b7 ".join(parts)
+
+
+def experiment_conditions(res: ExperimentResults, methods: Sequence[str] | None = None) -> str:
+    """:func:`describe_conditions` of an experiment's finished runs (only ``methods`` when given)."""
+    entries = [_entry(r.method, r.seed, r.config, _metrics_of(r.run_dir)) for r in finished_runs(res)
+               if methods is None or r.method in methods]
+    return describe_conditions(entries)
+
+
+def run_conditions(runs: pd.DataFrame, runs_root: str | Path | None) -> str:
+    """:func:`describe_conditions` of a runs table (``res.runs()``, possibly filtered): size, weights and seeds
+    from its columns; manifest and number of test images from each run's ``provenance.json`` /
+    ``metrics.json`` under ``runs_root`` where they exist."""
+    import json
+
+    if runs is None or runs.empty or "method" not in runs:
+        return ""
+    entries = []
+    for row in runs.to_dict("records"):
+        manifest, n_test = None, None
+        run_dir = Path(runs_root) / str(row["run"]) if runs_root is not None and "run" in row else None
+        if run_dir is not None and (run_dir / "provenance.json").is_file():
+            try:
+                manifest = json.loads((run_dir / "provenance.json").read_text()).get("manifest")
+            except (OSError, ValueError):
+                manifest = None
+        if run_dir is not None:
+            n_test = (_metrics_of(run_dir) or {}).get("test", {}).get("n_images")
+        entries.append({"method": row["method"], "seed": row.get("seed"), "manifest": manifest, "n_test": n_test,
+                        "image_size": row.get("image_size"), "weights": row.get("weights")})
+    return describe_conditions(entries)
+
+
+def _metrics_of(run_dir: Path) -> dict | None:
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------- Grad-CAM scores
@@ -418,37 +559,51 @@ def gradcam_paired_table(per_image: pd.DataFrame, method: str, baseline: str, *,
     return tab.reset_index(drop=True)
 
 
-def gradcam_score_figure(per_image: pd.DataFrame, order: Sequence[str], reference: str | None = None):
-    """Three panels: violin of the per-image CAM energy in the lesion (averaged over seeds), and bars (mean,
-    95 % CI over seeds, seeds as dots) of the run-mean energy and pointing-game hit rate. Returns the figure."""
-    import matplotlib.pyplot as plt
+def gradcam_score_figure(per_image: pd.DataFrame, order: Sequence[str], reference: str | None = None,
+                         conditions: str | None = None):
+    """Three panels sharing one row per method: (a) violin of the per-image CAM energy in the lesion (averaged
+    over seeds), (b, c) bars (mean, 95 % CI over seeds, seeds as dots) of the run-mean energy and pointing-game
+    hit rate. 7.2 in wide; the reading key and ``conditions`` in the header. Returns the figure."""
     import seaborn as sns
 
     palette = reporting.method_palette(order)
     runs = gradcam_runs(per_image)
     img = per_image.groupby(["method", "image_id"], sort=False)["cam_energy_in_lesion"].mean().reset_index()
     with reporting.plot_context():
-        fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.6))
+        fig, axes = reporting.journal_figure("double", 1.45 + 0.32 * len(order), 1, 3, sharey=True)
+        axes = axes[0]
         finite = img.dropna(subset=["cam_energy_in_lesion"])
         if len(finite):
-            sns.violinplot(data=finite, x="method", y="cam_energy_in_lesion", hue="method", order=list(order),
-                           hue_order=list(order), palette=palette, cut=0, inner="quartile", legend=False, ax=axes[0])
+            sns.violinplot(data=finite, y="method", x="cam_energy_in_lesion", hue="method", order=list(order),
+                           hue_order=list(order), palette=palette, cut=0, inner="quartile", legend=False,
+                           orient="h", linewidth=0.6, ax=axes[0])
         for i, m in enumerate(order):
             if not (finite["method"] == m).any():
-                axes[0].text(i, 0.5, "no CAM\nenergy", ha="center", va="center", fontsize="small", color="0.4")
-        axes[0].set_xticks(range(len(order)), list(order), rotation=30, ha="right", rotation_mode="anchor")
-        axes[0].set_xlim(-0.5, len(order) - 0.5)
-        axes[0].set_ylim(0, 1)
-        axes[0].set_xlabel("")
-        axes[0].set_ylabel(f"{SCORE_LABELS['cam_energy_in_lesion']} (per image)")
+                axes[0].text(0.5, i, "no CAM energy", ha="center", va="center", color="0.4",
+                             fontsize=reporting.plots.FONT_PT)
+        axes[0].set_yticks(range(len(order)), list(order))
+        axes[0].set_ylim(len(order) - 0.5, -0.5)
+        axes[0].set_xlim(0, 1)
+        axes[0].set_ylabel("")
+        axes[0].set_xlabel("Share of CAM energy inside the lesion")
+        axes[0].set_title("CAM energy in lesion, per image")
+        xlabels = {"cam_energy_in_lesion": "Share of CAM energy inside the lesion", "pointing_hit": "Hit rate"}
+        titles = {"cam_energy_in_lesion": "CAM energy in lesion, per run", "pointing_hit": "Pointing game, per run"}
         for ax, metric in zip(axes[1:], GRADCAM_SCORES):
-            reporting.bar_ci_plot(runs, metric, ax, order=list(order), palette=palette, reference=reference)
-            ax.set_ylabel(SCORE_LABELS[metric] + " (per run)")
+            reporting.bar_ci_plot(runs, metric, ax, order=list(order), palette=palette, reference=reference,
+                                  orient="h")
+            ax.set_xlabel(xlabels[metric])
+            ax.set_title(titles[metric])
+            ax.xaxis.set_major_locator(reporting.plots._max_ticks(4))
+            ax.tick_params(axis="y", length=0)
+        for tick, m in zip(axes[0].get_yticklabels(), order):
+            if m == reference:
+                tick.set_fontweight("bold")
+        reporting.label_panels(axes)
         n_img = per_image.groupby("method")["image_id"].nunique().max() if len(per_image) else 0
-        n_seed = runs.groupby("method").size().max() if len(runs) else 0
-        fig.suptitle(f"Grad-CAM on {n_img} test images with a mask: violin = per image (seed mean); bars = mean, "
-                     f"95 % CI over {n_seed} seeds, dots: seeds", fontsize="small")
-        fig.tight_layout()
+        key = (f"(a) violins: per-image values (mean over seeds) on {n_img} test images with a mask, lines at the "
+               "quartiles; (b, c) " + reporting.plots.bars_key(runs, reference).replace("Bars:", "bars:"))
+        reporting.figure_header(fig, None, [key, conditions])
     return fig
 
 
@@ -502,29 +657,31 @@ def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.D
     return out[["method", "n_seeds", *text, "best_threshold_on_test", *nums]]
 
 
-def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, threshold: float | None = 0.5):
-    """Mean IoU vs lesion-map threshold per method (95 % CI band over seeds, seeds as dots); a dotted line at the
-    evaluation ``threshold``. Returns the figure."""
-    import matplotlib.pyplot as plt
-
+def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, threshold: float | None = 0.5,
+                 conditions: str | None = None):
+    """Mean IoU vs lesion-map threshold per method (95 % CI over seeds as whiskers, methods shifted sideways;
+    one marker per method); a dotted line at the evaluation ``threshold``. 7.2 in wide, the legend on the right.
+    Returns the figure."""
     if sweep.empty:
         raise DataError("sweep_figure: no threshold-sweep values (no run stores iou_t<thr> columns)")
     levels = list(pd.unique(sweep["method"]))
     if order is not None:
         levels = [m for m in order if m in levels] + [m for m in levels if m not in order]
     with reporting.plot_context():
-        fig, ax = plt.subplots(figsize=(4.6, 3.6))
-        reporting.line_ci_plot(sweep, "threshold", "iou", "method", ax, order=levels, legend=False)
+        fig, axes = reporting.journal_figure("double", 3.4)
+        ax = axes[0, 0]
+        reporting.line_ci_plot(sweep, "threshold", "iou", "method", ax, order=levels, legend=False, dodge_pt=2.5)
         if threshold is not None:
             ax.axvline(threshold, color="0.5", linestyle=":", linewidth=1, label=f"evaluation threshold ({threshold:g})")
         low, high = ax.get_ylim()
-        ax.set_ylim(max(low, 0.0), min(high, 1.0))  # IoU lives in [0, 1]; CI bands of few seeds may not
+        ax.set_ylim(max(low, 0.0), min(high, 1.0))  # IoU lives in [0, 1]; CI whiskers of few seeds may not
         ax.set_xlabel("Lesion-map threshold")
+        ax.set_ylabel("Test IoU (mean over images)")
         n = sweep.groupby("method")["seed"].nunique().max() if "seed" in sweep else None
-        ax.set_title(f"Test IoU vs threshold (mean, 95 % CI over {n} seeds)" if n else "Test IoU vs threshold",
-                     fontsize="small")
-        fig.tight_layout()
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+        key = (f"Mean over runs; whiskers: 95 % t-CI over {n} seeds" if n and n > 1 else "One run per method")
+        reporting.figure_header(fig, "Test IoU vs lesion-map threshold", [key, conditions])
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", ncol=1, frameon=False)
     return fig
 
 
@@ -581,3 +738,72 @@ def selection_table(runs: pd.DataFrame, criterion: str = "auc+iou") -> pd.DataFr
             row[f"{m} diff"] = f"{(b.mean() - a.mean()) * fmt.scale:+.{fmt.digits}f}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------- cross-validation
+
+
+def _pair_label(a: str, b: str) -> str:
+    """Two-line row label of a comparison ``a - b``."""
+    return f"{a}\n\u2212 {b}"
+
+
+def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
+    """Forest plot of cross-validated paired differences ``a - b`` (:func:`lanet_core.study.crossval.paired_table`):
+    one panel per metric (a), (b), ... sharing one label column and the same rows (every comparison; "n/a" where a
+    metric cannot be compared), each with its own x axis in the metric's units. Per row: the difference with its
+    95 % CI **with retraining** (black circle, the verdict) and **given these trained models** (grey square, the
+    per-image test), zero dashed. 7.2 in wide. Returns the figure."""
+    from matplotlib.lines import Line2D
+
+    from lanet_core.study.crossval import GIVEN_MODELS, PAIRED_TESTS, WITH_RETRAINING
+
+    require_columns(paired, ["a", "b", "metric"], "cv_forest_figure")
+    metrics = list(dict.fromkeys(paired["metric"]))
+    pairs = list(dict.fromkeys(zip(paired["a"], paired["b"])))
+    rows = [_pair_label(a, b) for a, b in pairs]
+    series = ((WITH_RETRAINING, "with retraining", "black", "o"),
+              (GIVEN_MODELS, "given these trained models", "0.55", "s"))
+    with reporting.plot_context():
+        fig, axes = reporting.journal_figure("double", 1.55 + 0.3 * len(pairs), 1, len(metrics), sharey=True)
+        for ax, m in zip(axes[0], metrics):
+            sub = paired[paired["metric"] == m].set_index(["a", "b"]).reindex(pairs)
+            cols = [(c, lab, color, mk) for c, lab, color, mk in series if f"{c}_diff" in sub]
+            reporting.dot_ci_panel(ax, rows, [
+                {"label": lab, "color": color, "marker": mk, "mean": sub[f"{c}_diff"], "low": sub[f"{c}_low"],
+                 "high": sub[f"{c}_high"]} for c, lab, color, mk in cols])
+            ax.axvline(0, color="0.3", linewidth=0.7, linestyle="--", zorder=1)
+            values = np.concatenate([sub[f"{c}_{k}"].to_numpy(dtype=float) for c, *_ in cols for k in ("low", "high")]
+                                    + [np.zeros(1)])
+            values = values[np.isfinite(values)]
+            lo, hi = float(values.min()), float(values.max())
+            pad = 0.1 * (hi - lo if hi > lo else 1.0)
+            ax.set_xlim(lo - pad, hi + pad)  # zero always inside, never on the frame
+            ax.xaxis.set_major_locator(reporting.plots._max_ticks(4))
+            have = (sub[[f"{c}_diff" for c, *_ in cols]].notna().any(axis=1).to_numpy() if cols
+                    else np.zeros(len(pairs), dtype=bool))
+            for i in np.flatnonzero(~have):  # the row stays, so every panel lists the same comparisons
+                ax.text(0.98, i, "n/a", transform=ax.get_yaxis_transform(), ha="right", va="center", color="0.45",
+                        fontsize=reporting.plots.FONT_PT)
+            fmt = reporting.metric_format(m)
+            unit = "points" if fmt.scale == 100 else "fraction"
+            name = fmt.label.split(" (")[0]
+            ax.set_xlabel(f"{name} difference ({unit})")
+            ax.set_title(name)
+        for ax in axes[0][1:]:
+            ax.tick_params(axis="y", length=0)
+        reporting.label_panels(axes[0])
+        n_img = int(paired["n_images"].max()) if "n_images" in paired and paired["n_images"].notna().any() else None
+        n_runs = paired["runs (fold x seed)"] if "runs (fold x seed)" in paired else pd.Series(dtype=float)
+        runs_text = (f" over {reporting.plots._n_text(n_runs.dropna())} (fold, seed) runs" if n_runs.notna().any()
+                     else "")
+        tests = ", ".join(f"{PAIRED_TESTS[m]} ({reporting.metric_format(m).label.split(' (')[0]})" for m in metrics
+                          if m in PAIRED_TESTS)
+        key = ("Difference first minus second, 95 % CI, two-sided. Black circles: with retraining (the verdict; "
+               f"corrected repeated k-fold t{runs_text}); grey squares: given these trained models (per-image tests "
+               "on the out-of-fold predictions" + (f" of {n_img} images" if n_img else "") + f": {tests})")
+        reporting.figure_header(fig, "Cross-validated paired differences", [key, conditions])
+        handles = [Line2D([], [], color=color, marker=mk, linestyle="-", markersize=4, label=lab)
+                   for _, lab, color, mk in series]
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
+    return fig

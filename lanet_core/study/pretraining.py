@@ -234,41 +234,136 @@ def validation_summary(hist: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Abbreviations of the two-line regime labels in figures (the key in the figure header spells them out).
+_SHORT = (("feature extractor", "fex"), (" epochs", " ep"), ("BN folded+frozen", "BN folded + frozen"))
+
+
+def short_regime(regime: str, size: int | None = None) -> str:
+    """Two-line figure label of a :func:`regime_labels` label: backbone, initialisation and BN on the first
+    line; lr, schedule and input size on the second (``"feature extractor"`` -> ``"fex"``, ``"epochs"`` ->
+    ``"ep"``)."""
+    for long, short in _SHORT:
+        regime = regime.replace(long, short)
+    parts = [p.strip() for p in regime.split(", ")]
+    head = 2 + int(len(parts) > 2 and parts[2].startswith("BN"))
+    first, rest = ", ".join(parts[:head]), parts[head:]
+    if size is not None and np.isfinite(size):
+        rest.append(f"{int(size)} px")
+    return first + ("\n" + ", ".join(rest) if rest else "")
+
+
+def regimes_figure(regimes: pd.DataFrame, metrics: Sequence[str] = METRICS, conditions: str | None = None):
+    """Dot plot of the pretraining regimes (:func:`regime_runs`): one row per regime (two-line labels, shared by
+    every panel), one panel per metric (a), (b), ...; per row the vanilla classifier, LA-Net and LA-Net-fine side
+    by side (colour and marker per kind), each its mean with a 95 % t-CI over seeds. 7.2 in wide. Returns the
+    figure, or None without runs."""
+    from matplotlib.lines import Line2D
+
+    metrics = [m for m in metrics if m in regimes and regimes[m].notna().any()]
+    if regimes.empty or not metrics:
+        return None
+    order = list(dict.fromkeys(regimes["regime"]))
+    sizes = regimes.groupby("regime", sort=False)["image_size"].first() if "image_size" in regimes else {}
+    rows = [short_regime(r, sizes.get(r) if len(sizes) else None) for r in order]
+    kinds = [k for k in KINDS if k in set(regimes["kind"])]
+    style = {k: (reporting.method_color("R18" + ("" if k == "vanilla" else f"+{k}")),
+                 reporting.method_marker("R18" + ("" if k == "vanilla" else f"+{k}"))) for k in kinds}
+    with reporting.plot_context():
+        fig, axes = reporting.journal_figure("double", 1.6 + 0.36 * len(order), 1, len(metrics), sharey=True)
+        for ax, m in zip(axes[0], metrics):
+            scale = reporting.metric_format(m).scale
+            series = []
+            for k in kinds:
+                mean, low, high = [], [], []
+                for r in order:
+                    ci = mean_ci(regimes.loc[(regimes["regime"] == r) & (regimes["kind"] == k), m].dropna())
+                    mean.append(ci.mean * scale if ci.n else np.nan)
+                    hw = ci.half_width * scale if ci.n > 1 else np.nan
+                    low.append(max(ci.mean * scale - hw, 0.0) if np.isfinite(hw) else np.nan)
+                    high.append(min(ci.mean * scale + hw, scale) if np.isfinite(hw) else np.nan)
+                series.append({"label": k, "color": style[k][0], "marker": style[k][1], "mean": mean, "low": low,
+                               "high": high})
+            reporting.dot_ci_panel(ax, rows, series, m)
+            ax.set_title(reporting.axis_label(m).split(" (")[0])
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(max(lo, 0.0), min(hi, scale))
+        for ax in axes[0][1:]:
+            ax.tick_params(axis="y", length=0)
+        reporting.label_panels(axes[0])
+        n = regimes.groupby(["regime", "kind"])["seed"].nunique() if "seed" in regimes else pd.Series(dtype=int)
+        seeds = (f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}-{int(n.max())}") if len(n) else "?"
+        key = (f"Points: mean; whiskers: 95 % t-CI over {seeds} seeds (clipped to the metric's range). Rows: "
+               "backbone, initialisation, BatchNorm; learning rate (fex: feature extractor), stage-1+stage-2 epochs "
+               "(ep), input size. Tests: tables pretraining_all and pretraining_regime_differences")
+        reporting.figure_header(fig, "Pretraining regimes", [key, conditions])
+        handles = [Line2D([], [], color=style[k][0], marker=style[k][1], markersize=4, markeredgecolor="white",
+                          markeredgewidth=0.5, linestyle="-", label="vanilla classifier" if k == "vanilla" else k)
+                   for k in kinds]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    return fig
+
+
 def learning_curves_figure(hist: pd.DataFrame, kinds: Sequence[str] = ("vanilla", "LA-Net"),
                            metrics: Sequence[str] = tuple(CURVE_METRICS)):
-    """Stage-2 learning curves, one panel per kind (rows) and metric (columns), one line per regime: mean over
-    seeds, the band spans the seeds' minimum to maximum. Validation metrics only (no test)."""
-    import matplotlib.pyplot as plt
-
+    """Stage-2 learning curves, one panel per kind (rows) and metric (columns), one line per regime (colour-blind
+    safe colours and a marker each): mean over seeds, the faint band spans the seeds' minimum to maximum.
+    Validation metrics only (no test). 7.2 in wide. Returns the figure."""
     kinds = [k for k in kinds if k in set(hist["kind"])]
     regimes = list(dict.fromkeys(hist["regime"]))
-    colors = dict(zip(regimes, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(len(kinds), len(metrics), figsize=(4.2 * len(metrics), 3.0 * len(kinds)),
-                             squeeze=False, sharex=True)
-    for i, kind in enumerate(kinds):
-        for j, metric in enumerate(metrics):
-            ax = axes[i, j]
-            for regime in regimes:
-                df = hist[(hist["kind"] == kind) & (hist["regime"] == regime)]
-                if df.empty or df[metric].isna().all():
-                    continue
-                g = df.groupby("epoch")[metric]
-                mean = g.mean()
-                ax.plot(mean.index, mean.to_numpy(), color=colors[regime], lw=1.6,
-                        label=f"{regime} ({df['run'].nunique()} seeds)")
-                ax.fill_between(mean.index, g.min().to_numpy(), g.max().to_numpy(), color=colors[regime], alpha=0.15,
-                                lw=0)
-            ax.set_title(f"{kind}: {CURVE_METRICS.get(metric, metric)}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if i == len(kinds) - 1:
-                ax.set_xlabel("stage-2 epoch")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.03 * len(labels)))
-    fig.suptitle("Stage-2 learning curves per regime (validation split only; band = range over seeds)",
-                 fontsize=10)
-    fig.tight_layout()
+    colors = [reporting.OKABE_ITO[c] for c in ("blue", "vermillion", "bluish_green", "reddish_purple", "orange",
+                                               "sky_blue", "black", "yellow")]
+    markers = ("o", "s", "D", "^", "v", "P", "X", "h")
+    look = {r: (colors[i % len(colors)], markers[i % len(markers)]) for i, r in enumerate(regimes)}
+    with reporting.plot_context():
+        fig, axes = reporting.journal_figure("double", 1.2 + 1.75 * len(kinds), len(kinds), len(metrics),
+                                             sharex=True)
+        for i, kind in enumerate(kinds):
+            for j, metric in enumerate(metrics):
+                ax = axes[i, j]
+                for regime in regimes:
+                    df = hist[(hist["kind"] == kind) & (hist["regime"] == regime)]
+                    if df.empty or df[metric].isna().all():
+                        continue
+                    g = df.groupby("epoch")[metric]
+                    mean = g.mean()
+                    color, marker = look[regime]
+                    ax.plot(mean.index, mean.to_numpy(), color=color, lw=1.0, marker=marker, markersize=3,
+                            markevery=4, label=f"{regime} ({df['run'].nunique()} seeds)")
+                    ax.fill_between(mean.index, g.min().to_numpy(), g.max().to_numpy(), color=color, alpha=0.1,
+                                    lw=0)
+                ax.set_title(f"{kind}: {CURVE_METRICS.get(metric, metric)}")
+                if i == len(kinds) - 1:
+                    ax.set_xlabel("Stage-2 epoch")
+        reporting.label_panels(axes)
+        merged: dict[str, object] = {}
+        for ax in axes.ravel():
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                merged.setdefault(lab, h)
+        fig.legend(list(merged.values()), list(merged), loc="outside lower center", ncol=1, frameon=False)
+        reporting.figure_header(fig, "Stage-2 learning curves per regime",
+                                ["Validation split only (no test data); line: mean over seeds, faint band: range "
+                                 "over seeds"])
     return fig
+
+
+def regime_choice_by_validation(val: pd.DataFrame, kinds: Sequence[str] = ("vanilla", "LA-Net"),
+                                n_val: int | None = None) -> tuple[str | None, str]:
+    """Issue 29: the regime the validation split picks (highest mean of ``best val accuracy`` over ``kinds``,
+    from :func:`validation_summary`, nothing read from test) and one sentence ranking every regime that has all
+    ``kinds``. ``n_val``: validation images, to say how many images the margins amount to."""
+    if val.empty or "best val accuracy_mean" not in val:
+        return None, ""
+    sub = val[val["kind"].isin(kinds)]
+    full = sub.groupby("regime")["kind"].nunique() == len(kinds)
+    score = sub[sub["regime"].isin(full[full].index)].groupby("regime", sort=False)["best val accuracy_mean"].mean()
+    if score.empty:
+        return None, ""
+    score = score.sort_values(ascending=False, kind="stable")
+    ranked = "; ".join(f"{r} {100 * v:.1f}" for r, v in score.items())
+    gap = 100 * (score.iloc[0] - score.iloc[1]) if len(score) > 1 else float("nan")
+    per_image = f" (one validation image = {100 / n_val:.1f} points)" if n_val else ""
+    return str(score.index[0]), (f"By validation accuracy (mean best value of the {' and '.join(kinds)} runs, %): "
+                                 f"{ranked}; the top two differ by {gap:.1f} points{per_image}.")
 
 
 def regime_choice_by_validation(val: pd.DataFrame, kinds: Sequence[str] = ("vanilla", "LA-Net"),
