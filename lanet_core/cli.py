@@ -1,4 +1,4 @@
-"""The ``lanet`` command line. Each sub-command is a thin shell over a library function."""
+"""The lanet command line: each sub-command is a thin shell over a library function."""
 
 from __future__ import annotations
 
@@ -230,8 +230,29 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help text at most 120 columns wide; a default shown once (not when the help already names it, nor for
+    flags and unset options); a required option marked "(required)" instead of "(default: None)"."""
+
+    def __init__(self, prog: str, **kwargs) -> None:
+        import shutil
+
+        kwargs.setdefault("width", min(120, shutil.get_terminal_size((120, 24)).columns))
+        kwargs.setdefault("max_help_position", 32)
+        super().__init__(prog, **kwargs)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.required:
+            return f"{text} (required)".strip()
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lanet", description=__doc__)
+    p = argparse.ArgumentParser(prog="lanet", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--allow-outside-data-root", action="store_true",
                    help="let manifests name absolute paths or paths leaving the data root (refused by default)")
@@ -416,7 +437,7 @@ _EXAMPLES = {
 def _document(sub) -> None:
     """Defaults shown in every sub-command's help, an example in each epilog, help for every argument."""
     for name, parser in sub.choices.items():
-        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        parser.formatter_class = HelpFormatter
         if not parser.epilog and name in _EXAMPLES:
             parser.epilog = f"example: {_EXAMPLES[name]}"
         for action in parser._actions:

@@ -57,3 +57,42 @@ def test_study_outside_a_checkout_says_it_needs_one(monkeypatch, tmp_path) -> No
     monkeypatch.setattr(profiles, "project_root", lambda: tmp_path)
     with pytest.raises(ConfigError, match="checkout of the lanet repository"):
         profiles.load_profile("cpu")
+
+
+def test_help_text_is_plain_and_fits_120_columns(capsys, monkeypatch) -> None:
+    """Issue 31 item 5: no doubled defaults, required options marked as such, no RST markup, at most 120 columns."""
+    import re
+
+    import pytest as _pytest
+
+    from lanet_core.cli import build_parser, main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in sub.choices:
+        with _pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        assert max(len(line) for line in text.splitlines()) <= 120, name
+        assert "(default: None)" not in text and not re.search(r"\(default: [^)]*\)\s+\(default:", text), name
+        assert "``" not in text, name
+    with _pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "(required)" in capsys.readouterr().out
+
+
+def test_plan_prints_per_device_within_120_columns(capsys) -> None:
+    """Issue 31 item 5: the plan says which device its hours are for, GPU apart from CPU, in 120 columns."""
+    import pandas as pd
+
+    from lanet_core.study.plan import print_plan
+
+    plan = pd.DataFrame({"experiment": ["label_ratio"] * 2, "method": ["R18+LA-Net-fine with a long name"] * 2,
+                         "seed": [0, 1], "fold": ["", ""], "ratio": [0.25, 0.25], "image_size": [256, 256],
+                         "config_hash": ["abc", "def"], "state": ["finished", "to train"], "est_hours": [0.0, 1.5],
+                         "rate_source": ["measured (runs)", "assumed (x)"], "gpu": ["cuda: NVIDIA H200"] * 2,
+                         "est_gpu_hours": [0.0, 0.2], "gpu_rate_source": ["measured (runs)"] * 2})
+    print_plan(plan)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert "On cpu: estimated 1.5 cpu-hours" in out and "On cuda: NVIDIA H200: estimated 0.2 gpu-hours" in out

@@ -65,13 +65,38 @@ def bench_rates() -> dict[tuple, float]:
     return out
 
 
+def gpu_kinds(runs_root: Path) -> list[str]:
+    """The GPU kinds (``"cuda: <name>"``) finished runs were trained on, most runs first."""
+    counts: dict[str, int] = {}
+    for prov_path in sorted(Path(runs_root).glob("*/provenance.json")):
+        try:
+            kind = _device_kind(json.loads(prov_path.read_text()))
+        except (OSError, ValueError):
+            continue
+        if kind.startswith("cuda"):
+            counts[kind] = counts.get(kind, 0) + 1
+    return sorted(counts, key=lambda k: -counts[k])
+
+
 def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> pd.DataFrame:
-    """One row per unique run of the notebooks' experiments: what, identity, state, estimated hours."""
+    """One row per unique run of the notebooks' experiments: what, identity, state, estimated hours.
+
+    ``est_hours`` is for ``device`` (rates measured on it, else assumed); where committed runs carry measured GPU
+    rates, ``est_gpu_hours`` is the same run on that GPU (rates from the runs trained there, else the CPU rate scaled
+    by the median GPU/CPU ratio of the configurations measured on both), so a GPU protocol is not priced in CPU hours.
+    """
     from lanet_core.data.sources import load_manifest
 
-    measured = measured_rates(profile.output / "runs", device)
+    # rates of a configuration do not depend on the profile: the profile's own runs first, then the main results'
+    roots = list(dict.fromkeys([profile.output / "runs", results_dir() / "runs"]))
+    measured = {k: v for r in reversed(roots) for k, v in measured_rates(r, device).items()}
     benched = bench_rates()
     ref = measured.get(("lanet", "resnet18", 128, 32)) or benched.get(("lanet", "resnet18", 128, 32)) or 20.0
+    gpus = [g for r in roots for g in gpu_kinds(r)]
+    gpu = gpus[0] if gpus else None
+    gpu_rates = {k: v for r in reversed(roots) for k, v in measured_rates(r, gpu).items()} if gpu else {}
+    both = [gpu_rates[k] / measured[k] for k in gpu_rates if k in measured]
+    speedup = float(np.median(both)) if both else None
     manifests: dict[str, pd.DataFrame] = {}
     rows, seen = [], set()
     for nb in notebooks:
@@ -100,22 +125,43 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                     rate, source = ref * (128 / key[2]) ** 2, "assumed (R18+LA-Net rate x pixels)"
                 state = "finished" if (run_dir / "metrics.json").is_file() else (
                     "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "to train")
-                rows.append({
+                row = {
                     "experiment": spec.experiment, "method": spec.method, "seed": spec.seed,
-                    **{k: spec.group.get(k, "") for k in ("fold", "ratio", "target", "regime")},
+                    **{k: spec.group.get(k, "") for k in ("fold", "ratio", "target", "regime", "boxed")},
                     "image_size": key[2], "backbone": key[1], "epochs": t["stage1_epochs"] + t["stage2_epochs"],
                     "config_hash": run_dir.name.rsplit("-", 1)[1], "state": state,
                     "images_per_s": round(rate, 1), "rate_source": source,
                     "est_hours": round(0 if state == "finished" else images / rate * EVAL_OVERHEAD / 3600, 4),
-                })
+                }
+                if gpu:
+                    g_rate = gpu_rates.get(key) or (rate * speedup if speedup else None)
+                    row["gpu"] = gpu
+                    row["est_gpu_hours"] = (np.nan if g_rate is None else
+                                            round(0 if state == "finished" else images / g_rate * EVAL_OVERHEAD / 3600, 4))
+                    row["gpu_rate_source"] = ("measured (runs)" if key in gpu_rates else
+                                              f"cpu rate x {speedup:.1f} (median GPU/CPU)" if speedup else "none")
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
+PLAN_COLUMNS = ("experiment", "method", "seed", "fold", "ratio", "boxed", "image_size", "config_hash", "state",
+                "est_hours", "est_gpu_hours")
+
+
 def print_plan(plan: pd.DataFrame, device: str = "cpu") -> None:
-    with pd.option_context("display.width", 200, "display.max_rows", 2000, "display.max_columns", 30):
-        print(plan.to_string(index=False))
+    """The plan in at most 120 columns (group columns only where used) and one summary per device."""
+    cols = [c for c in PLAN_COLUMNS if c in plan and (plan[c].astype(str) != "").any()]
+    shown = plan[cols].rename(columns={"est_hours": f"est {device} h", "est_gpu_hours": "est gpu h",
+                                       "image_size": "px", "config_hash": "hash"})
+    shown["method"] = shown["method"].str.slice(0, 28)
+    with pd.option_context("display.width", 120, "display.max_rows", 5000, "display.max_columns", 30):
+        print(shown.to_string(index=False))
     todo = plan[plan["state"] != "finished"]
     print(f"\n{len(plan)} unique runs: {int((plan['state'] == 'finished').sum())} finished, "
-          f"{int((plan['state'] == 'partial').sum())} partial, {int((plan['state'] == 'to train').sum())} to train; "
-          f"estimated {todo['est_hours'].sum():.1f} {device}-hours for what is missing "
-          f"({int(todo['rate_source'].str.startswith('assumed').sum())} of them at an assumed rate)")
+          f"{int((plan['state'] == 'partial').sum())} partial, {int((plan['state'] == 'to train').sum())} to train.")
+    print(f"On {device}: estimated {todo['est_hours'].sum():.1f} {device}-hours for what is missing "
+          f"({int(todo['rate_source'].str.startswith('assumed').sum())} runs at an assumed rate).")
+    if "est_gpu_hours" in plan and len(todo):
+        print(f"On {plan['gpu'].iloc[0]}: estimated {todo['est_gpu_hours'].sum():.1f} gpu-hours "
+              f"({int((todo['gpu_rate_source'] == 'measured (runs)').sum())} runs at rates measured there, the others "
+              f"scaled from the CPU rate).")
