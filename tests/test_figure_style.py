@@ -59,6 +59,7 @@ def committed():
     mp.setenv("LANET_RESULTS_DIR", str(root))
     mp.setattr(records, "_ensure_posthoc", lambda *a, **k: None)  # never compute (and write) anything
     mp.setattr(records, "_ceiling", lambda *a, **k: np.nan)  # the oracle ceiling reads every mask: not needed
+    mp.setattr(records, "run_dir_of", _run_dir_without_data(records.run_dir_of))
     profile = load_profile("cpu")
     cache: dict = {}
 
@@ -71,6 +72,26 @@ def committed():
     load.runs_root = root / "runs"
     yield load
     mp.undo()
+
+
+def _run_dir_without_data(run_dir_of):
+    """``records.run_dir_of`` that also works where the datasets are absent: a run's identity needs only its
+    resolved config and the committed manifest's checksum, not the images (the manifest loader wants both)."""
+    from lanet_core.paths import DataRootNotFound
+
+    def find(spec, profile):
+        try:
+            return run_dir_of(spec, profile)
+        except DataRootNotFound:
+            from lanet_core.config import resolve_config
+            from lanet_core.io import file_sha256
+            from lanet_core.runs import run_dir_for
+
+            cfg = resolve_config(spec.config) if "data" not in spec.config or "eval" not in spec.config else dict(
+                spec.config)
+            manifest = project_root() / cfg["data"]["manifest"]
+            return run_dir_for(cfg, file_sha256(manifest), profile.output / "runs")
+    return find
 
 
 def _bars(exp: str, metrics, title, suffix="+LA-Net", filt=None):
