@@ -364,23 +364,3 @@ def regime_choice_by_validation(val: pd.DataFrame, kinds: Sequence[str] = ("vani
     per_image = f" (one validation image = {100 / n_val:.1f} points)" if n_val else ""
     return str(score.index[0]), (f"By validation accuracy (mean best value of the {' and '.join(kinds)} runs, %): "
                                  f"{ranked}; the top two differ by {gap:.1f} points{per_image}.")
-
-
-def regime_choice_by_validation(val: pd.DataFrame, kinds: Sequence[str] = ("vanilla", "LA-Net"),
-                                n_val: int | None = None) -> tuple[str | None, str]:
-    """Issue 29: the regime the validation split picks (highest mean of ``best val accuracy`` over ``kinds``,
-    from :func:`validation_summary`, nothing read from test) and one sentence ranking every regime that has all
-    ``kinds``. ``n_val``: validation images, to say how many images the margins amount to."""
-    if val.empty or "best val accuracy_mean" not in val:
-        return None, ""
-    sub = val[val["kind"].isin(kinds)]
-    full = sub.groupby("regime")["kind"].nunique() == len(kinds)
-    score = sub[sub["regime"].isin(full[full].index)].groupby("regime", sort=False)["best val accuracy_mean"].mean()
-    if score.empty:
-        return None, ""
-    score = score.sort_values(ascending=False, kind="stable")
-    ranked = "; ".join(f"{r} {100 * v:.1f}" for r, v in score.items())
-    gap = 100 * (score.iloc[0] - score.iloc[1]) if len(score) > 1 else float("nan")
-    per_image = f" (one validation image = {100 / n_val:.1f} points)" if n_val else ""
-    return str(score.index[0]), (f"By validation accuracy (mean best value of the {' and '.join(kinds)} runs, %): "
-                                 f"{ranked}; the top two differ by {gap:.1f} points{per_image}.")
