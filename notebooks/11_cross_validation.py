@@ -92,9 +92,10 @@ paired
 
 # %%
 if len(paired):
-    from lanet_core.study.figures import experiment_conditions
+    from lanet_core.study import figures
 
-    study.figure(crossval.forest_figure(paired, conditions=experiment_conditions(res)), "fig_cv_paired_differences")
+    study.figure(figures.cv_forest_figure(paired, conditions=figures.experiment_conditions(res)),
+                 "fig_cv_paired_differences")
 
 # %% [markdown]
 # ## Model selection across folds: validation accuracy (the paper) vs mean of validation AUC and IoU

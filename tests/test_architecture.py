@@ -50,11 +50,13 @@ def _imports(name: str, path: Path, modules: dict[str, Path], *, top_level_only:
     return out
 
 
-def test_no_import_cycles_at_module_level() -> None:
-    """Module-level imports form a DAG (imports inside functions are lazy and may point anywhere)."""
-    modules = _modules()
-    graph = {m: {t for t, _ in _imports(m, p, modules, top_level_only=True) if t != m and not m.startswith(t + ".")
-                 and not t.startswith(m + ".")} for m, p in modules.items()}
+def _graph(modules: dict[str, Path], *, top_level_only: bool) -> dict[str, set[str]]:
+    """module -> the lanet_core modules it imports (a package and its own submodules are not edges)."""
+    return {m: {t for t, _ in _imports(m, p, modules, top_level_only=top_level_only) if t != m
+                and not m.startswith(t + ".") and not t.startswith(m + ".")} for m, p in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     state: dict[str, int] = {}
     stack: list[str] = []
     cycles: list[list[str]] = []
@@ -73,7 +75,28 @@ def test_no_import_cycles_at_module_level() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m)
+    return cycles
+
+
+def test_no_import_cycles_at_module_level() -> None:
+    """Module-level imports form a DAG."""
+    cycles = _cycles(_graph(_modules(), top_level_only=True))
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_import_cycles_counting_imports_inside_functions() -> None:
+    """Issue 33: imports inside functions count too (a lazy import that closes a circle is still a circle)."""
+    cycles = _cycles(_graph(_modules(), top_level_only=False))
+    assert not cycles, "import cycles (function-level imports included): " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_an_injected_function_level_import(tmp_path) -> None:
+    """The check above is not vacuous: two modules that import each other, one of them inside a function."""
+    (tmp_path / "a.py").write_text("import lanet_core.x_b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from lanet_core.x_a import g\n")
+    modules = {"lanet_core.x_a": tmp_path / "a.py", "lanet_core.x_b": tmp_path / "b.py"}
+    assert not _cycles(_graph(modules, top_level_only=True))
+    assert _cycles(_graph(modules, top_level_only=False)) == [["lanet_core.x_a", "lanet_core.x_b", "lanet_core.x_a"]]
 
 
 def test_no_private_names_imported_across_modules() -> None:
@@ -124,3 +147,18 @@ def test_declared_builder_options_match_the_builders() -> None:
             continue
         params = [p for p in inspect.signature(arch.build_fn()).parameters if p not in common]
         assert tuple(params) == arch.options, name
+
+
+STUDY_ENGINE = ("profiles", "experiments", "plan", "runner", "executor", "records", "posthoc")
+STUDY_ANALYSIS = ("crossval", "claims", "figures", "pretraining", "summary", "notebook")
+
+
+def test_the_study_engine_never_imports_the_analysis() -> None:
+    """Issue 33: lanet_core.study keeps one package (see docs/architecture.md) but two layers: the engine that runs a
+    study never imports the analysis that reads its records, at any level (function-level imports included)."""
+    modules = _modules()
+    assert {f"lanet_core.study.{m}" for m in STUDY_ENGINE + STUDY_ANALYSIS} <= set(modules), "a module was renamed"
+    graph = _graph(modules, top_level_only=False)
+    bad = [(e, t) for e in STUDY_ENGINE for t in graph[f"lanet_core.study.{e}"]
+           if t.startswith("lanet_core.study.") and t.rsplit(".", 1)[1] in STUDY_ANALYSIS]
+    assert not bad, f"engine modules importing analysis modules: {bad}"

@@ -181,7 +181,7 @@ def _cv_forest(load):
                                  (fine, agn), (fine, unet), (lanet, agn), (lanet, unet),
                                  (pt_lanet, pt_vanilla), (pt_fine, pt_vanilla), (pt_fine, pt_lanet), (pt_lanet, lanet),
                                  (pt_vanilla, vanilla), (pt_fine, rmtl)] if a in present and b in present]
-    return crossval.forest_figure(crossval.paired_table(cv, pairs), conditions=figures.experiment_conditions(res))
+    return figures.cv_forest_figure(crossval.paired_table(cv, pairs), conditions=figures.experiment_conditions(res))
 
 
 # ---- the example grids: committed maps over the real test images, or synthetic images where the data is absent

@@ -85,7 +85,9 @@ def test_paired_table_takes_the_verdict_from_the_retraining_test() -> None:
     assert not any(c.endswith(("_diff", "_low", "_high", "_half_width")) for c in display_columns(tab))
     import matplotlib.pyplot as plt
 
-    plt.close(crossval.forest_figure(tab))  # draws both intervals
+    from lanet_core.study.figures import cv_forest_figure
+
+    plt.close(cv_forest_figure(tab))  # draws both intervals
 
 
 # ------------------------------------------------------------------------------------ calibration by simulation

@@ -264,12 +264,3 @@ def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.Pair
         row.update({f"{col}_diff": d.diff * s, f"{col}_low": d.low * s, f"{col}_high": d.high * s,
                     f"{col}_half_width": (d.high - d.low) / 2 * s})
     return row
-
-
-def forest_figure(paired: pd.DataFrame, conditions: str | None = None):
-    """Forest plot of :func:`paired_table`: each comparison's difference with its 95 % CI with retraining (black,
-    the verdict's) and given these trained models (grey, per image), zero marked; one panel per metric sharing one
-    label column and the same rows (:func:`lanet_core.study.figures.cv_forest_figure`)."""
-    from lanet_core.study.figures import cv_forest_figure
-
-    return cv_forest_figure(paired, conditions=conditions)

@@ -9,7 +9,7 @@ Pieces, bottom up:
   float in [0, 1]}``;
 * :class:`ImageView`: the test images and masks as a run saw them (its size and resize policy) and the
   bilinear upsampling of a map to that size;
-* :func:`pick_examples`: a deterministic, class-balanced choice of example images;
+* :func:`pick_examples` (defined in :mod:`lanet_core.study.posthoc`): a deterministic, class-balanced choice of example images;
 * :func:`overlay`, :func:`example_grid`: image / map overlays with the true (and predicted) lesion contours;
 * Grad-CAM scores (:func:`gradcam_per_image`, :func:`gradcam_localisation_table`,
   :func:`gradcam_paired_table`, :func:`gradcam_score_figure`) and the IoU threshold sweep
@@ -35,6 +35,8 @@ from lanet_core.data.sources import load_manifest
 from lanet_core.errors import ConfigError, DataError
 from lanet_core.metrics import upsample_maps
 from lanet_core.stats import require_columns, require_numeric, require_unique_rows
+from lanet_core.study.crossval import GIVEN_MODELS, PAIRED_TESTS, WITH_RETRAINING
+from lanet_core.study.posthoc import pick_examples  # noqa: F401 (also the public name here)
 from lanet_core.study.records import ExperimentResults
 
 GRADCAM_SCORES: tuple[str, str] = ("cam_energy_in_lesion", "pointing_hit")
@@ -174,29 +176,6 @@ class ImageView:
             raise DataError(f"a map must be 2-D (h, w), got shape {prob.shape}")
         t = upsample_maps(torch.from_numpy(prob)[None, None], self.size, self.align_corners)
         return np.clip(t[0, 0].numpy(), 0.0, 1.0)
-
-
-def pick_examples(labels: Mapping[str, str] | pd.Series, n: int, *, available: Iterable[Iterable[str]] = (),
-                  seed: int = 0) -> list[str]:
-    """``n`` image ids, alternating over the classes (sorted names), drawn from the ids in ``labels`` that are in
-    every ``available`` collection; within a class a seeded permutation of the sorted ids. Deterministic; fewer
-    than ``n`` when fewer candidates exist.
-    """
-    if n < 1:
-        raise ConfigError(f"pick_examples: n must be >= 1, got {n}")
-    labels = pd.Series(labels, dtype=object) if not isinstance(labels, pd.Series) else labels
-    keep = set(map(str, labels.index))
-    for ids in available:
-        keep &= set(map(str, ids))
-    cand = labels[[str(i) in keep for i in labels.index]]
-    rng = np.random.default_rng(seed)
-    queues = [list(rng.permutation(sorted(map(str, cand.index[cand == c])))) for c in sorted(set(cand))]
-    out: list[str] = []
-    while len(out) < n and any(queues):
-        for q in queues:
-            if q and len(out) < n:
-                out.append(str(q.pop(0)))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- overlays
@@ -756,7 +735,6 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
     per-image test), zero dashed. 7.2 in wide. Returns the figure."""
     from matplotlib.lines import Line2D
 
-    from lanet_core.study.crossval import GIVEN_MODELS, PAIRED_TESTS, WITH_RETRAINING
 
     require_columns(paired, ["a", "b", "metric"], "cv_forest_figure")
     metrics = list(dict.fromkeys(paired["metric"]))

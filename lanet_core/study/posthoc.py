@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lanet_core.errors import ConfigError
 from lanet_core.io import atomic_write_bytes, atomic_write_text, record_csv, record_json
 from lanet_core.evaluation import per_image_records, predict, summary_metrics
 from lanet_core.metrics import decide_logits
@@ -75,8 +77,6 @@ def compute_gradcam(result: RunResult, n_examples: int = 8, batch_size: int = 8)
                     small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(maps[i])[None, None], (64, 64))
                     small_cams[rows["image_id"].iloc[idx]] = np.round(small[0, 0].numpy() * 255).astype(np.uint8)
     df = pd.DataFrame(recs)
-    from lanet_core.study.figures import pick_examples
-
     masked = df[df["has_mask"] == 1]
     labels = pd.Series(np.where(masked["y_true"] == 1, "malignant", "benign"), index=masked["image_id"])
     ex_ids = pick_examples(labels, n_examples) if len(labels) else []  # both classes, deterministic
@@ -108,3 +108,26 @@ def compute_external(result: RunResult, key: str, manifest: str) -> dict:
 def load_external(run_dir: Path, key: str) -> dict | None:
     p = external_path(run_dir, key)
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+def pick_examples(labels: Mapping[str, str] | pd.Series, n: int, *, available: Iterable[Iterable[str]] = (),
+                  seed: int = 0) -> list[str]:
+    """``n`` image ids, alternating over the classes (sorted names), drawn from the ids in ``labels`` that are in
+    every ``available`` collection; within a class a seeded permutation of the sorted ids. Deterministic; fewer
+    than ``n`` when fewer candidates exist.
+    """
+    if n < 1:
+        raise ConfigError(f"pick_examples: n must be >= 1, got {n}")
+    labels = pd.Series(labels, dtype=object) if not isinstance(labels, pd.Series) else labels
+    keep = set(map(str, labels.index))
+    for ids in available:
+        keep &= set(map(str, ids))
+    cand = labels[[str(i) in keep for i in labels.index]]
+    rng = np.random.default_rng(seed)
+    queues = [list(rng.permutation(sorted(map(str, cand.index[cand == c])))) for c in sorted(set(cand))]
+    out: list[str] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(str(q.pop(0)))
+    return out
