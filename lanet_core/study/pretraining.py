@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lanet_core import reporting
+from lanet_core.models.geometry import PAPER_FUSION_STRIDE
 from lanet_core.stats import mean_ci
 
 KINDS = ("vanilla", "LA-Net", "LA-Net-fine")
@@ -96,7 +97,7 @@ def run_kinds(runs: pd.DataFrame) -> pd.Series:
     :func:`lanet_core.study.records.run_fields`); frames without them fall back to the method label."""
     if not {"arch", "fusion_stride"} <= set(runs):
         return runs["method"].map(method_kind)
-    kinds = np.where(runs["arch"] != "lanet", "vanilla", np.where(runs["fusion_stride"] < 32, "LA-Net-fine", "LA-Net"))
+    kinds = np.where(runs["arch"] != "lanet", "vanilla", np.where(runs["fusion_stride"] < PAPER_FUSION_STRIDE, "LA-Net-fine", "LA-Net"))
     return pd.Series(kinds, index=runs.index)
 
 
