@@ -14,9 +14,13 @@ def test_declared_claims_parse_with_unique_filled_keys():
              "bb_short": "R18", "bb2_short": "R50", "lanet2": "R50+LA-Net", "vanilla2": "R50", "bb_ab": "resnet18",
              "lanet_lr": "R18+LA-Net", "lanet_pl": "R18+LA-Net", "ratio_lo": 0.25, "ratio_hi": 1.0,
              "size_small": 128, "size_large": 256, "pt_lanet": "MNV2+LA-Net (ImageNet)",
-             "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)", "fine_stride": 8}
+             "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)", "fine_stride": 8,
+             "pcv_lanet": "MNV2+LA-Net", "pcv_fine": "MNV2+LA-Net-fine", "pcv_rmtl": "MNV2+RMTL", "pcv_vanilla": "MNV2"}
     keys = [_fill(e["key"], names) for e in entries]
     assert len(set(keys)) == len(keys)
+    pcv = [e for e in entries if e.get("experiment") == "partial_labels_cv"]  # issue 28: Tables 3, 9, 10
+    assert {e["subset"]["boxed"] for e in pcv} == {20, 5} and {e["where"] for e in pcv} == {"Table 3", "Table 9", "Table 10"}
+    assert _fill(pcv[0]["a"], names) == "MNV2+LA-Net-s-SSL" and _fill(pcv[0]["b"], names) == "MNV2+LA-Net-F"
     ratio = next(e for e in entries if e["key"] == "ratio_iou")
     assert _fill(ratio["a"], names) == {"method": "R18+LA-Net", "ratio": 1.0}  # "$name": the typed value
     assert _fill(ratio["paper"], names) == "More location labels improve LA-Net (iou, 0.25 -> 1)"
@@ -142,3 +146,26 @@ def test_mixed_device_and_collapsed_verdicts_stay_outside_the_tally():
     assert collapsed.verdict.startswith("not judged: collapsed baseline")
     tally = claims_tally(pd.DataFrame({"verdict": [same.verdict, mixed.verdict, collapsed.verdict]}))
     assert tally == "1 reproduced · 0 contradicted · 0 inconclusive (+ 2 not judged: collapsed comparator or mixed devices)"
+
+
+
+def test_partial_labels_cv_claims_judge_each_boxed_fraction_on_its_own_runs():
+    """Issue 28: a paired_cv claim with a subset reads only that boxed fraction's runs of its experiment."""
+    from lanet_core.study.claims import _judge_one
+
+    seen = []
+
+    class Ev:
+        def cv(self, experiment, subset):
+            seen.append((experiment, subset))
+            import pandas as pd
+
+            from lanet_core.study.crossval import CVRecords
+
+            return CVRecords(pd.DataFrame(columns=["method", "image_id"]), pd.DataFrame(columns=["method", "fold", "seed"]),
+                             pd.DataFrame(columns=["fold", "n_train", "n_val", "n_test"]))
+
+    e = {"key": "k", "paper": "p", "where": "Table 9", "experiment": "partial_labels_cv", "subset": {"boxed": 5},
+         "kind": "paired_cv", "metric": "accuracy", "a": "A-s-SSL", "b": "A-F"}
+    claim = _judge_one(Ev(), e, {})
+    assert seen == [("partial_labels_cv", {"boxed": 5})] and claim.verdict == "not run"

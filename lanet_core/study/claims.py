@@ -26,7 +26,7 @@ from lanet_core import reporting
 from lanet_core.errors import ConfigError
 from lanet_core.models.geometry import fine_stride
 from lanet_core.stats import diff_ci, mean_ci, verdict
-from lanet_core.study.experiments import FINE, imagenet_cv_method, method_name, short
+from lanet_core.study.experiments import FINE, fine_tuning_method, imagenet_cv_method, method_name, short
 from lanet_core.study.notebook import Study
 
 # Equivalence (non-superiority) margins for "A is not better than B" claims, declared with issue 12 before the
@@ -35,7 +35,8 @@ from lanet_core.study.notebook import Study
 EQUIVALENCE_MARGINS: dict[str, float] = {"accuracy": 0.03, "auc": 0.03, "iou": 0.03}
 
 KINDS = ("seeds", "seed_drop", "gradcam", "paired_cv")
-CONDITIONS = ("lanet_fine", "label_ratio", "input_size", "depth", "cross_validation", "cv_pretrained", "gradcam")
+CONDITIONS = ("lanet_fine", "label_ratio", "input_size", "depth", "cross_validation", "cv_pretrained", "gradcam",
+              "partial_labels_cv")
 
 
 @dataclass
@@ -84,6 +85,9 @@ def claim_names(study: Study) -> dict[str, Any]:
         "fine_stride": fine_stride(p.lanet_fine),
     }
     # the ImageNet MobileNetV2 of the cross-validation (issue 13)
+    # the partly-labelled CV over BUS-BRA's official folds (issue 28): the ImageNet MobileNetV2 regime's methods
+    names.update(pcv_lanet=fine_tuning_method(p, "lanet"), pcv_fine=fine_tuning_method(p, "lanet_fine"),
+                 pcv_rmtl=fine_tuning_method(p, "rmtl"), pcv_vanilla=fine_tuning_method(p, "classifier"))
     names.update(pt_vanilla=imagenet_cv_method(p, "classifier"), pt_lanet=imagenet_cv_method(p, "lanet"),
                  pt_lanet_fine=imagenet_cv_method(p, "lanet_fine"))
     if bb2:
@@ -199,11 +203,16 @@ class _Evidence:
             return gc.groupby(["method", "seed"])["cam_energy_in_lesion"].mean().reset_index()
         return self.cached("gradcam", make)
 
-    def cv(self):
-        """:class:`lanet_core.study.crossval.CVRecords` of the cross-validation, read once."""
+    def cv(self, experiment: str = "cross_validation", subset: Mapping[str, Any] | None = None):
+        """:class:`lanet_core.study.crossval.CVRecords` of a cross-validated experiment (``subset``: group filters,
+        e.g. ``{boxed: 20}`` of the partly-labelled CV), read once."""
         from lanet_core.study import crossval
 
-        return self.cached("cv", lambda: crossval.cv_records(self.study.experiment("cross_validation")))
+        def make():
+            res = self.study.experiment(experiment)
+            return crossval.cv_records(res.subset(**subset) if subset else res)
+
+        return self.cached(f"cv:{experiment}:{sorted((subset or {}).items())}", make)
 
     def out_of_fold(self) -> pd.DataFrame:
         return self.cv().oof
@@ -237,6 +246,8 @@ class _Evidence:
         if condition == "cv_pretrained":
             oof = self.out_of_fold() if p.cross_validation else pd.DataFrame()
             return bool(len(oof)) and names["pt_lanet"] in set(oof["method"])
+        if condition == "partial_labels_cv":  # issue 28: BUS-BRA's official folds have records
+            return bool(p.partial_labels_cv) and not self.cv("partial_labels_cv").runs.empty
         if condition == "gradcam":
             return bool(len(self.gradcam_per_run()))
         raise ConfigError(f"unknown claim condition {condition!r}")
@@ -247,7 +258,8 @@ def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Cl
     kind, metric, expect = e.get("kind", "seeds"), e["metric"], e.get("expect", "greater")
     a, b = _fill(e["a"], names), _fill(e["b"], names)
     if kind == "paired_cv":
-        c.evidence, c.verdict = judge_cv(ev.cv(), a, b, metric, expect)
+        c.evidence, c.verdict = judge_cv(ev.cv(e.get("experiment", "cross_validation"), e.get("subset")), a, b,
+                                         metric, expect)
         return c
     if kind == "seed_drop":
         runs = ev.runs(e["experiment"])

@@ -33,8 +33,9 @@ from lanet_core.metrics import classification_metrics, decide_or_nan
 from lanet_core.reporting import format_diff_ci, format_metric_ci, metric_format
 from lanet_core.study.records import ExperimentResults
 
-PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t"}
-RUN_METRICS = ("accuracy", "auc", "iou", "dice")
+PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t",
+                "iou_box": "paired t"}
+RUN_METRICS = ("accuracy", "auc", "iou", "dice", "iou_box")  # iou_box: the paper's box protocol (BUS-BRA, Table 10)
 RUN_KEYS = ["method", "fold", "seed"]
 WITH_RETRAINING = "difference (with retraining)"  # the columns of :func:`paired_table`
 GIVEN_MODELS = "difference (given these trained models)"
@@ -64,7 +65,7 @@ def out_of_fold(res: ExperimentResults, exclude: Iterable[str] | None = None) ->
     if (dup > 1).any():
         raise ValueError(f"an image is tested twice within one method and seed: {dup[dup > 1].index[:3].tolist()}")
     agg = {"y_true": ("y_true", "first"), "n_seeds": ("seed", "nunique"), "fold": ("fold", "first")}
-    for col in ("p_malignant", "iou", "dice"):
+    for col in ("p_malignant", "iou", "dice", "iou_box"):
         if col in per:
             agg[col] = (col, "mean")
     out = per.groupby(["method", "image_id"], sort=False).agg(**agg).reset_index()

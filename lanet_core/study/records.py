@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -147,6 +149,13 @@ class ExperimentResults:
 
     def _done(self):
         return [(s, r) for s, r in zip(self.specs, self.results) if r is not None]
+
+    def subset(self, **group: Any) -> "ExperimentResults":
+        """The runs whose group columns equal ``group`` (e.g. ``boxed=20`` of the partly-labelled CV), as an
+        :class:`ExperimentResults` of its own (same profile and name)."""
+        keep = [(s, r) for s, r in zip(self.specs, self.results) if all(s.group.get(k) == v for k, v in group.items())]
+        return ExperimentResults(self.name, [s for s, _ in keep], [r for _, r in keep], self.profile, self.seconds,
+                                 list(self.notes))
 
     def runs(self) -> pd.DataFrame:
         """One row per finished run: method, seed, group columns, test metrics, run directory name, selection
