@@ -169,3 +169,15 @@ def test_partial_labels_cv_claims_judge_each_boxed_fraction_on_its_own_runs():
          "kind": "paired_cv", "metric": "accuracy", "a": "A-s-SSL", "b": "A-F"}
     claim = _judge_one(Ev(), e, {})
     assert seen == [("partial_labels_cv", {"boxed": 5})] and claim.verdict == "not run"
+
+
+def test_changed_verdicts_lists_cv_claims_whose_verdict_moved():
+    """Issue 27 item 5: the results README lists the cv_ verdicts the training-variance test changed."""
+    import pandas as pd
+
+    from lanet_core.study.summary import changed_verdicts
+
+    claims = pd.DataFrame({"paper": ["a", "b", "c"], "verdict": ["inconclusive (CI includes 0): rules out > +9", "reproduced", "reproduced"],
+                           "verdict_given_models": ["reproduced +3.1 [+0.7, +5.4]", "reproduced +2 [+1, +3]", ""]})
+    out = changed_verdicts(claims)
+    assert list(out["claim"]) == ["a"] and out.iloc[0]["given these trained models (per image)"].startswith("reproduced")

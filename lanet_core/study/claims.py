@@ -48,6 +48,9 @@ class Claim:
     where: str  # paper table / figure
     evidence: str = ""
     verdict: str = "not run"
+    # cv_ claims: the verdict the per-image test alone gives ("given these trained models"), kept to show which
+    # verdicts the training-variance test changed (issue 27); empty for other claims
+    verdict_given_models: str = ""
 
 
 def declared_claims(text: str | None = None) -> list[dict[str, Any]]:
@@ -144,6 +147,12 @@ def judge(a: np.ndarray, b: np.ndarray, metric: str, la: str, lb: str, expect: s
 
 
 def judge_cv(cv, a: str, b: str, metric: str, expect: str = "greater") -> tuple[str, str]:
+    """(evidence, verdict) of :func:`judge_cv_both`."""
+    text, v, _ = judge_cv_both(cv, a, b, metric, expect)
+    return text, v
+
+
+def judge_cv_both(cv, a: str, b: str, metric: str, expect: str = "greater") -> tuple[str, str, str]:
     """(evidence text, verdict) for "``a`` is better than ``b``" in the cross-validation (``cv``:
     :class:`lanet_core.study.crossval.CVRecords`): the verdict from the corrected repeated k-fold t-test over the
     (fold, seed) runs (with retraining); the per-image test over the out-of-fold images ("given these trained
@@ -152,16 +161,18 @@ def judge_cv(cv, a: str, b: str, metric: str, expect: str = "greater") -> tuple[
 
     rt, img = crossval.repeated_cv(cv, a, b, metric), crossval.paired(cv.oof, a, b, metric)
     if rt is None:
-        return "runs missing", "not run"
+        return "runs missing", "not run", ""
     margin = EQUIVALENCE_MARGINS.get(metric)
     folds = crossval.run_pairs(cv.runs, a, b, metric)["fold"].nunique()
     text = (f"{a} - {b} with retraining: {reporting.format_diff_ci(metric, rt.estimate, rt.low, rt.high)}"
             f"{_unit(metric)}, {rt.test} p = {rt.p:.3g}, {rt.n_pairs} (fold, seed) pairs over {folds} folds")
+    image_verdict = ""
     if img is not None:
         iv = verdict(img.diff, img.low, img.high, metric, expect, margin=margin)
+        image_verdict = f"{iv.kind} {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
         text += (f"; given these trained models: {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
                  f"{_unit(metric)}, {img.test} p = {img.p:.3g}, {img.n} images ({iv.kind})")
-    return text, str(verdict(rt.estimate, rt.low, rt.high, metric, expect, margin=margin))
+    return text, str(verdict(rt.estimate, rt.low, rt.high, metric, expect, margin=margin)), image_verdict
 
 
 def _unit(metric: str) -> str:
@@ -258,8 +269,8 @@ def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Cl
     kind, metric, expect = e.get("kind", "seeds"), e["metric"], e.get("expect", "greater")
     a, b = _fill(e["a"], names), _fill(e["b"], names)
     if kind == "paired_cv":
-        c.evidence, c.verdict = judge_cv(ev.cv(e.get("experiment", "cross_validation"), e.get("subset")), a, b,
-                                         metric, expect)
+        c.evidence, c.verdict, c.verdict_given_models = judge_cv_both(
+            ev.cv(e.get("experiment", "cross_validation"), e.get("subset")), a, b, metric, expect)
         return c
     if kind == "seed_drop":
         runs = ev.runs(e["experiment"])

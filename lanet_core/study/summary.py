@@ -306,6 +306,29 @@ def label_conflict_section(study: Study) -> list[str]:
             "training or dropped from it).", "", reporting.markdown_table(fixed), ""]
 
 
+def changed_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
+    """Issue 27: the cv_ claims whose verdict differs between the corrected repeated k-fold test (with retraining,
+    the verdict) and the per-image test alone (given these trained models, the rule before issue 27)."""
+    if claims.empty or "verdict_given_models" not in claims:
+        return pd.DataFrame()
+    cv = claims[claims["verdict_given_models"].astype(str) != ""]
+    first = lambda v: str(v).split(" ")[0].split(":")[0]  # noqa: E731
+    changed = cv[[first(a) != first(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])]]
+    return pd.DataFrame({"claim": changed["paper"], "given these trained models (per image)": changed["verdict_given_models"],
+                         "with retraining (the verdict)": changed["verdict"]})
+
+
+def _changed_verdicts_md(claims: pd.DataFrame) -> list[str]:
+    changed = changed_verdicts(claims)
+    if changed.empty:
+        return []
+    return ["Cross-validated verdicts that the training-variance test changed (issue 27): the per-image tests ask "
+            "whether these trained networks differ on these images; the corrected repeated k-fold t-test asks whether "
+            "training the method gives a better classifier, so its interval includes the run-to-run spread (seed SD "
+            "of accuracy ~3 points, `tables/hardware_check.csv`) and is wider. An inconclusive verdict states the "
+            "largest effect the data still allow.", "", reporting.markdown_table(changed), ""]
+
+
 def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str,
                  by_device: pd.DataFrame | None = None, check: pd.DataFrame | None = None) -> Path:
     """``<output>/README.md``: conditions, compute (by device), headline, claims, then every table beside the paper's."""
@@ -349,6 +372,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "",
         f"**Tally: {claims_tally(claims)}**" if len(claims) else "",
         "",
+        *_changed_verdicts_md(claims),
         reporting.markdown_table(claims[["where", "paper", "evidence", "verdict"]]) if len(claims) else "",
         "",
         "## Tables and figures",
