@@ -6,11 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LANET := $(VENV)/bin/lanet
 STAMP := $(VENV)/.lanet-installed
+SAVE_HOOK := $(VENV)/etc/jupyter/jupyter_server_config.json
 PROFILE ?= cpu
 
 .PHONY: install test test-fast study smoke figures lab sync lint clean-cache browser slurm
 
-install: $(STAMP)
+install: $(STAMP) $(SAVE_HOOK)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name lanet --display-name "Python (lanet)" >/dev/null
 	@touch $(STAMP)
 	@echo "lanet installed into $(VENV)"
+
+## JupyterLab from this environment saves the paired notebooks (notebooks/*.ipynb) output-free, so opening, running
+## and saving one leaves `git status` clean (lanet_core/jupyter_hooks.py; README "Exploring the study in JupyterLab")
+$(SAVE_HOOK): lanet_core/jupyter_hooks.py $(STAMP)
+	@$(PY) -m lanet_core.jupyter_hooks install && touch $@
 
 ## make test: the whole suite on CPU (unit, integration when data is present, smoke study), one worker per
 ## core (pytest-xdist; a test file stays on one worker, so the smoke study's tests share their records)
@@ -53,7 +59,8 @@ smoke: install
 figures: install
 	$(LANET) study --profile $(PROFILE) --render-only
 
-## make lab: JupyterLab with the project's registered kernel ("lanet")
+## make lab: JupyterLab with the project's registered kernel ("lanet"); notebooks/00_explorer is the per-image explorer.
+## The study's notebooks render the committed cpu results when run as they are (profile cpu, train False).
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 

@@ -6,6 +6,11 @@ cached records (re-executing one never retrains). ``--budget-minutes N`` stops c
 minutes (the epoch in progress finishes and is checkpointed); the next call continues where it stopped.
 ``--render-only`` never trains (``make figures``). Each notebook's outcome and time go to
 ``<output>/notebooks/status.csv``; a failing notebook stops the study with its name, cell and error.
+
+Notebooks are always rendered with ``train=False``: the training phase above has finished every run they read, so
+``make study`` and ``make figures`` write the same executed notebook, and the train flag is no part of a notebook's
+fingerprint (a cached ``make study`` re-executes nothing and changes no file). The kernels' own log lines (e.g.
+"Kernel is running over TCP without encryption") go to a log beside the output, shown only when a notebook fails.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -26,7 +32,7 @@ import pandas as pd
 from lanet_core.io import atomic_write_text
 from lanet_core.errors import BudgetExhausted, ConfigError
 from lanet_core.paths import project_root
-from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
+from lanet_core.study.experiments import EXPERIMENTS, NOTEBOOK_EXPERIMENTS, experiment_runs
 from lanet_core.study.profiles import Profile, load_profile, profile_path
 from lanet_core.study.records import ensure_run, run_dir_of
 
@@ -80,12 +86,26 @@ def shard_specs(specs: list, profile: Profile, shard: tuple[int, int]) -> list:
     return list(unique.values())[shard[0]::shard[1]]
 
 
+_EXPERIMENT_CALL = re.compile(r"""\.experiment\(\s*["']([A-Za-z0-9_]+)["']""")
+
+
+def notebook_experiments(nb: str, source: str | None = None) -> tuple[str, ...]:
+    """The experiments notebook ``nb`` reads: its :data:`NOTEBOOK_EXPERIMENTS` entry, then every
+    ``study.experiment("<name>")`` its source names (``source``: the ``.py`` text; read from the notebooks folder
+    when not given). The notebooks render with ``train=False``, so whatever they read must be trained first."""
+    if source is None:
+        src = notebooks_source_dir() / f"{nb}.py"
+        source = src.read_text() if src.is_file() else ""
+    named = [e for e in _EXPERIMENT_CALL.findall(source) if e in EXPERIMENTS]
+    return tuple(dict.fromkeys([*NOTEBOOK_EXPERIMENTS.get(nb, ()), *named]))
+
+
 def study_specs(profile: Profile, notebooks: list[str]) -> list:
     """Every run the notebooks need, in notebook order (an experiment read by two notebooks listed once)."""
     seen: set[str] = set()
     specs = []
     for nb in notebooks:
-        for exp in NOTEBOOK_EXPERIMENTS.get(nb, ()):
+        for exp in notebook_experiments(nb):
             if exp in seen:
                 continue
             seen.add(exp)
@@ -164,14 +184,34 @@ def train_all(profile: Profile, notebooks: list[str], deadline: float | None,
     return done, total
 
 
-def _fingerprint(profile: Profile, nb: str, source: str) -> str:
-    """Notebook source + profile + the metrics of every run it reads: unchanged -> skip re-execution."""
+def _fingerprint(profile: Profile, nb: str, source: str, _memo: dict | None = None) -> str:
+    """What notebook ``nb`` renders from, hashed: unchanged -> skip re-execution.
+
+    Its source, the profile, the ``metrics.json`` of every run of every experiment it reads
+    (:func:`notebook_experiments`), and the fingerprints of the notebooks whose tables it reads: the data audit
+    (the profile's first notebook: its near-duplicate list feeds the leak-free tables) for every later notebook,
+    and every other notebook for the summary (the profile's last, which reads every table). Neither the train
+    flag nor the time enters: notebooks always render from the records (``train=False``)."""
+    memo = {} if _memo is None else _memo
     h = hashlib.sha256(source.encode())
     h.update(profile.path.read_bytes() if profile.path else b"")
-    for exp in NOTEBOOK_EXPERIMENTS.get(nb, ()):
-        for spec in experiment_runs(exp, profile):
-            m = run_dir_of(spec, profile) / "metrics.json"
-            h.update(m.read_bytes() if m.is_file() else b"missing")
+    for exp in notebook_experiments(nb, source):
+        if exp not in memo:
+            e = hashlib.sha256()
+            for spec in experiment_runs(exp, profile):
+                m = run_dir_of(spec, profile) / "metrics.json"
+                e.update(m.read_bytes() if m.is_file() else b"missing")
+            memo[exp] = e.hexdigest()
+        h.update(memo[exp].encode())
+    order = list(profile.notebooks)
+    if nb in order and len(order) > 1:
+        upstream = [n for n in order if n != nb] if nb == order[-1] else ([order[0]] if nb != order[0] else [])
+        for other in upstream:
+            key = f"notebook:{other}"
+            if key not in memo:
+                src = notebooks_source_dir() / f"{other}.py"
+                memo[key] = _fingerprint(profile, other, src.read_text() if src.is_file() else "", memo)
+            h.update(f"{other}={memo[key]}".encode())
     return h.hexdigest()[:16]
 
 
@@ -181,8 +221,13 @@ def kernel_name() -> str:
     return KERNEL if KERNEL in find_kernel_specs() else "python3"
 
 
-def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
-    """Execute ``notebooks/<nb>.py`` (jupytext percent source) with papermill into the profile's output."""
+def execute_notebook(profile: Profile, nb: str, *, train: bool, fingerprint: str | None = None) -> Path:
+    """Execute ``notebooks/<nb>.py`` (jupytext percent source) with papermill into the profile's output.
+
+    ``train`` is passed to the notebook as its parameter (the study runner passes ``False``: it has trained
+    first). ``fingerprint`` (:func:`_fingerprint`) is recorded in the executed copy's metadata when it succeeds.
+    The kernel's own stdout/stderr (its start-up and shutdown log lines, not the cells' output) go to a log file
+    that is printed only when the notebook fails."""
     import jupytext
     import papermill as pm
 
@@ -195,23 +240,28 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
     os.environ["LANET_STUDY_RUNNER"] = "1"  # the kernel inherits it: notebooks know the runner executes them
     notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python (lanet)", "language": "python"})
     notebook.metadata.setdefault("language_info", {"name": "python"})
+    notebook.metadata.pop("jupytext", None)  # an executed copy is no pair of the source: opened, it must not write a .py
     # temporary files beside the output (not in $TMPDIR, which may be another filesystem: rename would fail
     # with "Invalid cross-device link"), unique per writer; a notebook error is never masked by the cleanup
     with tempfile.TemporaryDirectory(prefix=f".{nb}.", dir=out.parent) as tmp:
         tmp_in = Path(tmp) / f"{nb}.ipynb"
         jupytext.write(notebook, tmp_in)
         tmp_out = Path(tmp) / f"{nb}.out.ipynb"
+        kernel_log = Path(tmp) / "kernel.log"
         error: BaseException | None = None
         try:
-            pm.execute_notebook(
-                str(tmp_in), str(tmp_out), parameters={"profile": profile_argument(profile), "train": train},
-                kernel_name=kernel_name(), progress_bar=False, cwd=str(notebooks_source_dir()),
-            )
+            with open(kernel_log, "wb") as log_fh:
+                pm.execute_notebook(
+                    str(tmp_in), str(tmp_out), parameters={"profile": profile_argument(profile), "train": train},
+                    kernel_name=kernel_name(), progress_bar=False, cwd=str(notebooks_source_dir()),
+                    kernel_manager_class=_quiet_kernel_manager(log_fh),
+                )
         except BaseException as exc:  # keep the executed copy (it shows the failing cell), then re-raise
             error = exc
+            _show_kernel_log(nb, kernel_log)
         try:
             if tmp_out.exists():
-                _strip_volatile(tmp_out)
+                _strip_volatile(tmp_out, fingerprint=fingerprint if error is None else None)
                 os.replace(tmp_out, out)
         except OSError as exc:
             if error is None:
@@ -220,6 +270,36 @@ def execute_notebook(profile: Profile, nb: str, *, train: bool) -> Path:
         if error is not None:
             raise error
     return out
+
+
+def _quiet_kernel_manager(log_fh):
+    """A kernel manager class whose kernel writes its process-level stdout/stderr to ``log_fh`` instead of this
+    terminal: ipykernel logs "Kernel is running over TCP without encryption" at every start and "KeyboardInterrupt
+    caught in kernel" at shutdown. The cells' outputs travel over the kernel's channels and are not affected."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):  # type: ignore[override]
+            kw.setdefault("stdout", log_fh)
+            kw.setdefault("stderr", log_fh)
+            return await super().start_kernel(**kw)
+
+    return QuietKernelManager
+
+
+def _show_kernel_log(nb: str, path: Path) -> None:
+    """The kernel's own log of a failed notebook on stderr (a kernel that died says why there)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return
+    lines = [ln for ln in text.splitlines() if not any(n in ln for n in _KERNEL_NOISE)]
+    if lines:
+        tail = "\n".join(lines[-20:])
+        print(f"lanet study: {nb}: the kernel's log:\n{tail}", file=sys.stderr, flush=True)
+
+
+_KERNEL_NOISE = ("Kernel is running over TCP without encryption", "KeyboardInterrupt caught in kernel")
 
 
 def profile_argument(profile: Profile) -> str:
@@ -264,10 +344,13 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:
     return merged
 
 
-def _strip_volatile(path: Path) -> None:
+def _strip_volatile(path: Path, fingerprint: str | None = None) -> None:
     """Drop machine- and time-specific papermill metadata (env vars, temp paths, timestamps, durations) from an
-    executed copy, so re-rendering unchanged records gives an unchanged notebook (times go to status.csv)."""
+    executed copy, so re-rendering unchanged records gives an unchanged notebook (times go to status.csv);
+    ``fingerprint``: recorded as ``metadata.lanet.fingerprint`` (the copy says what it was rendered from)."""
     nb = json.loads(path.read_text())
+    if fingerprint is not None:
+        nb.setdefault("metadata", {})["lanet"] = {"fingerprint": fingerprint}
     pmeta = nb.get("metadata", {}).get("papermill", {})
     for key in ("environment_variables", "input_path", "output_path", "start_time", "end_time", "duration"):
         pmeta.pop(key, None)
@@ -314,19 +397,38 @@ def _last_fingerprint(profile: Profile, nb: str) -> str | None:
     return None if hit.empty else hit["fingerprint"].iloc[0]
 
 
+def _executed_fingerprint(path: Path) -> str | None:
+    """The fingerprint an executed copy records (``metadata.lanet.fingerprint``), None if absent or unreadable."""
+    try:
+        return json.loads(path.read_text()).get("metadata", {}).get("lanet", {}).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def up_to_date(profile: Profile, nb: str, fingerprint: str) -> bool:
+    """The executed copy exists and was rendered from what ``fingerprint`` hashes: recorded in the copy itself
+    (so a clone holding the committed copies needs nothing else) or in ``status.csv``."""
+    out = profile.notebooks_dir / f"{nb}.ipynb"
+    if not out.is_file():
+        return False
+    return _executed_fingerprint(out) == fingerprint or _last_fingerprint(profile, nb) == fingerprint
+
+
 def _execute_one(prof: Profile, nb: str, *, force: bool, render_only: bool) -> bool:
     """Execute one notebook unless up to date; returns False (and prints where) if it failed."""
     import papermill as pm
 
     src = notebooks_source_dir() / f"{nb}.py"
     fp = _fingerprint(prof, nb, src.read_text() if src.is_file() else "")
-    if not (force or render_only) and _last_fingerprint(prof, nb) == fp and (prof.notebooks_dir / f"{nb}.ipynb").is_file():
+    if not (force or render_only) and up_to_date(prof, nb, fp):
         print(f"  {nb}: up to date", flush=True)
         return True
     t = time.time()
     print(f"  {nb}: executing ...", flush=True)
     try:
-        execute_notebook(prof, nb, train=not render_only)
+        # train=False whatever the call: the runs were trained above (render-only: not at all), so the executed copy
+        # is the same for `make study` and `make figures`
+        execute_notebook(prof, nb, train=False, fingerprint=fp)
     except pm.PapermillExecutionError as exc:
         _record(prof, nb, "failed", time.time() - t, fp)
         cell = exc.source.strip().splitlines()
