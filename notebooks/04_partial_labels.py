@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -29,8 +30,8 @@
 # (`iou`). The paper's MBUD direction: s-SSL **raised** classification and **lowered** localisation.
 
 # %% tags=["parameters"]
-profile: str = "smoke"  # smoke | cpu | paper (configs/profiles/<name>.yaml)
-train: bool = True  # False: render from finished run records only
+profile: str = "cpu"  # cpu: the committed results | smoke | paper (configs/profiles/<name>.yaml)
+train: bool = False  # True: train the missing runs first (hours on a CPU); False: render the records
 
 # %%
 from lanet_core.study.notebook import BOX_METRICS, CLS_METRICS, LOC_METRICS, reference_method, setup
