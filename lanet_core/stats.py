@@ -756,15 +756,16 @@ def _non_superiority(low: float, high: float, metric: str, margin: float | None)
 
 
 def diff_ci(xa: np.ndarray, xb: np.ndarray, metric: str) -> dict[str, object]:
-    """``{metric: "diff [low, high] (p=...)", metric_diff, metric_low, metric_high, metric_p}`` for two seed samples
-    (:func:`welch_difference`; numbers as fractions, the text in the metric's display units)."""
-    from lanet_core.reporting.formats import format_diff_ci  # reporting imports this module
+    """``{metric: "diff [low, high] (p = ...)", metric_diff, metric_low, metric_high, metric_p}`` for two seed
+    samples (:func:`welch_difference`; numbers as fractions, the text in the metric's display units, the p-value in
+    the study's one format, :func:`~lanet_core.reporting.formats.format_p`)."""
+    from lanet_core.reporting.formats import format_diff_ci, format_p  # reporting imports this module
 
     w = welch_difference(xa, xb)
     out: dict[str, object] = {f"{metric}_diff": w.diff, f"{metric}_low": w.low, f"{metric}_high": w.high,
                               f"{metric}_p": w.p}
     text = format_diff_ci(metric, w.diff, w.low, w.high)
-    out[metric] = f"{text} ({w.note})" if w.note else f"{text} (p={w.p:.3g})"
+    out[metric] = f"{text} ({w.note})" if w.note else f"{text} ({format_p(w.p)})"
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -21,16 +22,21 @@ from lanet_core.reporting import (  # noqa: E402
     axis_label,
     bar_ci_plot,
     comparison_table,
+    column_header,
     display_columns,
+    display_html,
+    display_table,
     format_diff_ci,
     format_mean_ci,
     format_metric_ci,
+    format_p,
     line_ci_plot,
     markdown_table,
     method_palette,
     paired_bootstrap_table,
     plot_context,
     save_fig,
+    significance_mark,
     write_table,
 )
 from lanet_core.stats import summarise_runs, welch_ttest  # noqa: E402
@@ -186,16 +192,24 @@ def test_write_table_is_deterministic(tmp_path: Path, runs: pd.DataFrame) -> Non
 
     back = pd.read_csv(first["csv"])
     assert back["accuracy_mean"].tolist() == pytest.approx(table["accuracy_mean"].tolist(), nan_ok=True)
+    assert back["accuracy_sig"].fillna("").tolist() == table["accuracy_sig"].tolist()  # the machine-readable labels
     md = first["md"].read_text(encoding="utf-8")
-    assert md.startswith("BUSI, 256 px\n\n| method")
-    assert "| 88.6 ± 1.7 |" in md and "identical repeats" in md
+    nb = "\u00a0"
+    # the caption gets the key to the marks; units in the headers; the marks inside the value cell, glued to it
+    assert md.startswith("BUSI, 256 px; marks vs the reference: * p < 0.05, ** p < 0.01, *** p < 0.001 "
+                         "(↓ lower, ↑ higher); no mark: p ≥ 0.05 or the reference; n/a: no test")
+    assert "| method     |   n | Accuracy (%)" in md and "| IoU " in md
+    assert f"| 88.6{nb}±{nb}1.7{nb}**↓ |" in md and f"93.9{nb}±{nb}0.0{nb}n/a" in md
     lines = md.splitlines()
     assert set(lines[3].replace("|", "").replace(" ", "")) <= {"-", ":"}  # the rule line
     tex = first["tex"].read_text(encoding="utf-8")
-    assert r"\toprule" in tex and r"\caption{BUSI, 256 px}" in tex and r"\label{tab:busi_cls}" in tex
-    assert r"88.6 \ensuremath{\pm} 1.7" in tex and "±" not in tex
-    # the readable renderings show text and stars; the numeric companions live in the CSV only
-    assert "accuracy_mean" not in md and r"accuracy\_mean" not in tex and "accuracy_sig" in md
+    assert r"\toprule" in tex and r"\label{tab:busi_cls}" in tex and r"\caption{BUSI, 256 px; marks" in tex
+    assert r"88.6~\ensuremath{\pm}~1.7~**\ensuremath{\downarrow}" in tex and "±" not in tex and nb not in tex
+    assert r"Accuracy (\%)" in tex
+    # the readable renderings show text and marks; the _sig labels and numeric companions live in the CSV only
+    for text in (md.split("\n\n", 1)[1], tex):
+        assert "accuracy_mean" not in text and r"accuracy\_mean" not in text
+        assert "_sig" not in text and r"\_sig" not in text and "| identical repeats" not in text
     full = write_table(table, "busi_cls_full", tmp_path / "a", compact=False)
     assert "accuracy_mean" in full["md"].read_text(encoding="utf-8")
 
@@ -205,6 +219,92 @@ def test_display_columns_drops_numeric_companions_only() -> None:
                        "accuracy_mean": [0.9], "accuracy_p": [0.2], "iou_mean": [0.4], "auc_diff": [0.1]})
     # iou_mean and auc_diff stay: there is no text column "iou" or "auc" that they accompany
     assert display_columns(df) == ["method", "n", "accuracy", "accuracy_sig", "iou_mean", "auc_diff"]
+
+
+def test_display_table_marks_units_and_one_p_format() -> None:
+    """Issue 31 item 4: marks inside the value cell, the unit once in the header, one p-value format, no column
+    of companions; values never break (non-breaking spaces)."""
+    nb = "\u00a0"
+    df = pd.DataFrame({
+        "method": ["A", "B", "C", "D"], "n": [3, 3, 3, 1],
+        "accuracy": ["72.0 ± 8.0", "50.0 ± 0.0", "80.0 ± 1.0", "60.0"],
+        "accuracy_sig": ["reference", "** lower", "*** higher", "n < 2"], "accuracy_mean": [0.72, 0.5, 0.8, 0.6],
+        "iou": ["0.136 ± 0.035", "", "0.422 ± 0.085", ""], "iou_sig": ["reference", "", "ns", ""],
+        "p (two-sided)": [float("nan"), 9.806e-38, 0.06395, 0.0041], "empty": [float("nan")] * 4,
+    })
+    shown = display_table(df)
+    assert list(shown.cells.columns) == ["method", "n", "Accuracy (%)", "IoU", "p (two-sided)"]
+    acc = shown.cells["Accuracy (%)"].tolist()
+    assert acc == [f"72.0{nb}±{nb}8.0", f"50.0{nb}±{nb}0.0{nb}**\u2193", f"80.0{nb}±{nb}1.0{nb}***\u2191",
+                   f"60.0{nb}n/a"]
+    assert shown.cells["IoU"].tolist() == [f"0.136{nb}±{nb}0.035", "", f"0.422{nb}±{nb}0.085", ""]  # ns: no mark
+    assert shown.cells["p (two-sided)"].tolist() == ["", f"<{nb}0.001", "0.0640", "0.00410"]
+    assert shown.right == [False, True, False, False, True]
+    assert "↓ lower, ↑ higher" in shown.legend and "n/a: no test" in shown.legend
+    assert shown.hidden == 4  # accuracy_sig, accuracy_mean, iou_sig, empty
+    # the CSV keeps every column; write_table's Markdown is this display
+    assert display_table(df[["method", "accuracy"]]).legend == ""
+
+
+def test_format_p_is_the_one_p_value_format() -> None:
+    assert [format_p(p) for p in (9.806e-38, 0.000999, 0.001, 0.00416, 0.06395, 0.718, 1.0)] == [
+        "p < 0.001", "p < 0.001", "p = 0.00100", "p = 0.00416", "p = 0.0640", "p = 0.718", "p = 1.00"]
+    assert format_p(0.06395, label=False) == "0.0640" and format_p(float("nan")) == ""
+    from lanet_core.stats import diff_ci
+
+    text = diff_ci(np.array([0.80, 0.82, 0.84]), np.array([0.70, 0.71, 0.72]), "accuracy")["accuracy"]
+    assert text.endswith("(p = 0.00245)") or re.search(r"\(p (=|<) [0-9.]+\)$", text), text
+
+
+def test_column_headers_state_the_unit_once() -> None:
+    assert column_header("accuracy") == "Accuracy (%)" and column_header("iou") == "IoU"
+    assert column_header("accuracy", difference=True) == "Accuracy (points)"
+    assert column_header("auc (paper)") == "AUC, paper (%)" and column_header("iou (paper)") == "IoU, paper"
+    assert column_header("accuracy drop") == "Accuracy, drop (points)" and column_header("auc (%)") == "AUC (%)"
+    assert column_header("iou_tuned") == "IoU, tuned threshold" and column_header("method") == "method"
+    assert column_header("iou_box") == "IoU (box)"
+    assert significance_mark("** lower") == "**\u2193" and significance_mark("ns") == ""
+    assert significance_mark("identical repeats") == "n/a" and significance_mark(float("nan")) == ""
+
+
+def test_display_of_a_long_table_and_of_bare_interval_numbers() -> None:
+    """A paired-bootstrap-like table: the metric cell carries the unit, means in the metric's units, and the bare
+    ``diff``/``low``/``high`` behind the interval text stay in the CSV."""
+    df = pd.DataFrame({"method": ["A", "A"], "metric": ["correct", "iou"], "n_images": [82, 82],
+                       "mean": [0.7073, 0.248], "mean_reference": [0.7195, 0.1355], "diff": [-0.0122, 0.1125],
+                       "low": [-0.057, 0.085], "high": [0.037, 0.145],
+                       "diff_ci": ["-1.2 [-5.7, +3.7]", "+0.112 [+0.085, +0.145]"], "note": ["", ""]})
+    cells = display_table(df).cells
+    assert list(cells.columns) == ["method", "metric", "n_images", "mean", "mean_reference", "diff_ci"]
+    assert cells["metric"].tolist() == ["Accuracy (%)", "IoU"]
+    assert cells["mean"].tolist() == ["70.7", "0.248"] and cells["mean_reference"].tolist() == ["72.0", "0.136"]
+    assert cells["diff_ci"].tolist() == ["-1.2 [-5.7,\u00a0+3.7]", "+0.112 [+0.085,\u00a0+0.145]"]
+
+
+def test_display_html_caption_key_and_thin_spaces() -> None:
+    df = pd.DataFrame({"method": ["A", "B"], "accuracy": ["72.0 ± 8.0", "50.0 ± 0.0"],
+                       "accuracy_sig": ["reference", "** lower"], "accuracy_mean": [0.72, 0.5], "n_seeds_x": [3, 3]})
+    html = display_html(df, "Table <5>", "t5")
+    assert html.startswith("<p><b>Table &lt;5&gt;; marks vs the reference") and "(all 5 columns: tables/t5.csv)" in html
+    assert "50.0\u202f±\u202f0.0\u00a0**\u2193" in html and "_sig" not in html
+    assert "<th>Accuracy (%)</th>" in html and "n_<wbr>seeds_<wbr>x" in html
+
+
+def test_notebook_display_of_a_study_table_and_of_frames_derived_from_it(tmp_path) -> None:
+    """Study.table's frame, and a column selection of it, display as the study table (caption, marks); a pivot
+    of it keeps pandas' attrs but is shown as a plain frame, without a caption naming other columns."""
+    from types import SimpleNamespace
+
+    from lanet_core.study.notebook import Study, _readable_html
+
+    df = pd.DataFrame({"method": ["A", "B"], "target": ["x", "y"], "accuracy": ["72.0 ± 8.0", "50.0 ± 0.0"],
+                       "accuracy_sig": ["reference", "** lower"]})
+    study = Study(profile=SimpleNamespace(tables_dir=tmp_path, figures_dir=tmp_path), train=False)
+    tab = study.table(df, "t", "Caption naming accuracy_sig")
+    assert "**\u2193" in _readable_html(tab) and "Caption naming" in _readable_html(tab[["method", "accuracy"]])
+    pivot = tab.pivot_table(index="method", columns="target", values="accuracy", aggfunc="first")
+    assert "Caption naming" not in _readable_html(pivot)
+    assert (tmp_path / "t.md").read_text(encoding="utf-8").count("|") > 0
 
 
 def test_markdown_table_escapes_and_formats() -> None:

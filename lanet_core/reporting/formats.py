@@ -1,22 +1,43 @@
 """How metrics are shown: the scale and digits of each metric (classification metrics x100 with one decimal,
-IoU/Dice as fractions with three), axis labels, and "mean ± CI" / "difference [low, high]" text."""
+IoU/Dice as fractions with three), axis labels and table headers (the unit once, in the header), "mean ± CI" /
+"difference [low, high]" text, significance marks and the one p-value format of every table and text."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
-
-
+from lanet_core.stats import STAR_THRESHOLDS
 
 
 @dataclass(frozen=True)
 class MetricFormat:
-    """Display of one metric: axis/column ``label``, multiply by ``scale``, round to ``digits`` decimals."""
+    """Display of one metric: axis/column ``label``, multiply by ``scale``, round to ``digits`` decimals.
+
+    ``short``: the name in a table header where ``label`` is long (the unit is added by :meth:`header`)."""
 
     label: str
     scale: float = 1.0
     digits: int = 3
+    short: str = ""
+
+    @property
+    def unit(self) -> str:
+        """``"%"`` for a metric shown x100, else ``""`` (a fraction in [0, 1], e.g. IoU)."""
+        return "%" if self.scale == 100 else ""
+
+    @property
+    def name(self) -> str:
+        """The label without its unit: ``"Accuracy"``."""
+        suffix = f" ({self.unit})"
+        return self.short or (self.label[: -len(suffix)] if self.unit and self.label.endswith(suffix) else self.label)
+
+    def header(self, qualifier: str = "", difference: bool = False) -> str:
+        """A table header stating the unit once: ``"Accuracy (%)"``, ``"IoU"``, ``"Accuracy, paper (%)"``; a
+        difference of a percentage is in ``"points"``."""
+        unit = ("points" if difference else "%") if self.unit else ""
+        return self.name + (f", {qualifier}" if qualifier else "") + (f" ({unit})" if unit else "")
 
 
 _PCT = dict(scale=100.0, digits=1)
@@ -35,8 +56,8 @@ METRIC_FORMATS: dict[str, MetricFormat] = {
     "f1_malignant": MetricFormat("F1, malignant (%)", **_PCT),
     "iou": MetricFormat("IoU", 1.0, 3),
     "dice": MetricFormat("Dice", 1.0, 3),
-    "iou_tuned": MetricFormat("IoU at the validation-tuned threshold", 1.0, 3),
-    "dice_tuned": MetricFormat("Dice at the validation-tuned threshold", 1.0, 3),
+    "iou_tuned": MetricFormat("IoU at the validation-tuned threshold", 1.0, 3, "IoU, tuned threshold"),
+    "dice_tuned": MetricFormat("Dice at the validation-tuned threshold", 1.0, 3, "Dice, tuned threshold"),
     "iou_box": MetricFormat("IoU (box)", 1.0, 3),
     "dice_box": MetricFormat("Dice (box)", 1.0, 3),
     "p_malignant": MetricFormat("P(malignant)", 1.0, 3),
@@ -115,3 +136,78 @@ def format_diff_ci(metric: str, diff: float, low: float, high: float) -> str:
     if not math.isfinite(diff):
         return ""
     return f"{one(diff)} [{one(low)}, {one(high)}]"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# p-values, significance marks, table headers
+
+
+#: Below this a p-value is shown as ``"p < 0.001"``.
+P_FLOOR = 0.001
+
+
+def format_p(p: float | None, label: bool = True) -> str:
+    """The study's one p-value format: ``"p < 0.001"`` below :data:`P_FLOOR`, else three significant digits
+    (``"p = 0.0640"``, ``"p = 0.718"``, ``"p = 0.00416"``); ``label=False`` leaves out the ``"p = "`` (a cell of a
+    column headed p: ``"< 0.001"``, ``"0.0640"``). ``""`` for a missing (NaN) p."""
+    if p is None or not math.isfinite(float(p)):
+        return ""
+    p = min(max(float(p), 0.0), 1.0)
+    if p < P_FLOOR:
+        return f"p < {P_FLOOR:g}" if label else f"< {P_FLOOR:g}"
+    text = f"{p:#.3g}"
+    return f"p = {text}" if label else text
+
+
+def is_p_column(name: str) -> bool:
+    """A column of p-values: ``p``, ``p (two-sided)``, ``p (with retraining)``, ``<metric>_p``."""
+    return name == "p" or name.startswith("p (") or name.endswith("_p")
+
+
+_UP, _DOWN = "\u2191", "\u2193"
+
+
+def significance_mark(label: str | None) -> str:
+    """The mark a table shows inside the value cell for a :attr:`~lanet_core.stats.TTest.label` of
+    :func:`~lanet_core.reporting.comparison_table`: ``"** lower"`` → ``"**↓"``, ``"* higher"`` → ``"*↑"`` (the
+    figures' marks); nothing for ``"ns"``, the reference row or a metric that does not apply; ``"n/a"`` where no
+    test could run (identical repeats, fewer than 2 runs, no reference in the stratum)."""
+    label = "" if label is None or (isinstance(label, float) and math.isnan(label)) else str(label).strip()
+    if label in ("", "ns", "reference"):
+        return ""
+    m = re.fullmatch(r"(\*{1,3})(?:\s+(lower|higher))?", label)
+    if m:
+        return m.group(1) + {"lower": _DOWN, "higher": _UP, None: ""}[m.group(2)]
+    return "n/a"
+
+
+def marks_legend(marks: set[str]) -> str:
+    """The caption's key to the ``marks`` a table shows (``""`` when it shows none)."""
+    if not any(marks):
+        return ""
+    stars = ", ".join(f"{s} p < {t:g}" for t, s in sorted(STAR_THRESHOLDS, key=lambda ts: -ts[0]))
+    text = f"marks vs the reference: {stars}"
+    arrows = [a for a, word in ((_DOWN, "lower"), (_UP, "higher")) if any(a in m for m in marks)]
+    if arrows:
+        text += " (" + ", ".join(f"{a} {w}" for a, w in ((_DOWN, "lower"), (_UP, "higher")) if a in arrows) + ")"
+    text += f"; no mark: p ≥ 0.05 or the reference"
+    if "n/a" in marks:
+        text += "; n/a: no test (identical repeats, fewer than 2 runs or no reference)"
+    return text
+
+
+def column_header(name: str, difference: bool = False) -> str:
+    """The header of a table column: a metric column states its unit once (``"accuracy"`` → ``"Accuracy (%)"``,
+    ``"iou"`` → ``"IoU"``, ``"accuracy (paper)"`` → ``"Accuracy, paper (%)"``, ``"auc drop"`` → ``"AUC, drop
+    (points)"``); ``difference``: the column holds differences (``"Accuracy (points)"``). Other names unchanged."""
+    if name in METRIC_FORMATS:
+        return METRIC_FORMATS[name].header(difference=difference)
+    for metric in sorted(METRIC_FORMATS, key=len, reverse=True):
+        if name.startswith(metric + " "):
+            rest = name[len(metric) + 1:].strip()
+            qualifier = rest[1:-1] if rest.startswith("(") and rest.endswith(")") else rest
+            if qualifier in ("%", "points"):  # the unit already: "accuracy (%)"
+                return METRIC_FORMATS[metric].header(difference=qualifier == "points")
+            diff = difference or qualifier in ("diff", "drop", "difference")
+            return METRIC_FORMATS[metric].header(qualifier, diff)
+    return name

@@ -86,7 +86,9 @@ def comparison_table(
     repeats"``, ``"n < 2"``, ``"reference"``, or ``""`` where the metric does not apply) and, if ``numeric``,
     ``m_n, m_mean, m_sd, m_half_width, m_low, m_high`` (fractions) and ``m_t, m_p``. The test is
     the study's one convention (:data:`~lanet_core.stats.SIGNIFICANCE_TEST`): two-sided Welch t-test of the method
-    against the reference; significant labels say the direction (``"** lower"``, ``"* higher"``).
+    against the reference; significant labels say the direction (``"** lower"``, ``"* higher"``). The CSV keeps
+    these columns as they are; the Markdown, LaTeX and notebook displays (:func:`~lanet_core.reporting.display_table`)
+    show the label as a mark inside the value cell (``"50.0 ± 0.0 **↓"``) and leave the numbers to the CSV.
     """
     metrics = list(metrics)
     extra_cols = list(extra_cols)

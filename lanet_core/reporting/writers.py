@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import html
 import io
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -59,28 +61,161 @@ def display_columns(df: pd.DataFrame) -> list[str]:
 
     A comparison table holds ``accuracy`` ("95.1 ± 1.7"), ``accuracy_sig`` and the raw numbers
     ``accuracy_mean``, ``accuracy_sd``, ... (:data:`NUMERIC_COMPANIONS`); the CSV keeps them all, the
-    Markdown and LaTeX renderings show the text and the stars only.
+    displays (:func:`display_table`) start from these columns and put the ``_sig`` label into the value cell.
     """
     text = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
     companions = {f"{t}_{s}" for t in text for s in NUMERIC_COMPANIONS}
     return [c for c in df.columns if not (c in companions and pd.api.types.is_numeric_dtype(df[c]))]
 
 
-def markdown_table(df: pd.DataFrame, float_format: FloatFormat = "{:.4g}", na_rep: str = "") -> str:
-    """A GitHub-flavoured Markdown table (numeric columns right-aligned), padded for plain-text reading."""
+#: Numeric columns named like this are the numbers behind an interval shown as text in the same table (e.g.
+#: ``diff``, ``low``, ``high`` beside ``diff_ci``); the display leaves them to the CSV.
+BARE_COMPANIONS = ("diff", "low", "high", "half_width", "sd", "t")
+_INTERVAL_TEXT = re.compile(r"[-+]?\d[\d.]*\s*(?:±\s*\d|\[)")
+NBSP = "\u00a0"
+NNBSP = "\u202f"  # narrow no-break space: the thin space of "72.0 ± 8.0" in HTML
+_GLUE = (  # where a number expression must not break: "72.0 ± 8.0", "[-1.0, +4.9]", "p = 0.064", "p < 0.001"
+    (re.compile(r"(?<=\d) ± (?=\d)"), f"{NBSP}±{NBSP}"),
+    (re.compile(r"(?<=\d), (?=[-+−]?\d)"), f",{NBSP}"),
+    (re.compile(r"(?<![\w.])p ([=<]) (?=\d)"), f"p{NBSP}\\1{NBSP}"),
+    (re.compile(r"(?:^|(?<= ))([<>≤≥]) (?=\d)"), f"\\1{NBSP}"),
+)
+
+
+def glue(text: str) -> str:
+    """``text`` with non-breaking spaces inside its number expressions (``"72.0 ± 8.0"``, ``"[-1.0, +4.9]"``,
+    ``"p = 0.064"``, ``"< 0.001"``), so a narrow column wraps between words, never inside a value. An estimate and
+    its bracketed interval (``"+2.0 [-1.0, +4.9]"``, ``"93.9 [86.5, 100.0]"``) may go on two lines, the interval
+    whole."""
+    for pattern, repl in _GLUE:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _is_text(col: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def _holds_intervals(col: pd.Series) -> bool:
+    return _is_text(col) and col.dropna().astype(str).str.contains(_INTERVAL_TEXT).any()
+
+
+@dataclass(frozen=True)
+class DisplayTable:
+    """A table as a reader sees it (:func:`display_table`): ``cells`` (text, final headers), which columns are
+    right-aligned (numbers), the key to its significance marks (``legend``, for the caption) and how many columns
+    of the full table (the CSV) it leaves out."""
+
+    cells: pd.DataFrame
+    right: list[bool]
+    legend: str
+    hidden: int
+
+
+def display_table(df: pd.DataFrame, float_format: FloatFormat = "{:.4g}", na_rep: str = "") -> DisplayTable:
+    """The one display of a study table, shared by its Markdown, LaTeX and notebook (HTML) renderings; a pure
+    function of the table's columns, so a CSV read back displays the same.
+
+    * the numeric companions of a text column go (:func:`display_columns`), and so do bare ``diff``, ``low``,
+      ``high``, ... (:data:`BARE_COMPANIONS`) where an interval is already shown as text, and columns empty in
+      every row;
+    * a significance column ``<m>_sig`` goes into the value cell of ``<m>``: ``"72.0 ± 8.0 **↓"``
+      (:func:`~lanet_core.reporting.formats.significance_mark`; ``legend`` keys the marks for the caption);
+    * p-values in the study's one format (:func:`~lanet_core.reporting.formats.format_p`): ``"< 0.001"``, ``"0.0640"``;
+    * a metric column's header states its unit once (:func:`~lanet_core.reporting.formats.column_header`:
+      ``"Accuracy (%)"``, ``"IoU"``; ``"Accuracy (points)"`` for a column of differences); in a long table with a
+      ``metric`` column, its ``mean`` / ``mean_reference`` are shown in that metric's units;
+    * number expressions never break across lines (:func:`glue`: non-breaking spaces).
+    """
+    from lanet_core.reporting.formats import (column_header, format_p, is_p_column, marks_legend, metric_format,
+                                              significance_mark)
+
     df = _with_index(df)
-    cells = _format_cells(df, float_format, na_rep)
-    header = [str(c) for c in df.columns]
-    body = [[v.replace("|", "\\|") for v in row] for row in cells.itertuples(index=False)]
+    if not all(isinstance(c, str) for c in df.columns):  # a pivot's (metric, stat) columns: "metric stat"
+        df = df.set_axis([" ".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in df.columns],
+                         axis=1)
+    keep = display_columns(df)
+    if len(df):  # a column with nothing in any row says nothing
+        keep = [c for c in keep if not (df[c].isna() | (df[c].astype(str).str.strip() == "")).all()]
+    if any(_holds_intervals(df[c]) for c in keep):
+        keep = [c for c in keep if not (c in BARE_COMPANIONS and pd.api.types.is_numeric_dtype(df[c]))]
+    sig = {c: c[: -len("_sig")] for c in keep if c.endswith("_sig") and c[: -len("_sig")] in keep}
+    shown = [c for c in keep if c not in sig]
+    cells = _format_cells(df[shown], float_format, na_rep)
+    right = _numeric_columns(df[shown])
+    marks: set[str] = set()
+    for sig_col, col in sig.items():
+        mark = df[sig_col].map(significance_mark)
+        marks |= set(mark)
+        cells[col] = [f"{v}{NBSP}{m}" if v and m else v for v, m in zip(cells[col], mark)]
+    for c in shown:
+        if is_p_column(c) and pd.api.types.is_numeric_dtype(df[c]):
+            cells[c] = df[c].map(lambda p: format_p(p, label=False) or na_rep)
+
+    def in_units(metric: str, v: float) -> str:
+        f = metric_format(metric)
+        return na_rep if pd.isna(v) else f"{v * f.scale:.{f.digits}f}"
+
+    if "metric" in shown and _is_text(df["metric"]):
+        for c in ("mean", "mean_reference"):
+            if c in shown and pd.api.types.is_numeric_dtype(df[c]):
+                cells[c] = [in_units(m, v) for m, v in zip(df["metric"], df[c])]
+        # the metric cell states its unit
+        cells["metric"] = df["metric"].map(lambda m: column_header(m) if isinstance(m, str) else na_rep)
+    cells = cells.apply(lambda col: col.map(glue))
+    cells.columns = [column_header(c, difference=f"{c}_diff" in df.columns) for c in shown]
+    return DisplayTable(cells.reset_index(drop=True), right, marks_legend(marks), df.shape[1] - len(shown))
+
+
+def _caption(caption: str | None, legend: str) -> str | None:
+    """The caption with the key to the table's marks appended (once: a caption read back from a Markdown file
+    already ends with it)."""
+    if not legend or (caption and legend in caption):
+        return caption or None
+    return f"{caption.rstrip('. ')}; {legend}" if caption else legend[0].upper() + legend[1:]
+
+
+def display_html(df: pd.DataFrame, caption: str | None = None, name: str | None = None) -> str:
+    """The notebook (JupyterLab) rendering of a study table: :func:`display_table` as HTML, no index, its caption
+    (with the key to the marks) above and, where columns are left out, where the full table is. Narrow no-break
+    spaces around "±" and a line-break opportunity after each "_" of a long snake_case name keep it narrow."""
+    shown = display_table(df)
+    caption = _caption(caption or name or "", shown.legend) or ""
+    more = f" (all {df.shape[1]} columns: tables/{name}.csv)" if shown.hidden and name else ""
+    head = f"<p><b>{html.escape(caption)}</b>{html.escape(more)}</p>" if caption or more else ""
+
+    def cell(text: str) -> str:  # a long snake_case name may wrap after its underscores; thin spaces around ±
+        return html.escape(text).replace("_", "_<wbr>").replace(f"{NBSP}±{NBSP}", f"{NNBSP}±{NNBSP}")
+
+    cells = shown.cells.apply(lambda col: col.map(cell))
+    cells.columns = [cell(c) for c in shown.cells.columns]
+    return head + cells.to_html(index=False, na_rep="", escape=False)
+
+
+def _markdown(header: Sequence[str], body: list[list[str]], right: Sequence[bool]) -> str:
+    body = [[v.replace("|", "\\|") for v in row] for row in body]
     header = [h.replace("|", "\\|") for h in header]
     widths = [max([3, len(h)] + [len(r[j]) for r in body]) for j, h in enumerate(header)]
-    right = _numeric_columns(df)
 
     def line(vals: Sequence[str]) -> str:
         return "| " + " | ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(vals, widths, right)) + " |"
 
     rule = "| " + " | ".join(("-" * (w - 1) + ":") if r else "-" * w for w, r in zip(widths, right)) + " |"
     return "\n".join([line(header), rule] + [line(r) for r in body]) + "\n"
+
+
+def markdown_table(df: pd.DataFrame, float_format: FloatFormat = "{:.4g}", na_rep: str = "") -> str:
+    """A GitHub-flavoured Markdown table of every column as it is (numeric columns right-aligned), padded for
+    plain-text reading. :func:`write_table` renders :func:`display_table` instead."""
+    df = _with_index(df)
+    cells = _format_cells(df, float_format, na_rep)
+    return _markdown([str(c) for c in df.columns], [list(r) for r in cells.itertuples(index=False)],
+                     _numeric_columns(df))
+
+
+def display_markdown(shown: DisplayTable) -> str:
+    """:func:`display_table` as a Markdown table."""
+    return _markdown(list(shown.cells.columns), [list(r) for r in shown.cells.itertuples(index=False)], shown.right)
 
 
 def latex_table(
@@ -95,16 +230,34 @@ def latex_table(
     Wrapped in a ``table`` environment with ``\\caption``/``\\label`` when a caption is given.
     """
     df = _with_index(df)
-    cells = _format_cells(df, float_format, na_rep)
-    colfmt = "".join("r" if r else "l" for r in _numeric_columns(df))
+    return _latex(_format_cells(df, float_format, na_rep), _numeric_columns(df), caption, label)
+
+
+#: Characters a LaTeX table writes as math (after escaping); a non-breaking space is ``~``.
+_LATEX_SYMBOLS = {"±": r"\ensuremath{\pm}", "\u2193": r"\ensuremath{\downarrow}", "\u2191": r"\ensuremath{\uparrow}",
+                  "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}", "−": r"\ensuremath{-}",
+                  "<": r"\ensuremath{<}", ">": r"\ensuremath{>}", NBSP: "~"}
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_text(text: str) -> str:
+    """``text`` (a caption) with LaTeX's special characters escaped, as the cells are."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _latex(cells: pd.DataFrame, right: Sequence[bool], caption: str | None, label: str | None) -> str:
+    colfmt = "".join("r" if r else "l" for r in right)
     styler = cells.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     kwargs: dict[str, Any] = dict(hrules=True, column_format=colfmt)
     if caption is not None:
-        kwargs.update(caption=caption, position_float="centering")
+        kwargs.update(caption=_latex_text(caption), position_float="centering")
         if label:
             kwargs["label"] = label
     tex = styler.to_latex(**kwargs)
-    return tex.replace("±", r"\ensuremath{\pm}")
+    for char, latex in _LATEX_SYMBOLS.items():
+        tex = tex.replace(char, latex)
+    return tex
 
 
 def write_table(
@@ -117,8 +270,10 @@ def write_table(
 ) -> dict[str, Path]:
     """Write ``name.csv`` (raw numbers, full precision), ``name.md`` and ``name.tex`` into ``out_dir``.
 
-    With ``compact`` the Markdown and LaTeX files show only :func:`display_columns` (formatted metrics and
-    significance, not their numeric companions); the CSV always holds every column.
+    With ``compact`` the Markdown and LaTeX files show the table as a reader sees it (:func:`display_table`:
+    formatted metrics with their significance marks in the value cell, units in the headers, no numeric
+    companions; the caption gets the key to the marks); the CSV always holds every column, as machine-readable
+    text, ``_sig`` labels and numbers.
 
     Writes are atomic and deterministic (byte-identical on re-run). ``float_format`` (a ``str.format``
     pattern or a callable) applies to the Markdown and LaTeX renderings only. The caption heads the Markdown
@@ -132,16 +287,17 @@ def write_table(
     out_dir.mkdir(parents=True, exist_ok=True)
     df = _with_index(df)
     caption = caption or None
-    shown = df[display_columns(df)] if compact else df
-    md = markdown_table(shown, float_format)
+    if compact:
+        shown = display_table(df, float_format)
+        caption = _caption(caption, shown.legend)
+        md = display_markdown(shown)
+        tex = _latex(shown.cells, shown.right, caption, f"tab:{name}" if caption else None)
+    else:
+        md = markdown_table(df, float_format)
+        tex = latex_table(df, caption=caption, label=f"tab:{name}" if caption else None, float_format=float_format)
     if caption:
         md = f"{caption}\n\n{md}"
-    texts = {
-        "csv": df.to_csv(index=False, lineterminator="\n"),
-        "md": md,
-        "tex": latex_table(shown, caption=caption, label=f"tab:{name}" if caption else None,
-                           float_format=float_format),
-    }
+    texts = {"csv": df.to_csv(index=False, lineterminator="\n"), "md": md, "tex": tex}
     paths = {}
     for ext, text in texts.items():
         paths[ext] = out_dir / f"{name}.{ext}"

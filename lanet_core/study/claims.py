@@ -165,13 +165,14 @@ def judge_cv_both(cv, a: str, b: str, metric: str, expect: str = "greater") -> t
     margin = EQUIVALENCE_MARGINS.get(metric)
     folds = crossval.run_pairs(cv.runs, a, b, metric)["fold"].nunique()
     text = (f"{a} - {b} with retraining: {reporting.format_diff_ci(metric, rt.estimate, rt.low, rt.high)}"
-            f"{_unit(metric)}, {rt.test} p = {rt.p:.3g}, {rt.n_pairs} (fold, seed) pairs over {folds} folds")
+            f"{_unit(metric)}, {rt.test} {reporting.format_p(rt.p)}, {rt.n_pairs} (fold, seed) pairs over {folds} "
+            "folds")
     image_verdict = ""
     if img is not None:
         iv = verdict(img.diff, img.low, img.high, metric, expect, margin=margin)
         image_verdict = f"{iv.kind} {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
         text += (f"; given these trained models: {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
-                 f"{_unit(metric)}, {img.test} p = {img.p:.3g}, {img.n} images ({iv.kind})")
+                 f"{_unit(metric)}, {img.test} {reporting.format_p(img.p)}, {img.n} images ({iv.kind})")
     return text, str(verdict(rt.estimate, rt.low, rt.high, metric, expect, margin=margin)), image_verdict
 
 

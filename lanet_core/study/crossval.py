@@ -239,8 +239,9 @@ def paired_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
     """One row per (a, b, metric) where both tests can run: the difference ``a - b`` with its 95 % CI and two-sided
     p **with retraining** (corrected repeated k-fold t over the (fold, seed) runs; the verdict on "a is better than
     b" and what an inconclusive CI still rules out come from it) and **given these trained models** (the per-image
-    test over the out-of-fold images). Text in the two difference columns; their numbers (accuracy and AUC in
-    points) in ``<column>_diff``/``_low``/``_high``/``_half_width``, which the Markdown rendering leaves out."""
+    test over the out-of-fold images, :data:`PAIRED_TESTS` by metric: the caption names it, no column repeats it).
+    Text in the two difference columns; their numbers (accuracy and AUC in points) in
+    ``<column>_diff``/``_low``/``_high``/``_half_width``, which the Markdown rendering leaves out."""
     rows = []
     for a, b in comparisons:
         for m in metrics:
@@ -259,7 +260,7 @@ def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.Pair
         WITH_RETRAINING: format_diff_ci(m, rt.estimate, rt.low, rt.high),
         "p (with retraining)": rt.p, "verdict (a better)": v.kind, "rules out": v.rules_out,
         GIVEN_MODELS: format_diff_ci(m, img.diff, img.low, img.high),
-        "p (given these trained models)": img.p, "test (given these trained models)": img.test, "n_images": img.n,
+        "p (given these trained models)": img.p, "n_images": img.n,  # the test follows the metric: PAIRED_TESTS
     }
     for col, d in ((WITH_RETRAINING, rt), (GIVEN_MODELS, img)):  # numbers in display units; the CSV keeps them
         row.update({f"{col}_diff": d.diff * s, f"{col}_low": d.low * s, f"{col}_high": d.high * s,

@@ -58,11 +58,13 @@ class Study:
         return res
 
     def table(self, df: pd.DataFrame, name: str, caption: str | None = None) -> pd.DataFrame:
-        """Write ``name`` (CSV with every column, Markdown and LaTeX with the readable ones) and return ``df``;
-        shown in a notebook, it displays as the readable table (formatted metrics, stars, caption)."""
+        """Write ``name`` (CSV with every column, Markdown and LaTeX as a reader sees it) and return ``df``;
+        shown in a notebook, it displays the same way (:func:`lanet_core.reporting.display_table`: formatted
+        metrics with their significance marks, units in the headers, caption), a column selection of it too."""
         reporting.write_table(df, name, self.tables_dir, caption=caption)
         df.attrs["lanet_table"] = name
         df.attrs["lanet_caption"] = caption or ""
+        df.attrs["lanet_columns"] = tuple(map(str, df.columns))
         return df
 
     def figure(self, fig, stem: str, dpi: int = 200) -> None:
@@ -93,7 +95,7 @@ class Study:
         if reference not in set(runs["method"]):
             reference = runs["method"].iloc[0]
         tab = reporting.comparison_table(runs, metrics, reference, group_cols=group_cols, order=order)
-        sig = f"stars: two-sided Welch t-test over seeds vs {reference}, direction shown (lower/higher)"
+        sig = f"two-sided Welch t-test over seeds vs {reference}"  # the display adds the key to its marks
         return self.table(tab, name, f"{caption}; {sig}" if caption else sig)
 
     def localisation(self, runs: pd.DataFrame, reference: str, name: str, *, group_cols: Sequence[str] = ("method",),
@@ -199,28 +201,31 @@ class Study:
             if len(row) > len(group_cols):
                 rows.append(row)
         out = pd.DataFrame(rows)
-        return self.table(out, name, caption or f"{by}: {a} minus {b}, mean difference with 95 % CI (Welch)") if len(out) else out
+        cap = caption or f"{reporting.axis_label(by)}: {a} minus {b}, mean difference with 95 % CI and p (Welch)"
+        return self.table(out, name, cap) if len(out) else out
 
     def external(self, in_domain: pd.DataFrame, external: pd.DataFrame, metrics: Sequence[str], name: str,
                  trained_on: str, tested_on: str) -> pd.DataFrame:
-        """In-domain vs external test metrics of the same runs, mean ± CI over seeds and the drop."""
+        """In-domain vs external test metrics of the same runs: one row per method and metric (its unit in the metric
+        cell), mean ± 95 % CI over seeds in-domain and external, and the drop (in-domain minus external, 95 % CI and
+        p of Welch's t-test; its numbers in ``drop_diff``, ``drop_low``, ``drop_high``, ``drop_p``)."""
         if external.empty:
             print(f"{name}: no external evaluations yet")
             return pd.DataFrame()
         rows = []
         for method, ext in external.groupby("method"):
             ind = in_domain[in_domain["method"] == method]
-            row = {"method": method, "trained_on": trained_on, "tested_on": tested_on, "n": len(ext)}
             for m in metrics:
                 if m not in ext or ext[m].isna().all():
                     continue
-                fmt = reporting.metric_format(m)
-                ci_in, ci_ex = mean_ci(ind[m]), mean_ci(ext[m])
-                row[f"{m} in-domain"] = reporting.format_mean_ci(ci_in.mean, ci_in.half_width, fmt.scale, fmt.digits)
-                row[f"{m} external"] = reporting.format_mean_ci(ci_ex.mean, ci_ex.half_width, fmt.scale, fmt.digits)
-                row.update({f"{m} drop": diff_ci(ind[m].dropna().to_numpy(float), ext[m].dropna().to_numpy(float), m)[m]})
-            rows.append(row)
-        return self.table(pd.DataFrame(rows), name, f"Trained on {trained_on}, tested on {tested_on} vs in-domain")
+                drop = diff_ci(ind[m].dropna().to_numpy(float), ext[m].dropna().to_numpy(float), m)
+                rows.append({"method": method, "metric": m, "n": len(ext),
+                             "in-domain": reporting.format_metric_ci(m, *_mean_hw(ind[m])),
+                             "external": reporting.format_metric_ci(m, *_mean_hw(ext[m])), "drop": drop[m],
+                             **{f"drop_{k}": drop[f"{m}_{k}"] for k in ("diff", "low", "high", "p")}})
+        return self.table(pd.DataFrame(rows), name,
+                          f"Trained on {trained_on}, tested on {tested_on}: mean ± 95 % CI over seeds in-domain and "
+                          "external, and the drop (in-domain minus external, Welch)")
 
     # ------------------------------------------------------------------ standard figures
     def conditions(self, runs: pd.DataFrame) -> str:
@@ -248,6 +253,11 @@ class Study:
             self.figure(fig, stem)
 
 
+def _mean_hw(values: pd.Series) -> tuple[float, float]:
+    ci = mean_ci(values)
+    return ci.mean, ci.half_width
+
+
 def reference_method(runs: pd.DataFrame, suffix: str = "+LA-Net") -> str | None:
     """The LA-Net row the comparisons test against: the first method whose name ends with ``suffix``."""
     return next((m for m in runs["method"] if m.endswith(suffix)), None) if len(runs) else None
@@ -264,17 +274,26 @@ def _in_kernel() -> bool:
 
 
 def _readable_html(df: pd.DataFrame) -> str:
-    """A study table as a reader sees it: the formatted columns only, its caption above, no index."""
-    if not df.attrs.get("lanet_table"):
+    """A study table as a reader sees it (:func:`lanet_core.reporting.display_html`, the same display as its Markdown
+    and LaTeX files): significance marks in the value cells, units in the headers, one p-value format, no numeric
+    companions, values that never wrap; its caption above, no index. Other frames: pandas' own HTML."""
+    if not _is_study_table(df):
         return df._repr_html_()
-    shown = df[reporting.display_columns(df)]
-    caption = df.attrs.get("lanet_caption") or df.attrs["lanet_table"]
-    more = f" (all {df.shape[1]} columns: tables/{df.attrs['lanet_table']}.csv)" if shown.shape[1] < df.shape[1] else ""
-    return f"<p><b>{caption}</b>{more}</p>" + shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+    return reporting.display_html(df, df.attrs.get("lanet_caption") or None, df.attrs["lanet_table"])
 
 
 def _readable_text(df: pd.DataFrame, p, cycle) -> None:
-    p.text(reporting.markdown_table(df[reporting.display_columns(df)]) if df.attrs.get("lanet_table") else repr(df))
+    p.text(reporting.display_markdown(reporting.display_table(df)) if _is_study_table(df) else repr(df))
+
+
+def _is_study_table(df: pd.DataFrame) -> bool:
+    """A table written by :meth:`Study.table`, or rows and columns selected from it. A frame derived from it in
+    another shape (a pivot, a groupby) keeps pandas' ``attrs`` but not its columns: shown as a plain frame, without
+    the study table's caption."""
+    if not df.attrs.get("lanet_table"):
+        return False
+    columns = df.attrs.get("lanet_columns")
+    return columns is None or (df.columns.nlevels == 1 and set(map(str, df.columns)) <= set(columns))
 
 
 def _register_display() -> None:

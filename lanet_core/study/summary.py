@@ -352,7 +352,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet; its text selects on "
         "validation accuracy, the authors' released train.py on the test set)",
         "",
-        reporting.markdown_table(headline) if len(headline) else "(no runs yet)",
+        reporting.display_markdown(reporting.display_table(headline)) if len(headline) else "(no runs yet)",
         "",
         *label_conflict_section(study),
         *resolution_section(study),
@@ -373,7 +373,8 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         f"**Tally: {claims_tally(claims)}**" if len(claims) else "",
         "",
         *_changed_verdicts_md(claims),
-        reporting.markdown_table(claims[["where", "paper", "evidence", "verdict"]]) if len(claims) else "",
+        reporting.display_markdown(reporting.display_table(claims[["where", "paper", "evidence", "verdict"]]))
+        if len(claims) else "",
         "",
         "## Tables and figures",
         "",
@@ -395,13 +396,15 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
 
 
 def headline_table(study: Study) -> pd.DataFrame:
-    """Main-backbone LA-Net and the baselines on BUSI: accuracy, AUC, F1, IoU, Dice, with the paper's values."""
+    """Main-backbone LA-Net and the baselines on BUSI: accuracy, AUC, F1 and IoU, with the paper's values. Dice (nearly
+    a monotone function of IoU) is left to Table 6 (``table6_busi_localisation_vs_paper``): with it, ours and the
+    paper's "mean ± CI" of five metrics do not fit a notebook's output area (968 px) without wrapping."""
     from lanet_core.study.notebook import with_paper
 
     runs = study.experiment("fully_labelled").runs()
     if runs.empty:
         return runs
-    metrics = ["accuracy", "auc", "f1_macro", "iou", "dice"]
+    metrics = ["accuracy", "auc", "f1_macro", "iou"]
     rows = []
     for method, df in runs.groupby("method", sort=False):
         row = {"method": method, "n": len(df)}
@@ -413,6 +416,6 @@ def headline_table(study: Study) -> pd.DataFrame:
         rows.append(row)
     ours = pd.DataFrame(rows)
     cls = with_paper(ours, "T1", ["accuracy", "auc", "f1_macro"], size="256")
-    loc = with_paper(ours, "T2", ["iou", "dice"], size="256")
+    loc = with_paper(ours, "T2", ["iou"], size="256")
     merged = cls.merge(loc, on="method", how="left")
     return merged
