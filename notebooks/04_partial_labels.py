@@ -55,7 +55,7 @@ study.comparison(runs, CLS_METRICS, reference, "table3_busbra_partial_classifica
 
 # %%
 study.comparison(runs, BOX_METRICS + LOC_METRICS, reference, "table4_busbra_partial_localisation",
-                 caption="iou_box: predicted mask -> box of its largest component vs the true box; iou: vs the true mask")
+                 caption="IoU (box): predicted mask -> box of its largest component vs the true box; IoU: vs the true mask")
 
 # %% [markdown]
 # ## s-SSL minus F (the paper's Tables 9-10 direction), per model family
@@ -97,7 +97,8 @@ for boxed in sorted({s.group["boxed"] for s in pcv.specs}, reverse=True):
     display(study.table(crossval.paired_table(cv_part, pairs, metrics=("accuracy", "auc", "iou_box")),
                         f"busbra_cv_box{boxed}_ssl_minus_f",
                         caption=f"s-SSL minus F per family and LA-Net s-SSL against RMTL-F and vanilla (Tables 3, 9, 10), "
-                                f"BUS-BRA 5-fold CV, boxes on {boxed} %: with retraining and given these trained models"))
+                                f"BUS-BRA 5-fold CV, boxes on {boxed} %: with retraining and given these trained models "
+                                "(per image: exact McNemar for accuracy, DeLong for AUC, paired t for IoU (box))"))
 
 # %%
 study.bars(runs, ["accuracy", "auc", "iou_box"], reference, "fig_busbra_partial_labels",

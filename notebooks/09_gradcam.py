@@ -70,7 +70,7 @@ if have_both:
 if have_both:
     paired = study.table(figures.gradcam_paired_table(scores, lanet, vanilla), "gradcam_paired_bootstrap",
                          caption=f"Paired bootstrap over test images (per-image scores averaged over seeds): "
-                                 f"{lanet} minus {vanilla}, 95 % interval (method: bootstrap_method)")
+                                 f"{lanet} minus {vanilla}, 95 % BCa interval (percentile where the note says so)")
     display(paired[["comparison", "metric", "n_images", "n_dropped", "mean", "mean_reference", "diff_ci", "note"]])
 
 # %%
