@@ -14,7 +14,7 @@ from lanet_core.errors import ConfigError
 from lanet_core.models.backbones import local_weights_available
 from lanet_core.models.geometry import fine_stride
 from lanet_core.models.registry import architecture
-from lanet_core.study.profiles import Profile
+from lanet_core.study.profiles import NOTEBOOK_EXPERIMENTS, Profile  # noqa: F401 (NOTEBOOK_EXPERIMENTS re-exported)
 
 SHORT = {
     "resnet18": "R18",
@@ -462,21 +462,7 @@ EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
     "partial_labels_cv": partial_labels_cv,
 }
 
-# Which experiments each notebook renders (the runner trains them in this order).
-NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
-    "01_data_audit": (),
-    "02_fully_labelled": ("fully_labelled",),
-    "03_pretraining": ("pretraining", "fully_labelled"),  # the pretraining table reads the R18 scratch runs too
-    "04_partial_labels": ("partial_labels", "sensitivity", "partial_labels_cv"),
-    "05_attention_ablation": ("attention_ablation",),
-    "06_label_ratio": ("label_ratio",),
-    "07_input_size": ("input_size",),
-    "08_depth": ("depth",),
-    "09_gradcam": ("fully_labelled",),
-    "10_lesion_masks": ("fully_labelled", "lesion_target"),
-    "11_cross_validation": ("cross_validation",),
-    "12_summary": (),
-}
+
 
 
 def experiment_runs(name: str, profile: Profile) -> list[RunSpec]:

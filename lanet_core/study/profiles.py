@@ -17,6 +17,24 @@ from lanet_core.config import deep_merge, resolve_config
 from lanet_core.errors import ConfigError
 from lanet_core.paths import project_root
 
+# The study's notebooks, in order, and which experiments each renders (the runner trains them in this order): the
+# one declaration of the notebook list; a profile renders all of them unless its `notebooks:` names a subset.
+NOTEBOOK_EXPERIMENTS: dict[str, tuple[str, ...]] = {
+    "01_data_audit": (),
+    "02_fully_labelled": ("fully_labelled",),
+    "03_pretraining": ("pretraining", "fully_labelled"),  # the pretraining table reads the R18 scratch runs too
+    "04_partial_labels": ("partial_labels", "sensitivity", "partial_labels_cv"),
+    "05_attention_ablation": ("attention_ablation",),
+    "06_label_ratio": ("label_ratio",),
+    "07_input_size": ("input_size",),
+    "08_depth": ("depth",),
+    "09_gradcam": ("fully_labelled",),
+    "10_lesion_masks": ("fully_labelled", "lesion_target"),
+    "11_cross_validation": ("cross_validation",),
+    "12_summary": (),
+}
+
+
 PROFILE_KEYS = {
     "name", "description", "output", "seeds", "datasets", "base", "sizes", "backbones", "label_ratios",
     "baselines", "vit_backbone", "pretrained", "sensitivity", "gradcam", "notebooks", "overrides", "lanet_fine",
@@ -109,6 +127,12 @@ def profile_path(name: str) -> Path:
     return cand
 
 
+def _notebooks(listed: list[str] | None, path: Path) -> list[str]:
+    """A profile's notebooks: :data:`NOTEBOOK_EXPERIMENTS` (the study's, in order) unless the profile lists its own
+    (a subset, or notebooks of a user's own study under ``notebooks/``)."""
+    return list(listed) if listed else list(NOTEBOOK_EXPERIMENTS)
+
+
 def load_profile(name: str) -> Profile:
     """Read and check ``configs/profiles/<name>.yaml`` (or a YAML path)."""
     path = profile_path(name)
@@ -139,7 +163,7 @@ def load_profile(name: str) -> Profile:
             pretrained=dict(raw.get("pretrained", {})),
             sensitivity=dict(raw.get("sensitivity", {})),
             gradcam=dict(raw.get("gradcam", {})),
-            notebooks=list(raw["notebooks"]),
+            notebooks=_notebooks(raw.get("notebooks"), path),
             overrides=dict(raw.get("overrides", {})),
             lanet_fine=dict(raw.get("lanet_fine", {}) or {}),
             cross_validation=dict(raw.get("cross_validation", {}) or {}),
