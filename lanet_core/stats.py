@@ -40,8 +40,6 @@ DEGENERATE = "all values identical"
 #: i.e. values equal up to float round-off.
 ZERO_VARIANCE_RTOL = 1e-12
 
-#: Significance thresholds of the paper's plots, from strictest to loosest.
-STAR_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 
 
 @dataclass(frozen=True)
@@ -264,6 +262,8 @@ def significance_stars(p: float) -> str:
         return ""
     if not 0.0 <= p <= 1.0:
         raise DataError(f"a p-value must lie in [0, 1], got {p!r}")
+    from lanet_core.reporting.formats import STAR_THRESHOLDS  # the display convention; reporting imports stats
+
     for threshold, stars in STAR_THRESHOLDS:
         if p <= threshold:
             return stars

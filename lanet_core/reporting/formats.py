@@ -8,7 +8,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from lanet_core.stats import STAR_THRESHOLDS
+#: Significance thresholds of the paper's plots, from strictest to loosest (stats.stars reads them here: this module
+#: imports nothing of lanet_core, so statistics may format with it without an import circle).
+STAR_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 
 
 @dataclass(frozen=True)
