@@ -281,5 +281,7 @@ def test_diff_ci_lives_in_stats_and_is_welch_in_display_units() -> None:
     d = stats.diff_ci(a, b, "accuracy")
     w = stats.welch_difference(a, b)
     assert d["accuracy_diff"] == pytest.approx(w.diff) and d["accuracy_low"] == pytest.approx(w.low)
-    assert d["accuracy"] == f"+{w.diff * 100:.1f} [{w.low * 100:+.1f}, {w.high * 100:+.1f}] (p={w.p:.3g})"
+    from lanet_core.reporting.formats import format_p
+
+    assert d["accuracy"] == f"+{w.diff * 100:.1f} [{w.low * 100:+.1f}, {w.high * 100:+.1f}] ({format_p(w.p)})"
     assert notebook.diff_ci is stats.diff_ci  # the notebooks' import still works
