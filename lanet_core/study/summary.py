@@ -315,7 +315,7 @@ def changed_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     first = lambda v: str(v).split(" ")[0].split(":")[0]  # noqa: E731
     changed = cv[[first(a) != first(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])]]
     return pd.DataFrame({"claim": changed["paper"], "given these trained models (per image)": changed["verdict_given_models"],
-                         "with retraining (the verdict)": changed["verdict"]})
+                         "with retraining (the verdict)": changed["verdict"]}).reset_index(drop=True)
 
 
 def _changed_verdicts_md(claims: pd.DataFrame) -> list[str]:
