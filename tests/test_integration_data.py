@@ -46,13 +46,13 @@ def _assert_same_bytes(written: list[Path]) -> None:
 def test_prepare_busi_regenerates_the_committed_manifests(busi_root, tmp_path):
     shutil.copyfile(manifests_dir() / BUSI_REFERENCE_NAME, tmp_path / BUSI_REFERENCE_NAME)
     written = prepare_busi(busi_root / BUSI_SRC, tmp_path)
-    assert len(written) == 16  # busi, reference, 9 label-ratio manifests, 5 CV folds, the CV exclusions
+    assert len(written) == 17  # busi, reference, 9 label-ratio manifests, 5 CV folds, CV exclusions, label conflicts
     _assert_same_bytes(written)
 
 
 def test_prepare_busbra_regenerates_the_committed_manifests(busbra_root, tmp_path):
     written = prepare_busbra(busbra_root / BUSBRA_SRC, tmp_path)
-    assert len(written) == 7
+    assert len(written) == 7 + 20  # busbra, 3 x 2 box20 seeds; issue 28: 5 folds x (20 %, 5 %) x (all, boxed)
     _assert_same_bytes(written)
 
 
