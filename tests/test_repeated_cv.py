@@ -156,7 +156,12 @@ def test_run_table_reproduces_each_runs_metrics_json(monkeypatch) -> None:
     from lanet_core.study.records import run_experiment
 
     monkeypatch.delenv("LANET_RESULTS_DIR", raising=False)  # the committed results/, not the session's temp folder
-    res = run_experiment("cross_validation", load_profile("cpu"), train=False, progress=False)
+    from lanet_core.paths import DataRootNotFound
+
+    try:
+        res = run_experiment("cross_validation", load_profile("cpu"), train=False, progress=False)
+    except DataRootNotFound:  # finding a run's folder resolves its manifest's data root
+        pytest.skip("BUSI data absent: the run folders are found through the manifests' data root")
     if not any(r is not None for r in res.results):
         pytest.skip("no cross-validation records here")
     table = crossval.run_table(res, exclude=()).set_index(crossval.RUN_KEYS)  # every image, as the runs scored
