@@ -274,25 +274,27 @@ class RunRecords:
     def lesion_maps(self) -> dict[str, np.ndarray]:
         """Stored lesion maps (test split) by image id, as probabilities in [0, 1] (``lesion_maps.npz``; empty if
         the run stored none: a classifier, or a record older than the archive)."""
-        path = self.run_dir / "lesion_maps.npz"
-        if not path.is_file():
-            return {}
-        with np.load(path) as z:
-            return {str(i): m.astype(np.float32) / 255.0 for i, m in zip(z["image_id"], z["maps"])}
+        return _stored_maps(self.run_dir / "lesion_maps.npz", "maps")
 
     @cached_property
     def gradcam_examples(self) -> dict[str, np.ndarray]:
         """Grad-CAM maps (predicted class, [0, 1]) of the few test images the run recorded as examples."""
-        path = self.run_dir / "gradcam_examples.npz"
-        if not path.is_file():
-            return {}
-        with np.load(path) as z:
-            return {str(i): m.astype(np.float32) / 255.0 for i, m in zip(z["image_id"], z["cams"])}
+        return _stored_maps(self.run_dir / "gradcam_examples.npz", "cams")
 
     @property
     def makes_lesion_maps(self) -> bool:
         """Whether the model has a lesion map at all (a plain classifier has none)."""
-        return self.config["model"]["arch"] != "classifier" and self.config["model"]["arch"] != "vit"
+        from lanet_core.models.registry import architecture
+
+        return architecture(self.config["model"]["arch"]).lesion_head
+
+
+def _stored_maps(path: Path, key: str) -> dict[str, np.ndarray]:
+    """uint8 maps stored in a run's ``.npz`` (``image_id`` + ``key``) as float [0, 1] by image id; empty if absent."""
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {str(i): m.astype(np.float32) / 255.0 for i, m in zip(z["image_id"], z[key])}
 
 
 # ------------------------------------------------------------------------------------------- selection, sorting
@@ -569,22 +571,12 @@ class ClaimLink:
     why_not: str = ""
 
 
-def _fill(value: Any, names: dict[str, Any]) -> Any:
-    if isinstance(value, dict):
-        return {k: _fill(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, names) for v in value]
-    if isinstance(value, str):
-        return names[value[1:]] if value.startswith("$") else value.format(**names)
-    return value
-
-
 def claim_links(records: Records) -> list[ClaimLink]:
     """The claims of ``<tables>/claims.csv`` (as rendered by ``12_summary``) with their declarations
     (``claims.yaml``): experiment, metric and the two arms, and whether a per-image view is meaningful."""
     from types import SimpleNamespace
 
-    from lanet_core.study.claims import claim_names, declared_claims
+    from lanet_core.study.claims import claim_names, declared_claims, fill_names
 
     path = records.profile.tables_dir / CLAIMS
     if not path.is_file():
@@ -603,7 +595,7 @@ def claim_links(records: Records) -> list[ClaimLink]:
     declared = {}
     for e in declared_claims():
         try:
-            declared[_fill(e["key"], names)] = e
+            declared[fill_names(e["key"], names)] = e
         except (KeyError, IndexError, ValueError):
             continue
     out = []
@@ -613,8 +605,8 @@ def claim_links(records: Records) -> list[ClaimLink]:
             continue
         kind = e.get("kind", "seeds")
         try:
-            a, b = _fill(e["a"], names), _fill(e["b"], names)
-            labels = tuple(_fill(e["labels"], names)) if "labels" in e else None
+            a, b = fill_names(e["a"], names), fill_names(e["b"], names)
+            labels = tuple(fill_names(e["labels"], names)) if "labels" in e else None
         except (KeyError, IndexError, ValueError):
             continue
         a = {"method": a} if isinstance(a, str) else a

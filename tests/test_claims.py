@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from lanet_core.errors import ConfigError
-from lanet_core.study.claims import KINDS, _fill, declared_claims, judge
+from lanet_core.study.claims import KINDS, fill_names, declared_claims, judge
 
 
-def test_declared_claims_parse_with_unique_filled_keys():
+def test_declared_claims_parse_with_uniquefill_namesed_keys():
     entries = declared_claims()
     assert len(entries) >= 30 and {e.get("kind", "seeds") for e in entries} == set(KINDS)
     names = {"lanet": "R18+LA-Net", "vanilla": "R18", "rmtl": "R18+RMTL", "vit": "ViT-T", "lanet_fine": "R18+LA-Net-fine",
@@ -16,16 +16,16 @@ def test_declared_claims_parse_with_unique_filled_keys():
              "size_small": 128, "size_large": 256, "pt_lanet": "MNV2+LA-Net (ImageNet)",
              "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)", "fine_stride": 8,
              "pcv_lanet": "MNV2+LA-Net", "pcv_fine": "MNV2+LA-Net-fine", "pcv_rmtl": "MNV2+RMTL", "pcv_vanilla": "MNV2"}
-    keys = [_fill(e["key"], names) for e in entries]
+    keys = [fill_names(e["key"], names) for e in entries]
     assert len(set(keys)) == len(keys)
     pcv = [e for e in entries if e.get("experiment") == "partial_labels_cv"]  # issue 28: Tables 3, 9, 10
     assert {e["subset"]["boxed"] for e in pcv} == {20, 5} and {e["where"] for e in pcv} == {"Table 3", "Table 9", "Table 10"}
-    assert _fill(pcv[0]["a"], names) == "MNV2+LA-Net-s-SSL" and _fill(pcv[0]["b"], names) == "MNV2+LA-Net-F"
+    assert fill_names(pcv[0]["a"], names) == "MNV2+LA-Net-s-SSL" and fill_names(pcv[0]["b"], names) == "MNV2+LA-Net-F"
     ratio = next(e for e in entries if e["key"] == "ratio_iou")
-    assert _fill(ratio["a"], names) == {"method": "R18+LA-Net", "ratio": 1.0}  # "$name": the typed value
-    assert _fill(ratio["paper"], names) == "More location labels improve LA-Net (iou, 0.25 -> 1)"
+    assert fill_names(ratio["a"], names) == {"method": "R18+LA-Net", "ratio": 1.0}  # "$name": the typed value
+    assert fill_names(ratio["paper"], names) == "More location labels improve LA-Net (iou, 0.25 -> 1)"
     fine = next(e for e in entries if e["key"] == "no_mam_cls_fine")
-    assert _fill(fine["a"], names)["fusion_stride"] == 8  # typed: filters the runs' integer fusion_stride
+    assert fill_names(fine["a"], names)["fusion_stride"] == 8  # typed: filters the runs' integer fusion_stride
 
 
 @pytest.mark.parametrize("text, match", [

@@ -98,12 +98,12 @@ def claim_names(study: Study) -> dict[str, Any]:
     return names
 
 
-def _fill(value: Any, names: Mapping[str, Any]) -> Any:
+def fill_names(value: Any, names: Mapping[str, Any]) -> Any:
     """A declared value with its names filled: ``"$name"`` -> the typed value, text -> ``str.format``."""
     if isinstance(value, dict):
-        return {k: _fill(v, names) for k, v in value.items()}
+        return {k: fill_names(v, names) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, names) for v in value]
+        return [fill_names(v, names) for v in value]
     if isinstance(value, str):
         return names[value[1:]] if value.startswith("$") else value.format(**names)
     return value
@@ -266,9 +266,9 @@ class _Evidence:
 
 
 def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Claim:
-    c = Claim(_fill(e["key"], names), _fill(e["paper"], names), e["where"])
+    c = Claim(fill_names(e["key"], names), fill_names(e["paper"], names), e["where"])
     kind, metric, expect = e.get("kind", "seeds"), e["metric"], e.get("expect", "greater")
-    a, b = _fill(e["a"], names), _fill(e["b"], names)
+    a, b = fill_names(e["a"], names), fill_names(e["b"], names)
     if kind == "paired_cv":
         c.evidence, c.verdict, c.verdict_given_models = judge_cv_both(
             ev.cv(e.get("experiment", "cross_validation"), e.get("subset")), a, b, metric, expect)
@@ -281,7 +281,7 @@ def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Cl
         runs = ev.gradcam_per_run() if kind == "gradcam" else ev.runs(e["experiment"])
         va, vb = _vals(runs, metric, **a), _vals(runs, metric, **b)
         default_labels = [a.get("method", ""), b.get("method", "")]
-    la, lb = _fill(e["labels"], names) if "labels" in e else default_labels
+    la, lb = fill_names(e["labels"], names) if "labels" in e else default_labels
     c.evidence, c.verdict = judge(va, vb, e.get("format_as", metric), la, lb, expect=expect)
     if e.get("collapsed_arm") == "b" and b.get("method") in ev.collapsed(e["experiment"]):
         c.evidence += f"; {b['method']} collapsed: every run predicts one class"

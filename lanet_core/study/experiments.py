@@ -362,12 +362,7 @@ def partial_labels_cv(p: Profile) -> list[RunSpec]:
     cv = p.partial_labels_cv
     if not cv:
         return []
-    regimes = {ft.get("variant", ""): ft for ft in fine_tuning_entries(p)}
-    name = cv.get("regime", "")
-    if name not in regimes:
-        raise ConfigError(f"partial_labels_cv.regime {name!r} is not a pretrained.fine_tuning entry "
-                          f"(variants: {sorted(regimes)})")
-    ft = regimes[name]
+    ft = fine_tuning_regime(p, cv.get("regime", ""), "partial_labels_cv.regime")
     pretrained_ok = local_weights_available(pretrained_source(p)[1])
     arms = [a for a in PARTIAL_CV_ARMS if a[0] in cv.get("methods", [k for k, _, _ in PARTIAL_CV_ARMS])]
     out = []
@@ -440,12 +435,17 @@ def _cv_pretrained(p: Profile) -> list[tuple[str, dict[str, Any]]]:
     want = (p.cross_validation or {}).get("pretrained")
     if not want or not local_weights_available(pretrained_source(p)[1]):
         return []
+    ft = fine_tuning_regime(p, want.get("regime", ""), "cross_validation.pretrained.regime")
+    return [(kind, ft) for kind in want.get("methods", ["classifier", "lanet"])]
+
+
+def fine_tuning_regime(p: Profile, variant: str, where: str) -> dict[str, Any]:
+    """The ``pretrained.fine_tuning`` entry named ``variant`` ("" = the main regime); ``where`` names the profile key
+    that asked for it in the error."""
     regimes = {ft.get("variant", ""): ft for ft in fine_tuning_entries(p)}
-    name = want.get("regime", "")
-    if name not in regimes:
-        raise ConfigError(f"cross_validation.pretrained.regime {name!r} is not a pretrained.fine_tuning entry "
-                          f"(variants: {sorted(regimes)})")
-    return [(kind, regimes[name]) for kind in want.get("methods", ["classifier", "lanet"])]
+    if variant not in regimes:
+        raise ConfigError(f"{where} {variant!r} is not a pretrained.fine_tuning entry (variants: {sorted(regimes)})")
+    return regimes[variant]
 
 
 EXPERIMENTS: dict[str, Callable[[Profile], list[RunSpec]]] = {
