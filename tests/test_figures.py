@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from lanet_core import reporting  # noqa: E402
 from lanet_core.data.manifest import REQUIRED_COLUMNS  # noqa: E402
 from lanet_core.errors import ConfigError, DataError  # noqa: E402
 from lanet_core.runs import RunResult  # noqa: E402
@@ -341,10 +342,12 @@ def test_iou_threshold_sweep_long_table() -> None:
 
 def test_sweep_table_and_figure() -> None:
     sweep = figures.iou_threshold_sweep(_per_image_with_sweep())
-    tab = figures.sweep_table(sweep, order=["U-Net", LANET]).set_index("method")
-    assert list(tab.index) == ["U-Net", LANET]
-    assert tab.loc[LANET, "t=0.5_mean"] == pytest.approx(0.65) and tab.loc[LANET, "best_threshold_on_test"] == 0.5
-    assert tab.loc[LANET, "t=0.7"] == "0.400 ± 0.000" and tab.loc[LANET, "n_seeds"] == 2
+    tab = figures.sweep_table(sweep, order=["U-Net", LANET]).set_index("threshold")
+    assert list(tab.columns[:2]) == ["U-Net", LANET]  # a column per method, in the order asked for
+    assert list(tab.index) == [figures.SWEEP_SEEDS_ROW, "0.3", "0.5", "0.7", figures.SWEEP_BEST_ROW]
+    assert tab.loc["0.5", f"{LANET}_mean"] == pytest.approx(0.65) and tab.loc[figures.SWEEP_BEST_ROW, LANET] == "0.5"
+    assert tab.loc["0.7", LANET] == "0.400 ± 0.000" and tab.loc[figures.SWEEP_SEEDS_ROW, LANET] == "2"
+    assert tab.loc["0.3", "U-Net"] == "0.350 [0.000, 0.985]"  # 0.3 and 0.4 over 2 seeds: the t-CI clipped at 0
     assert figures.sweep_table(sweep.iloc[:0]).empty
     fig = figures.sweep_figure(sweep, [LANET, "U-Net"])
     try:
@@ -374,3 +377,22 @@ def test_image_view_on_busi_test_images() -> None:
     for i in ids:
         image, mask = view.load(i)
         assert image.shape == (64, 64, 3) and mask.shape == (64, 64) and 0 < mask.mean() < 0.9
+
+
+def test_selection_table_one_row_per_method_and_metric() -> None:
+    runs = pd.DataFrame({"method": [LANET] * 3 + ["U-Net"], "seed": [0, 1, 2, 0],
+                         "selected_by": ["accuracy"] * 3 + ["iou"],  # U-Net: not selected by accuracy, left out
+                         "accuracy": [0.80, 0.82, 0.84, np.nan], "accuracy@auc+iou": [0.78, 0.80, 0.82, 0.5],
+                         "iou": [0.40, 0.42, 0.44, 0.6], "iou@auc+iou": [0.45, 0.47, 0.49, 0.6]})
+    tab = figures.selection_table(runs)
+    assert list(tab.columns) == ["method", "n_seeds", "metric", "by val accuracy", "by val auc+iou", "difference",
+                                 "difference_mean"]
+    assert list(tab["metric"]) == ["accuracy", "iou"] and set(tab["method"]) == {LANET}  # no AUC recorded
+    acc, iou = tab.iloc[0], tab.iloc[1]
+    assert acc["by val accuracy"].startswith("82.0 ± ") and acc["difference"] == "-2.0"  # points
+    assert iou["by val auc+iou"].startswith("0.470 ± ") and iou["difference"] == "+0.050"  # fraction
+    assert acc["difference_mean"] == pytest.approx(-2.0) and acc["n_seeds"] == 3
+    shown = reporting.display_table(tab).cells
+    assert list(shown.columns) == ["method", "n_seeds", "metric", "by val accuracy", "by val auc+iou", "difference"]
+    assert list(shown["metric"]) == ["Accuracy (%)", "IoU"]  # the unit stated once, in the metric cell
+    assert figures.selection_table(runs.drop(columns=["accuracy@auc+iou"])).empty

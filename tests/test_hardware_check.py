@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lanet_core.study.summary import _device_kind, hardware_check, hardware_check_summary
+from lanet_core.study.records import device_kind, device_name
+from lanet_core.study.summary import hardware_check, hardware_check_summary
 
 
 def _run(folder, name, device, metrics, gpu=None):
@@ -40,6 +41,9 @@ def test_hardware_check_pairs_runs_by_name(tmp_path):
     assert hardware_check(SimpleNamespace(profile=SimpleNamespace(output=tmp_path / "none"))).empty
 
 
-def test_device_kind():
-    assert _device_kind({"device": "cpu"}) == "cpu"
-    assert _device_kind({"device": "cuda:0", "hardware": {"gpu": "NVIDIA H100"}}) == "cuda: NVIDIA H100"
+def test_device_name_and_kind():
+    assert device_name({"device": "cpu"}) == "cpu" and device_name({}) == "cpu"
+    assert device_name({"device": "cuda:0", "hardware": {"gpu": "NVIDIA H100"}}) == "cuda: NVIDIA H100"
+    assert device_name({"device": "cuda:0"}) == "cuda: GPU"
+    assert device_kind({"device": "cuda:0"}) == "gpu" and device_kind({"device": "cpu"}) == "cpu"
+    assert device_kind({}) == ""

@@ -606,9 +606,19 @@ def iou_threshold_sweep(per_image: pd.DataFrame, group_cols: Sequence[str] = ("m
     return long[[*group_cols, "threshold", "iou"]].reset_index(drop=True)
 
 
+#: Row labels of :func:`sweep_table` besides the thresholds.
+SWEEP_SEEDS_ROW = "seeds"
+SWEEP_BEST_ROW = "best on test"
+
+
 def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per method: mean ± 95 % CI over seeds of the IoU at each threshold (text columns ``t=<thr>``,
-    numeric ``t=<thr>_mean``), the number of seeds and the threshold with the highest mean IoU."""
+    """The threshold sweep as a reader compares it: one row per lesion-map threshold, one column per method
+    holding the mean ± 95 % CI over seeds of the IoU (text), with its numeric companion ``<method>_mean``.
+
+    Column ``threshold`` holds the threshold (``"0.5"``); a first row ``"seeds"`` gives each method's number of
+    seeds and a last row ``"best on test"`` the threshold with the highest mean IoU (descriptive: the argmax of
+    test means is never used to select anything). Long by threshold so that it stays narrow: 9 thresholds x
+    "IoU ± CI" side by side did not fit a notebook's output area."""
     from lanet_core.stats import mean_ci
 
     if sweep.empty:
@@ -617,23 +627,25 @@ def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.D
     methods = list(pd.unique(sweep["method"]))
     if order is not None:
         methods = [m for m in order if m in methods] + [m for m in methods if m not in order]
-    rows = []
+    thresholds = sorted(pd.unique(sweep["threshold"]))
+    text: dict[str, list[str]] = {m: [] for m in methods}
+    means: dict[str, list[float]] = {m: [] for m in methods}
+    seeds, best = {}, {}
     for m in methods:
         sub = sweep[sweep["method"] == m]
-        row: dict = {"method": m, "n_seeds": int(sub["seed"].nunique())}
-        best, best_mean = np.nan, -np.inf
-        for t, grp in sub.groupby("threshold", sort=True):
-            ci = mean_ci(grp["iou"])
-            row[f"t={t:g}"] = reporting.format_metric_ci("iou", ci.mean, ci.half_width)
-            row[f"t={t:g}_mean"] = ci.mean
-            if np.isfinite(ci.mean) and ci.mean > best_mean:
-                best, best_mean = float(t), ci.mean
-        row["best_threshold_on_test"] = best  # the argmax of test means: descriptive, never used to select
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    text = [c for c in out.columns if c.startswith("t=") and not c.endswith("_mean")]
-    nums = [f"{c}_mean" for c in text]
-    return out[["method", "n_seeds", *text, "best_threshold_on_test", *nums]]
+        seeds[m] = str(int(sub["seed"].nunique()))
+        for t in thresholds:
+            ci = mean_ci(sub.loc[sub["threshold"] == t, "iou"])
+            text[m].append(reporting.format_metric_ci("iou", ci.mean, ci.half_width))
+            means[m].append(ci.mean)
+        finite = [(v, t) for v, t in zip(means[m], thresholds) if np.isfinite(v)]
+        best[m] = f"{max(finite)[1]:g}" if finite else ""
+    rows = [{"threshold": SWEEP_SEEDS_ROW, **seeds}]
+    for i, t in enumerate(thresholds):
+        rows.append({"threshold": f"{t:g}", **{m: text[m][i] for m in methods},
+                     **{f"{m}_mean": means[m][i] for m in methods}})
+    rows.append({"threshold": SWEEP_BEST_ROW, **best})
+    return pd.DataFrame(rows, columns=["threshold", *methods, *[f"{m}_mean" for m in methods]])
 
 
 def sweep_figure(sweep: pd.DataFrame, order: Sequence[str] | None = None, threshold: float | None = 0.5,
@@ -696,26 +708,29 @@ def target_table(runs: pd.DataFrame, metrics: Sequence[str], by: str = "target")
 
 
 def selection_table(runs: pd.DataFrame, criterion: str = "auc+iou") -> pd.DataFrame:
-    """Per method (joint models only): test accuracy, AUC and IoU of the epoch selected by validation accuracy
-    (the run's result) and by ``criterion`` (recorded beside it), mean ± 95 % CI over seeds, and the
-    difference of means."""
-    cols = [f"{m}@{criterion}" for m in ("accuracy", "auc", "iou", "iou_tuned")]
-    if runs.empty or cols[0] not in runs:
+    """Per joint method and metric (test accuracy, AUC, IoU, IoU at the tuned threshold): the value of the epoch
+    selected by validation accuracy (the run's result, column ``by val accuracy``) and of the epoch selected by
+    ``criterion`` (recorded beside it, ``by val <criterion>``), mean ± 95 % CI over seeds, and ``difference`` of
+    the means (second minus first, in the metric's units: points for %, fraction for IoU). One row per (method,
+    metric), the unit in the ``metric`` cell, so that the table stays narrow. Numeric ``difference_mean``."""
+    metrics = ("accuracy", "auc", "iou", "iou_tuned")
+    first = f"{metrics[0]}@{criterion}"
+    if runs.empty or first not in runs:
         return pd.DataFrame()
-    sub = runs[runs[cols[0]].notna() & (runs.get("selected_by", "accuracy") == "accuracy")]
+    sub = runs[runs[first].notna() & (runs.get("selected_by", "accuracy") == "accuracy")]
+    by_acc, by_alt = "by val accuracy", f"by val {criterion}"
     rows = []
     for method, grp in sub.groupby("method", sort=False):
-        row: dict[str, object] = {"method": method, "n_seeds": int(grp["seed"].nunique())}
-        for m in ("accuracy", "auc", "iou", "iou_tuned"):
+        for m in metrics:
             alt = f"{m}@{criterion}"
             if m not in grp or alt not in grp:
                 continue
             a, b = grp[m].astype(float), grp[alt].astype(float)
             fmt = reporting.metric_format(m)
-            row[f"{m} (val accuracy)"] = _ci_cells(a, m)[m]
-            row[f"{m} (val {criterion})"] = _ci_cells(b, m)[m]
-            row[f"{m} diff"] = f"{(b.mean() - a.mean()) * fmt.scale:+.{fmt.digits}f}"
-        rows.append(row)
+            diff = (b.mean() - a.mean()) * fmt.scale
+            rows.append({"method": method, "n_seeds": int(grp["seed"].nunique()), "metric": m,
+                         by_acc: _ci_cells(a, m)[m], by_alt: _ci_cells(b, m)[m],
+                         "difference": f"{diff:+.{fmt.digits}f}", "difference_mean": diff})
     return pd.DataFrame(rows)
 
 

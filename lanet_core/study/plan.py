@@ -20,14 +20,10 @@ from lanet_core.models.geometry import fusion_stride
 from lanet_core.paths import results_dir
 from lanet_core.runs import load_result, prepare_run
 from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
+from lanet_core.study.records import device_name
 from lanet_core.study.profiles import Profile
 
 EVAL_OVERHEAD = 1.10
-
-
-def _device_kind(prov: dict) -> str:
-    dev = str(prov.get("device", "cpu"))
-    return f"cuda: {prov.get('hardware', {}).get('gpu', 'GPU')}" if dev.startswith("cuda") else "cpu"
 
 
 def _key(cfg: dict) -> tuple:
@@ -46,7 +42,7 @@ def measured_rates(runs_root: Path, device: str = "cpu") -> dict[tuple, float]:
             hist = pd.read_csv(d / "history.csv")
         except Exception:  # a damaged or partial record does not stop a plan
             continue
-        if _device_kind(prov) != device or "images_per_s" not in hist:
+        if device_name(prov) != device or "images_per_s" not in hist:
             continue
         rates.setdefault(_key(cfg), []).extend(hist["images_per_s"].dropna().tolist())
     return {k: float(np.median(v)) for k, v in rates.items() if v}
@@ -70,7 +66,7 @@ def gpu_kinds(runs_root: Path) -> list[str]:
     counts: dict[str, int] = {}
     for prov_path in sorted(Path(runs_root).glob("*/provenance.json")):
         try:
-            kind = _device_kind(json.loads(prov_path.read_text()))
+            kind = device_name(json.loads(prov_path.read_text()))
         except (OSError, ValueError):
             continue
         if kind.startswith("cuda"):

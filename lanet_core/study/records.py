@@ -123,6 +123,13 @@ def device_kind(prov: dict) -> str:
     return "gpu" if dev.startswith("cuda") else ("cpu" if dev else "")
 
 
+def device_name(prov: dict) -> str:
+    """The device a run trained on, as the study's tables name it: ``"cpu"`` or the GPU's name (``"cuda: NVIDIA
+    H200"``); ``"cpu"`` where the provenance does not say."""
+    dev = str(prov.get("device", "") or "cpu")
+    return f"cuda: {prov.get('hardware', {}).get('gpu') or 'GPU'}" if dev.startswith("cuda") else dev
+
+
 def _with_run_keys(df: pd.DataFrame, spec: RunSpec) -> pd.DataFrame:
     """``df`` (one run's per-image or per-epoch records) with the run's method, seed and group columns."""
     df.insert(0, "method", spec.method)

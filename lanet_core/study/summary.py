@@ -22,6 +22,7 @@ from lanet_core.study.claims import evaluate_claims  # noqa: F401 (re-exported: 
 from lanet_core.study.experiments import method_name
 from lanet_core.reporting.formats import CLIPPED_NOTE
 from lanet_core.study.notebook import Study
+from lanet_core.study.records import device_name
 
 
 def compute_hours(study: Study) -> tuple[float, int]:
@@ -32,14 +33,6 @@ def compute_hours(study: Study) -> tuple[float, int]:
 
 def _provenance(run_dir: Path) -> dict:
     return read_provenance(run_dir)
-
-
-def _device_kind(prov: dict) -> str:
-    """``"cpu"`` or the GPU's name (``"cuda: NVIDIA H200"``) a run was trained on."""
-    dev = str(prov.get("device", "?"))
-    if dev.startswith("cuda"):
-        return f"cuda: {prov.get('hardware', {}).get('gpu') or 'GPU'}"
-    return dev
 
 
 def _hours(prov: dict) -> float:
@@ -60,12 +53,12 @@ def runs_by_device(study: Study) -> pd.DataFrame:
                 continue
             prov = _provenance(d)
             seen[d] = prov
-            counts.setdefault(_device_kind(prov), []).append(_hours(prov))
+            counts.setdefault(device_name(prov), []).append(_hours(prov))
         for dev, hours in sorted(counts.items()):
             rows.append({"experiment": exp, "device": dev, "runs": len(hours), "hours": round(sum(hours), 2)})
     totals: dict[str, list[float]] = {}
     for prov in seen.values():
-        totals.setdefault(_device_kind(prov), []).append(_hours(prov))
+        totals.setdefault(device_name(prov), []).append(_hours(prov))
     for dev, hours in sorted(totals.items()):
         rows.append({"experiment": "all (unique runs)", "device": dev, "runs": len(hours), "hours": round(sum(hours), 2)})
     return pd.DataFrame(rows, columns=["experiment", "device", "runs", "hours"])
@@ -91,8 +84,8 @@ def hardware_check(study: Study) -> pd.DataFrame:
                 continue
             a = json.loads((ref / "metrics.json").read_text())["test"]
             b = json.loads(d.read_text())["test"]
-            pair = {"check": check.name, "run": run, "study_device": _device_kind(_provenance(ref)),
-                    "check_device": _device_kind(_provenance(d.parent))}
+            pair = {"check": check.name, "run": run, "study_device": device_name(_provenance(ref)),
+                    "check_device": device_name(_provenance(d.parent))}
             for m in HARDWARE_CHECK_METRICS:
                 if a.get(m) is None or b.get(m) is None:
                     continue
