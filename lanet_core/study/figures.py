@@ -639,7 +639,7 @@ def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.D
             text[m].append(reporting.format_metric_ci("iou", ci.mean, ci.half_width))
             means[m].append(ci.mean)
         finite = [(v, t) for v, t in zip(means[m], thresholds) if np.isfinite(v)]
-        best[m] = f"{max(finite)[1]:g}" if finite else ""
+        best[m] = f"{max(finite, key=lambda vt: vt[0])[1]:g}" if finite else ""  # a tie: the lowest threshold
     rows = [{"threshold": SWEEP_SEEDS_ROW, **seeds}]
     for i, t in enumerate(thresholds):
         rows.append({"threshold": f"{t:g}", **{m: text[m][i] for m in methods},
