@@ -114,14 +114,18 @@ if "target" in both:  # LA-Net-fine trained with each target: one row per (metho
     both["method"] = [m if not isinstance(t, str) else f"{m} ({t} target)" for m, t in zip(both["method"], both["target"])]
 sel = figures.selection_table(both)
 study.table(sel, "selection_criterion_comparison",
-            caption="Test metrics of the epoch selected by validation accuracy vs by mean(validation AUC, IoU), mean ± 95 % CI over seeds")
+            caption="Test metrics of the epoch selected by validation accuracy vs by mean(validation AUC, IoU), mean ± "
+                    "95 % CI over seeds; difference = second minus first over the same runs (points for %, IoU as a "
+                    "fraction)")
 sel
 
 # %%
 sweep = figures.iou_threshold_sweep(res.per_image())
 order = [lanet, unet, rmtl] + sorted(set(sweep["method"]) - {lanet, unet, rmtl}) if len(sweep) else []
 table = study.table(figures.sweep_table(sweep, order), "iou_threshold_sweep",
-                    caption="Mean per-image IoU at each lesion-map threshold, mean ± 95 % CI over seeds")
+                    caption="Mean per-image IoU at each lesion-map threshold, mean ± 95 % CI over seeds; first row: "
+                            "seeds per method; last row: the threshold with the highest mean test IoU (descriptive, "
+                            "never used to select)")
 table[[c for c in table.columns if not c.endswith("_mean")]] if len(table) else table
 
 # %%

@@ -349,6 +349,8 @@ def test_sweep_table_and_figure() -> None:
     assert tab.loc["0.7", LANET] == "0.400 ± 0.000" and tab.loc[figures.SWEEP_SEEDS_ROW, LANET] == "2"
     assert tab.loc["0.3", "U-Net"] == "0.350 [0.000, 0.985]"  # 0.3 and 0.4 over 2 seeds: the t-CI clipped at 0
     assert figures.sweep_table(sweep.iloc[:0]).empty
+    tie = pd.DataFrame({"method": "m", "seed": 0, "threshold": [0.3, 0.5, 0.7], "iou": [0.4, 0.6, 0.6]})
+    assert figures.sweep_table(tie).set_index("threshold").loc[figures.SWEEP_BEST_ROW, "m"] == "0.5"  # lowest of a tie
     fig = figures.sweep_figure(sweep, [LANET, "U-Net"])
     try:
         low, high = fig.axes[0].get_ylim()
@@ -383,16 +385,27 @@ def test_selection_table_one_row_per_method_and_metric() -> None:
     runs = pd.DataFrame({"method": [LANET] * 3 + ["U-Net"], "seed": [0, 1, 2, 0],
                          "selected_by": ["accuracy"] * 3 + ["iou"],  # U-Net: not selected by accuracy, left out
                          "accuracy": [0.80, 0.82, 0.84, np.nan], "accuracy@auc+iou": [0.78, 0.80, 0.82, 0.5],
-                         "iou": [0.40, 0.42, 0.44, 0.6], "iou@auc+iou": [0.45, 0.47, 0.49, 0.6]})
+                         "auc": [0.90, 0.91, 0.92, 0.5], "auc@auc+iou": [0.90, 0.91, 0.91999, 0.5],
+                         "iou": [0.40, 0.42, np.nan, 0.6], "iou@auc+iou": [0.45, np.nan, 0.49, 0.6],
+                         "iou_tuned": np.nan, "iou_tuned@auc+iou": np.nan})  # never recorded: no row
     tab = figures.selection_table(runs)
-    assert list(tab.columns) == ["method", "n_seeds", "metric", "by val accuracy", "by val auc+iou", "difference",
-                                 "difference_mean"]
-    assert list(tab["metric"]) == ["accuracy", "iou"] and set(tab["method"]) == {LANET}  # no AUC recorded
-    acc, iou = tab.iloc[0], tab.iloc[1]
-    assert acc["by val accuracy"].startswith("82.0 ± ") and acc["difference"] == "-2.0"  # points
-    assert iou["by val auc+iou"].startswith("0.470 ± ") and iou["difference"] == "+0.050"  # fraction
+    by_acc, by_alt = "selected by val accuracy", "selected by mean(val AUC, val IoU)"
+    assert list(tab.columns) == ["method", "n_seeds", "metric", by_acc, by_alt, "difference", "difference_mean"]
+    assert list(tab["metric"]) == ["accuracy", "auc", "iou"] and set(tab["method"]) == {LANET}
+    acc, auc, iou = tab.iloc[0], tab.iloc[1], tab.iloc[2]
+    assert acc[by_acc].startswith("82.0 ± ") and acc["difference"] == "-2.0"  # points
     assert acc["difference_mean"] == pytest.approx(-2.0) and acc["n_seeds"] == 3
+    assert auc["difference"] == "0.0"  # a difference that rounds to zero has no sign
+    # IoU: only seed 0 recorded both; the difference is paired over that run (+0.05), not 0.47 - 0.41
+    assert iou["n_seeds"] == 1 and iou["difference"] == "+0.050" and iou[by_alt] == "0.450"
     shown = reporting.display_table(tab).cells
-    assert list(shown.columns) == ["method", "n_seeds", "metric", "by val accuracy", "by val auc+iou", "difference"]
-    assert list(shown["metric"]) == ["Accuracy (%)", "IoU"]  # the unit stated once, in the metric cell
+    assert list(shown.columns) == ["method", "n_seeds", "metric", by_acc, by_alt, "difference"]
+    assert list(shown["metric"]) == ["Accuracy (%)", "AUC (%)", "IoU"]  # the unit stated once, in the metric cell
     assert figures.selection_table(runs.drop(columns=["accuracy@auc+iou"])).empty
+
+
+def test_format_signed_never_shows_a_negative_zero() -> None:
+    assert reporting.format_signed("accuracy", -0.0001) == "0.0"
+    assert reporting.format_signed("accuracy", 0.024) == "+2.4" and reporting.format_signed("iou", -0.0134) == "-0.013"
+    assert reporting.format_signed("iou", float("nan")) == ""
+    assert reporting.format_diff_ci("accuracy", -0.0001, -0.02, 0.02) == "0.0 [-2.0, +2.0]"

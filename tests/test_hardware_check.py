@@ -42,7 +42,8 @@ def test_hardware_check_pairs_runs_by_name(tmp_path):
 
 
 def test_device_name_and_kind():
-    assert device_name({"device": "cpu"}) == "cpu" and device_name({}) == "cpu"
+    assert device_name({"device": "cpu"}) == "cpu" and device_name({}) == "?"
+    assert device_name({}, default="cpu") == "cpu"
     assert device_name({"device": "cuda:0", "hardware": {"gpu": "NVIDIA H100"}}) == "cuda: NVIDIA H100"
     assert device_name({"device": "cuda:0"}) == "cuda: GPU"
     assert device_kind({"device": "cuda:0"}) == "gpu" and device_kind({"device": "cpu"}) == "cpu"

@@ -16,7 +16,7 @@ byte-identical when re-run on the same input with the same library versions. The
 
 from lanet_core.reporting.formats import (  # noqa: F401
     MetricFormat, METRIC_FORMATS, AXIS_LABELS, metric_format, axis_label, format_mean_ci, format_metric_ci,
-    format_diff_ci, format_p, significance_mark, column_header,
+    format_diff_ci, format_signed, format_p, significance_mark, column_header,
 )
 from lanet_core.reporting.tables import (  # noqa: F401
     comparison_table, paired_bootstrap_table,

@@ -128,12 +128,20 @@ def format_metric_ci(metric: str, mean: float, half_width: float) -> str:
     return format_mean_ci(mean, half_width, scale=fmt.scale, digits=fmt.digits)
 
 
+def format_signed(metric: str, value: float) -> str:
+    """A signed difference in the metric's display units (``"+2.4"``, ``"-0.013"``); a value that rounds to zero
+    is ``"0.0"`` (never ``"-0.0"``); ``""`` for NaN."""
+    if value is None or not math.isfinite(float(value)):
+        return ""
+    fmt = metric_format(metric)
+    text = f"{float(value) * fmt.scale:+.{fmt.digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def format_diff_ci(metric: str, diff: float, low: float, high: float) -> str:
     """Signed difference with its interval in the metric's display units, e.g. ``"+2.4 [-1.2, +6.1]"``."""
-    fmt = metric_format(metric)
-
     def one(v: float) -> str:
-        return "nan" if not math.isfinite(v) else f"{v * fmt.scale:+.{fmt.digits}f}"
+        return format_signed(metric, v) or "nan"
 
     if not math.isfinite(diff):
         return ""

@@ -607,17 +607,17 @@ def iou_threshold_sweep(per_image: pd.DataFrame, group_cols: Sequence[str] = ("m
 
 
 #: Row labels of :func:`sweep_table` besides the thresholds.
-SWEEP_SEEDS_ROW = "seeds"
-SWEEP_BEST_ROW = "best on test"
+SWEEP_SEEDS_ROW = "n seeds"
+SWEEP_BEST_ROW = "best threshold (test)"
 
 
 def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
     """The threshold sweep as a reader compares it: one row per lesion-map threshold, one column per method
     holding the mean ± 95 % CI over seeds of the IoU (text), with its numeric companion ``<method>_mean``.
 
-    Column ``threshold`` holds the threshold (``"0.5"``); a first row ``"seeds"`` gives each method's number of
-    seeds and a last row ``"best on test"`` the threshold with the highest mean IoU (descriptive: the argmax of
-    test means is never used to select anything). Long by threshold so that it stays narrow: 9 thresholds x
+    Column ``threshold`` holds the threshold (``"0.5"``); a first row ``"n seeds"`` gives each method's number of
+    seeds and a last row ``"best threshold (test)"`` the threshold with the highest mean IoU, the lowest on a tie
+    (descriptive: the argmax of test means is never used to select anything). Long by threshold so that it stays narrow: 9 thresholds x
     "IoU ± CI" side by side did not fit a notebook's output area."""
     from lanet_core.stats import mean_ci
 
@@ -707,30 +707,40 @@ def target_table(runs: pd.DataFrame, metrics: Sequence[str], by: str = "target")
     return out
 
 
+#: How :func:`selection_table` names a selection criterion in its headers.
+CRITERION_NAMES = {"accuracy": "val accuracy", "auc+iou": "mean(val AUC, val IoU)"}
+
+
 def selection_table(runs: pd.DataFrame, criterion: str = "auc+iou") -> pd.DataFrame:
     """Per joint method and metric (test accuracy, AUC, IoU, IoU at the tuned threshold): the value of the epoch
-    selected by validation accuracy (the run's result, column ``by val accuracy``) and of the epoch selected by
-    ``criterion`` (recorded beside it, ``by val <criterion>``), mean ± 95 % CI over seeds, and ``difference`` of
-    the means (second minus first, in the metric's units: points for %, fraction for IoU). One row per (method,
-    metric), the unit in the ``metric`` cell, so that the table stays narrow. Numeric ``difference_mean``."""
+    selected by validation accuracy (the run's result, column ``selected by val accuracy``) and of the epoch
+    selected by ``criterion`` (recorded beside it, e.g. ``selected by mean(val AUC, val IoU)``), mean ± 95 % CI
+    over the runs that recorded both, and ``difference`` = second minus first (paired: the same runs), in the
+    metric's units (points for %, fraction for IoU). One row per (method, metric) with a value, the unit in the
+    ``metric`` cell, so that the table stays narrow; ``n_seeds`` counts the runs behind the row. Numeric
+    ``difference_mean``."""
     metrics = ("accuracy", "auc", "iou", "iou_tuned")
     first = f"{metrics[0]}@{criterion}"
     if runs.empty or first not in runs:
         return pd.DataFrame()
     sub = runs[runs[first].notna() & (runs.get("selected_by", "accuracy") == "accuracy")]
-    by_acc, by_alt = "by val accuracy", f"by val {criterion}"
+    by_acc = f"selected by {CRITERION_NAMES['accuracy']}"
+    by_alt = f"selected by {CRITERION_NAMES.get(criterion, 'val ' + criterion)}"
     rows = []
     for method, grp in sub.groupby("method", sort=False):
         for m in metrics:
             alt = f"{m}@{criterion}"
             if m not in grp or alt not in grp:
                 continue
-            a, b = grp[m].astype(float), grp[alt].astype(float)
-            fmt = reporting.metric_format(m)
-            diff = (b.mean() - a.mean()) * fmt.scale
-            rows.append({"method": method, "n_seeds": int(grp["seed"].nunique()), "metric": m,
+            both = grp[[m, alt, "seed"]].astype({m: float, alt: float}).dropna(subset=[m, alt])
+            if both.empty:  # the metric was not recorded (a classifier's IoU, older runs)
+                continue
+            a, b = both[m], both[alt]
+            diff = float((b - a).mean()) * reporting.metric_format(m).scale
+            rows.append({"method": method, "n_seeds": int(both["seed"].nunique()), "metric": m,
                          by_acc: _ci_cells(a, m)[m], by_alt: _ci_cells(b, m)[m],
-                         "difference": f"{diff:+.{fmt.digits}f}", "difference_mean": diff})
+                         "difference": reporting.format_signed(m, float((b - a).mean())),
+                         "difference_mean": diff})
     return pd.DataFrame(rows)
 
 

@@ -42,7 +42,7 @@ def measured_rates(runs_root: Path, device: str = "cpu") -> dict[tuple, float]:
             hist = pd.read_csv(d / "history.csv")
         except Exception:  # a damaged or partial record does not stop a plan
             continue
-        if device_name(prov) != device or "images_per_s" not in hist:
+        if device_name(prov, default="cpu") != device or "images_per_s" not in hist:
             continue
         rates.setdefault(_key(cfg), []).extend(hist["images_per_s"].dropna().tolist())
     return {k: float(np.median(v)) for k, v in rates.items() if v}
@@ -66,7 +66,7 @@ def gpu_kinds(runs_root: Path) -> list[str]:
     counts: dict[str, int] = {}
     for prov_path in sorted(Path(runs_root).glob("*/provenance.json")):
         try:
-            kind = device_name(json.loads(prov_path.read_text()))
+            kind = device_name(json.loads(prov_path.read_text()), default="cpu")
         except (OSError, ValueError):
             continue
         if kind.startswith("cuda"):

@@ -123,10 +123,11 @@ def device_kind(prov: dict) -> str:
     return "gpu" if dev.startswith("cuda") else ("cpu" if dev else "")
 
 
-def device_name(prov: dict) -> str:
+def device_name(prov: dict, default: str = "?") -> str:
     """The device a run trained on, as the study's tables name it: ``"cpu"`` or the GPU's name (``"cuda: NVIDIA
-    H200"``); ``"cpu"`` where the provenance does not say."""
-    dev = str(prov.get("device", "") or "cpu")
+    H200"``); ``default`` where the provenance does not say (``"?"`` in a table, so that a run without a record is
+    never counted as a CPU run)."""
+    dev = str(prov.get("device", "") or default)
     return f"cuda: {prov.get('hardware', {}).get('gpu') or 'GPU'}" if dev.startswith("cuda") else dev
 
 
