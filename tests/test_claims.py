@@ -15,11 +15,14 @@ def test_declared_claims_parse_with_uniquefill_namesed_keys():
              "lanet_lr": "R18+LA-Net", "lanet_pl": "R18+LA-Net", "ratio_lo": 0.25, "ratio_hi": 1.0,
              "size_small": 128, "size_large": 256, "pt_lanet": "MNV2+LA-Net (ImageNet)",
              "pt_vanilla": "MNV2 (ImageNet)", "pt_lanet_fine": "MNV2+LA-Net-fine (ImageNet)", "fine_stride": 8,
-             "pcv_lanet": "MNV2+LA-Net", "pcv_fine": "MNV2+LA-Net-fine", "pcv_rmtl": "MNV2+RMTL", "pcv_vanilla": "MNV2"}
+             "pcv_lanet": "MNV2+LA-Net", "pcv_fine": "MNV2+LA-Net-fine", "pcv_rmtl": "MNV2+RMTL", "pcv_vanilla": "MNV2",
+             "pcv_unet": "U-Net"}
     keys = [fill_names(e["key"], names) for e in entries]
     assert len(set(keys)) == len(keys)
-    pcv = [e for e in entries if e.get("experiment") == "partial_labels_cv"]  # issue 28: Tables 3, 9, 10
-    assert {e["subset"]["boxed"] for e in pcv} == {20, 5} and {e["where"] for e in pcv} == {"Table 3", "Table 9", "Table 10"}
+    pcv = [e for e in entries if e.get("experiment") == "partial_labels_cv"]  # issue 28: Tables 3, 4, 9, 10
+    assert {e["subset"]["boxed"] for e in pcv} == {20, 5}
+    assert {e["where"] for e in pcv} == {"Table 3", "Table 4", "Table 9", "Table 10"}
+    assert {fill_names(e["b"], names) for e in pcv if e["where"] == "Table 4"} == {"U-Net-F", "MNV2+RMTL-s-SSL"}
     assert fill_names(pcv[0]["a"], names) == "MNV2+LA-Net-s-SSL" and fill_names(pcv[0]["b"], names) == "MNV2+LA-Net-F"
     ratio = next(e for e in entries if e["key"] == "ratio_iou")
     assert fill_names(ratio["a"], names) == {"method": "R18+LA-Net", "ratio": 1.0}  # "$name": the typed value
@@ -150,25 +153,54 @@ def test_mixed_device_and_collapsed_verdicts_stay_outside_the_tally():
 
 
 def test_partial_labels_cv_claims_judge_each_boxed_fraction_on_its_own_runs():
-    """Issue 28: a paired_cv claim with a subset reads only that boxed fraction's runs of its experiment."""
+    """Issue 28: a paired_cv claim with a subset reads only that boxed fraction's runs of its experiment, and is not
+    judged where its arms' runs in that fraction were trained on different kinds of device."""
+    import pandas as pd
+
     from lanet_core.study.claims import _judge_one
+    from lanet_core.study.crossval import CVRecords
 
     seen = []
 
     class Ev:
+        def __init__(self, devices):
+            self.devices = devices
+
         def cv(self, experiment, subset):
             seen.append((experiment, subset))
-            import pandas as pd
-
-            from lanet_core.study.crossval import CVRecords
-
             return CVRecords(pd.DataFrame(columns=["method", "image_id"]), pd.DataFrame(columns=["method", "fold", "seed"]),
                              pd.DataFrame(columns=["fold", "n_train", "n_val", "n_test"]))
 
+        def runs(self, experiment):
+            return pd.DataFrame({"method": ["A-s-SSL", "A-F", "A-F"], "boxed": [5, 5, 20], "device": self.devices})
+
     e = {"key": "k", "paper": "p", "where": "Table 9", "experiment": "partial_labels_cv", "subset": {"boxed": 5},
          "kind": "paired_cv", "metric": "accuracy", "a": "A-s-SSL", "b": "A-F"}
-    claim = _judge_one(Ev(), e, {})
+    claim = _judge_one(Ev(["cpu", "cpu", "gpu"]), e, {})  # the gpu run is in the other fraction: no matter
     assert seen == [("partial_labels_cv", {"boxed": 5})] and claim.verdict == "not run"
+    mixed = _judge_one(Ev(["cpu", "gpu", "cpu"]), e, {})
+    assert mixed.verdict.startswith("not judged: mixed devices") and "cpu and gpu" in mixed.evidence
+
+
+def test_partial_labels_cv_condition_holds_with_both_fractions_recorded():
+    """The experiment as a whole is two CVs (one per boxed fraction; an image is tested once in each), so its
+    condition asks for runs, never for one CV over both fractions (that raised "an image is tested twice")."""
+    import pandas as pd
+
+    from lanet_core.study.claims import _Evidence
+
+    class Res:
+        def runs(self):
+            return pd.DataFrame({"method": ["A-F", "A-F"], "boxed": [20, 5], "fold": [1, 1], "seed": [0, 0]})
+
+    class Study:
+        profile = type("P", (), {"partial_labels_cv": {"folds": 5}})()
+
+        def experiment(self, name):
+            assert name == "partial_labels_cv"
+            return Res()
+
+    assert _Evidence(Study()).holds("partial_labels_cv", {})
 
 
 def test_changed_verdicts_lists_cv_claims_whose_verdict_moved():

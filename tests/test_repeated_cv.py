@@ -150,7 +150,7 @@ def test_calibration_without_a_data_set_effect_the_corrected_test_is_conservativ
 
 
 def test_run_table_reproduces_each_runs_metrics_json(monkeypatch) -> None:
-    """Accuracy, AUC and IoU recomputed from the per-image records equal each run's metrics.json test block
+    """Accuracy, AUC, IoU and box IoU recomputed from the per-image records equal each run's metrics.json test block
     (the committed cpu-profile records, read only)."""
     from lanet_core.study.profiles import load_profile
     from lanet_core.study.records import run_experiment
@@ -166,10 +166,10 @@ def test_run_table_reproduces_each_runs_metrics_json(monkeypatch) -> None:
         pytest.skip("no cross-validation records here")
     table = crossval.run_table(res, exclude=()).set_index(crossval.RUN_KEYS)  # every image, as the runs scored
     recorded = pd.DataFrame([{"method": sp.method, "fold": sp.group["fold"], "seed": sp.seed,
-                              **{m: r.test.get(m, np.nan) for m in ("accuracy", "auc", "iou")}}
+                              **{m: r.test.get(m, np.nan) for m in ("accuracy", "auc", "iou", "iou_box")}}
                              for sp, r in zip(res.specs, res.results) if r is not None]).set_index(crossval.RUN_KEYS)
     assert len(table) == len(recorded) >= 5
-    for m in ("accuracy", "auc", "iou"):
+    for m in ("accuracy", "auc", "iou", "iou_box"):
         both = pd.concat([table[m].rename("ours"), recorded[m].astype(float).rename("json")], axis=1, join="inner")
         assert len(both) == len(recorded)
         np.testing.assert_allclose(both["ours"], both["json"], atol=1e-6, equal_nan=True, err_msg=m)

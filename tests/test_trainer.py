@@ -148,3 +148,48 @@ def test_fit_returns_a_result_the_record_writer_reads(phantom_dir, tmp_path):
     assert not hasattr(Trainer(ctx, tmp_path / "x"), "history")  # records live in the result, not the trainer
     per, _, _ = evaluate_split(ctx, fit.model)  # evaluation needs only the context and a model
     assert len(per) == len(ctx.rows_for("test"))
+
+
+@pytest.mark.parametrize("train_images", ["labelled", "all"])
+def test_an_f_run_never_sees_an_unboxed_training_image(phantom_dir, tmp_path, monkeypatch, train_images):
+    """Issue 28: an F run (``data.train_images: labelled``) trains, selects and rebuilds its BatchNorm statistics on
+    the location-labelled training images only; an s-SSL run (``all``) sees the others too. Every training-split
+    row any dataset of the run is built from is recorded (training loaders, stage 1, the BN-rebuild pass)."""
+    import lanet_core.models.bn_rebuild as bn_rebuild
+
+    rows = pd.read_csv(phantom_dir / "manifest.csv")
+    train = rows.index[rows["split"] == "train"]
+    unboxed = set(rows.loc[train[::2], "image_id"])  # every other training image loses its location label
+    rows.loc[train[::2], "location_label"] = "none"
+    manifest = tmp_path / "manifest.csv"
+    rows.to_csv(manifest, index=False)
+    cfg = tiny_cfg(phantom_dir, data__manifest=str(manifest), data__train_images=train_images, train__seed=3)
+    _, prepared, root, _, _ = prepare_run(cfg)
+    ctx = RunContext(cfg, prepared, root)
+    seen: list[set[str]] = []
+    built = RunContext.dataset
+
+    def recording(self, rows_, train):
+        seen.append(set(rows_.loc[rows_["split"] == "train", "image_id"]))
+        return built(self, rows_, train=train)
+
+    monkeypatch.setattr(RunContext, "dataset", recording)
+    trainer = Trainer(ctx, tmp_path / "run")
+    calibrated: list[int] = []
+
+    def fake_rebuild(fex, batches, forward):  # the real one needs BN-folded weights; count what it is fed
+        calibrated.append(sum(len(b) for b in batches))
+        return 0
+
+    monkeypatch.setattr(bn_rebuild, "rebuild_batchnorm", fake_rebuild)
+    model = ctx.build_model()
+    monkeypatch.setattr(type(model), "batchnorm_trunk", lambda self: self.feature_extractor, raising=False)
+    trainer.rebuild_batchnorm(model)
+    n_train = len(train)
+    assert calibrated == [n_train - len(unboxed) if train_images == "labelled" else n_train]
+    trainer.fit()
+    everything = set().union(*seen)
+    if train_images == "labelled":
+        assert not everything & unboxed, f"an F run saw unboxed training images: {sorted(everything & unboxed)[:3]}"
+    else:
+        assert unboxed <= everything  # s-SSL trains on them in stage 2

@@ -35,7 +35,10 @@ from lanet_core.study.records import ExperimentResults
 
 PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t",
                 "iou_box": "paired t"}
-RUN_METRICS = ("accuracy", "auc", "iou", "dice", "iou_box")  # iou_box: the paper's box protocol (BUS-BRA, Table 10)
+RUN_METRICS = ("accuracy", "auc", "iou", "dice", "iou_box")
+#: Per-image localisation columns: a run's value is their mean over the images that have one (classification metrics
+#: are computed from the run's probabilities instead).
+LOCALISATION_METRICS = ("iou", "dice", "iou_box", "dice_box")  # iou_box: the paper's box protocol (BUS-BRA, Table 10)
 RUN_KEYS = ["method", "fold", "seed"]
 WITH_RETRAINING = "difference (with retraining)"  # the columns of :func:`paired_table`
 GIVEN_MODELS = "difference (given these trained models)"
@@ -97,7 +100,7 @@ def _run_metrics(df: pd.DataFrame, metrics: Sequence[str]) -> dict[str, float]:
     has_cls = "p_malignant" in df and df["p_malignant"].notna().all()
     cls = classification_metrics(df["y_true"], df["p_malignant"]) if has_cls else {}
     for m in metrics:
-        if m in ("iou", "dice"):
+        if m in LOCALISATION_METRICS:
             vals = df[m].to_numpy(float) if m in df else np.array([np.nan])
             out[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
         else:

@@ -366,12 +366,16 @@ def partial_labels_cv(p: Profile) -> list[RunSpec]:
     pretrained_ok = local_weights_available(pretrained_source(p)[1])
     arms = [a for a in PARTIAL_CV_ARMS if a[0] in cv.get("methods", [k for k, _, _ in PARTIAL_CV_ARMS])]
     out = []
-    for tag in cv.get("box_fractions", [20]):
+    tags = list(cv.get("box_fractions", [20]))
+    for tag in tags:
         for seed in cv.get("seeds", p.seeds[:1]):
             for fold in range(1, int(cv.get("folds", 5)) + 1):
                 man = p.dataset("busbra_cv", fold=fold, box=tag)
                 group = {"fold": fold, "boxed": int(tag)}
                 for kind, images, regime in arms:
+                    # a classifier ignores boxes: one run per fold serves every fraction (first fraction's manifest)
+                    man_kind, tag_kind = (p.dataset("busbra_cv", fold=fold, box=tags[0]), tags[0]) \
+                        if kind == "classifier" else (man, tag)
                     if kind == "unet":  # localisation reference: the profile's scratch U-Net
                         m = method_name("unet", p.main_backbone)
                         out.append(_spec(p, "partial_labels_cv", f"{m}-{regime}", seed, _data(man, train_images=images),
@@ -380,12 +384,12 @@ def partial_labels_cv(p: Profile) -> list[RunSpec]:
                         continue
                     if not pretrained_ok:
                         continue
-                    m, ups, slug = _fine_tuning_run(p, ft, kind, man)
+                    m, ups, slug = _fine_tuning_run(p, ft, kind, man_kind)
                     ups[0]["data"]["train_images"] = images
                     method = f"{m}-{regime}" if regime in ("s-SSL", "F") else m
                     out.append(_spec(p, "partial_labels_cv", method, seed, *ups,
                                      group={**group, "regime": regime, "family": m},
-                                     name=f"{slug}-{regime}-box{tag}-fold{fold}"))
+                                     name=f"{slug}-{regime}-box{tag_kind}-fold{fold}"))
     return out
 
 

@@ -136,12 +136,20 @@ class Trainer:
         self.stages = plan_stages(self.cfg)
 
     # ----------------------------------------------------------------- model
+    @property
+    def training_images(self) -> str:
+        """The training images the run ever sees: ``"all"`` if a stage trains on every class-labelled image,
+        else ``"labelled"`` (an F run, a segmentation model: only the images with a location label)."""
+        return "all" if any(s.training_images == "all" for s in self.stages) else "labelled"
+
     def rebuild_batchnorm(self, model: nn.Module) -> int:
         """``model.bn_rebuild``: recalibrate the folded feature extractor's BNs on the (un-augmented) training
-        images so that the network computes the pretrained function, then let them train."""
+        images the run trains on (:attr:`training_images`: an F run never sees an unboxed image, not even its
+        pixels for BatchNorm statistics) so that the network computes the pretrained function, then let them
+        train."""
         from lanet_core.models.bn_rebuild import rebuild_batchnorm
 
-        ds, loader = self.ctx.split_loader("train")
+        ds, loader = self.ctx.split_loader("train", self.training_images)
         batches = (b["image"].to(self.ctx.device) for b in loader)
         fex = model.batchnorm_trunk()
         n = rebuild_batchnorm(fex, batches, forward=fex)
