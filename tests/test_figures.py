@@ -408,4 +408,4 @@ def test_format_signed_never_shows_a_negative_zero() -> None:
     assert reporting.format_signed("accuracy", -0.0001) == "0.0"
     assert reporting.format_signed("accuracy", 0.024) == "+2.4" and reporting.format_signed("iou", -0.0134) == "-0.013"
     assert reporting.format_signed("iou", float("nan")) == ""
-    assert reporting.format_diff_ci("accuracy", -0.0001, -0.02, 0.02) == "0.0 [-2.0, +2.0]"
+    assert reporting.format_diff_ci("accuracy", 0.02, -0.00001, 0.04) == "+2.0 [-0.0, +4.0]"  # bounds keep signs

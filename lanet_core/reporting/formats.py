@@ -129,8 +129,8 @@ def format_metric_ci(metric: str, mean: float, half_width: float) -> str:
 
 
 def format_signed(metric: str, value: float) -> str:
-    """A signed difference in the metric's display units (``"+2.4"``, ``"-0.013"``); a value that rounds to zero
-    is ``"0.0"`` (never ``"-0.0"``); ``""`` for NaN."""
+    """A signed point difference in the metric's display units (``"+2.4"``, ``"-0.013"``); a value that rounds to
+    zero is ``"0.0"`` (never ``"-0.0"``); ``""`` for NaN. (Interval bounds keep their sign: :func:`format_diff_ci`.)"""
     if value is None or not math.isfinite(float(value)):
         return ""
     fmt = metric_format(metric)
@@ -139,9 +139,12 @@ def format_signed(metric: str, value: float) -> str:
 
 
 def format_diff_ci(metric: str, diff: float, low: float, high: float) -> str:
-    """Signed difference with its interval in the metric's display units, e.g. ``"+2.4 [-1.2, +6.1]"``."""
+    """Signed difference with its interval in the metric's display units, e.g. ``"+2.4 [-1.2, +6.1]"``; every
+    number keeps its sign (a bound ``"-0.000"`` is below zero, so the interval includes it)."""
+    fmt = metric_format(metric)
+
     def one(v: float) -> str:
-        return format_signed(metric, v) or "nan"
+        return "nan" if not math.isfinite(v) else f"{v * fmt.scale:+.{fmt.digits}f}"
 
     if not math.isfinite(diff):
         return ""
