@@ -724,6 +724,15 @@ def explorer(profile: str | Profile = DEFAULT_PROFILE, *, experiment: str = "ful
     return Explorer(Records(profile), experiment=experiment).widget
 
 
+def _offer(dropdown, options: Sequence, values: Sequence | None = None) -> None:
+    """Give ``dropdown`` new ``options`` (``values``: what each one selects, where options are (label, value)
+    pairs), keeping its value where it is still offered, else the first (None when nothing is offered)."""
+    keep = dropdown.value
+    values = list(options) if values is None else list(values)
+    dropdown.options = options
+    dropdown.value = keep if keep in values else (values[0] if values else None)
+
+
 class Explorer:
     """The ipywidgets front end over :class:`Records` (see :func:`explorer`)."""
 
@@ -804,23 +813,16 @@ class Explorer:
         self._set_method()
 
     def _set_method(self) -> None:
-        seeds = self.records.seeds(self.experiment.value, self.method_a.value) if self.method_a.value else []
-        keep = self.seed.value
-        self.seed.options = seeds
-        self.seed.value = keep if keep in seeds else (seeds[0] if seeds else None)
+        _offer(self.seed, self.records.seeds(self.experiment.value, self.method_a.value) if self.method_a.value else [])
         self._set_run()
 
     def _set_run(self) -> None:
         rec = self._record()
-        splits = rec.splits() if rec else []
-        keep = self.split.value
-        self.split.options = splits
-        self.split.value = keep if keep in splits else (splits[0] if splits else None)
+        _offer(self.split, rec.splits() if rec else [])
         self._set_list()
 
     def _set_list(self) -> None:
         rec = self._record()
-        keep = self.image.value
         if self.claim_list is not None:
             opts = [(f"{r.image_id} | {r.label} | A {r.a:.2f} vs B {r.b:.2f} (diff {r.diff:+.2f})", r.image_id)
                     for r in self.claim_list.itertuples()]
@@ -829,9 +831,7 @@ class Explorer:
         else:
             sel = select_images(rec.images(self.split.value or "test"), self.show.value, self.sort.value)
             opts = [(image_label(r), r["image_id"]) for _, r in sel.iterrows()]
-        self.image.options = opts
-        ids = [v for _, v in opts]
-        self.image.value = keep if keep in ids else (ids[0] if ids else None)
+        _offer(self.image, opts, [v for _, v in opts])
 
     def _leave_claim(self) -> None:
         """A person choosing the experiment or the images themselves leaves the claim's image list."""

@@ -370,12 +370,11 @@ def partial_labels_cv(p: Profile) -> list[RunSpec]:
     for tag in tags:
         for seed in cv.get("seeds", p.seeds[:1]):
             for fold in range(1, int(cv.get("folds", 5)) + 1):
-                man = p.dataset("busbra_cv", fold=fold, box=tag)
                 group = {"fold": fold, "boxed": int(tag)}
                 for kind, images, regime in arms:
                     # a classifier ignores boxes: one run per fold serves every fraction (first fraction's manifest)
-                    man_kind, tag_kind = (p.dataset("busbra_cv", fold=fold, box=tags[0]), tags[0]) \
-                        if kind == "classifier" else (man, tag)
+                    tag_kind = tags[0] if kind == "classifier" else tag
+                    man = p.dataset("busbra_cv", fold=fold, box=tag_kind)
                     if kind == "unet":  # localisation reference: the profile's scratch U-Net
                         m = method_name("unet", p.main_backbone)
                         out.append(_spec(p, "partial_labels_cv", f"{m}-{regime}", seed, _data(man, train_images=images),
@@ -384,7 +383,7 @@ def partial_labels_cv(p: Profile) -> list[RunSpec]:
                         continue
                     if not pretrained_ok:
                         continue
-                    m, ups, slug = _fine_tuning_run(p, ft, kind, man_kind)
+                    m, ups, slug = _fine_tuning_run(p, ft, kind, man)
                     ups[0]["data"]["train_images"] = images
                     method = f"{m}-{regime}" if regime in ("s-SSL", "F") else m
                     out.append(_spec(p, "partial_labels_cv", method, seed, *ups,

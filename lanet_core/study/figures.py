@@ -617,8 +617,8 @@ def sweep_table(sweep: pd.DataFrame, order: Sequence[str] | None = None) -> pd.D
 
     Column ``threshold`` holds the threshold (``"0.5"``); a first row ``"n seeds"`` gives each method's number of
     seeds and a last row ``"best threshold (test)"`` the threshold with the highest mean IoU, the lowest on a tie
-    (descriptive: the argmax of test means is never used to select anything). Long by threshold so that it stays narrow: 9 thresholds x
-    "IoU ± CI" side by side did not fit a notebook's output area."""
+    (descriptive: the argmax of test means is never used to select anything). Long by threshold so that it stays
+    narrow: 9 thresholds x "IoU ± CI" side by side did not fit a notebook's output area."""
     from lanet_core.stats import mean_ci
 
     if sweep.empty:
@@ -736,11 +736,11 @@ def selection_table(runs: pd.DataFrame, criterion: str = "auc+iou") -> pd.DataFr
             if both.empty:  # the metric was not recorded (a classifier's IoU, older runs)
                 continue
             a, b = both[m], both[alt]
-            diff = float((b - a).mean()) * reporting.metric_format(m).scale
+            diff = float((b - a).mean())  # a fraction, shown and stored in the metric's display units
             rows.append({"method": method, "n_seeds": int(both["seed"].nunique()), "metric": m,
                          by_acc: _ci_cells(a, m)[m], by_alt: _ci_cells(b, m)[m],
-                         "difference": reporting.format_signed(m, float((b - a).mean())),
-                         "difference_mean": diff})
+                         "difference": reporting.format_signed(m, diff),
+                         "difference_mean": diff * reporting.metric_format(m).scale})
     return pd.DataFrame(rows)
 
 

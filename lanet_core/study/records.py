@@ -119,8 +119,8 @@ def run_fields(cfg: dict, run_dir: Path) -> dict[str, object]:
 def device_kind(prov: dict) -> str:
     """``"cpu"`` or ``"gpu"``: the kind of device a run trained on (``device`` in its provenance). A GPU retrain of a
     CPU run differs by several accuracy points (``hardware_check``), so no comparison may mix the two."""
-    dev = str(prov.get("device", "") or "")
-    return "gpu" if dev.startswith("cuda") else ("cpu" if dev else "")
+    name = device_name(prov, default="")
+    return "gpu" if name.startswith("cuda") else ("cpu" if name else "")
 
 
 def device_name(prov: dict, default: str = "?") -> str:
