@@ -213,3 +213,18 @@ def test_changed_verdicts_lists_cv_claims_whose_verdict_moved():
                            "verdict_given_models": ["reproduced +3.1 [+0.7, +5.4]", "reproduced +2 [+1, +3]", ""]})
     out = changed_verdicts(claims)
     assert list(out["claim"]) == ["a"] and out.iloc[0]["given these trained models (per image)"].startswith("reproduced")
+
+
+def test_tally_given_models_counts_cv_claims_by_their_per_image_verdict():
+    """The README states the tally the per-image tests alone would give beside the verdict tally (issue 27)."""
+    import pandas as pd
+
+    from lanet_core.study.claims import claims_tally
+
+    claims = pd.DataFrame({"verdict": ["inconclusive (CI includes 0): rules out > +9", "reproduced", "contradicted",
+                                       "not run"],
+                           "verdict_given_models": ["reproduced +3.1 [+0.7, +5.4]", "", "contradicted -1 [-2, -0.5]", ""]})
+    assert claims_tally(claims) == claims_tally(pd.DataFrame({"verdict": ["inconclusive", "reproduced", "contradicted"]}))
+    given = claims_tally(claims, given_models=True)
+    assert given == claims_tally(pd.DataFrame({"verdict": ["reproduced", "reproduced", "contradicted"]}))
+    assert given != claims_tally(claims)

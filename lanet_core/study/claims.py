@@ -334,13 +334,20 @@ def evaluate_claims(study: Study) -> pd.DataFrame:
     return pd.DataFrame([asdict(c) for c in claims])
 
 
-def claims_tally(claims: pd.DataFrame) -> str:
-    """The tally line over the verdicts (their first word)."""
+def claims_tally(claims: pd.DataFrame, given_models: bool = False) -> str:
+    """The tally line over the verdicts (their first word).
+
+    ``given_models=True``: the tally the per-image tests alone would give (the rule before issue 27), i.e. each
+    ``cv_`` claim counted by ``verdict_given_models`` instead of its verdict with retraining.
+    """
     from lanet_core.stats import tally
 
     if claims.empty:
         return ""
-    verdicts = [v for v in claims["verdict"] if v != "not run"]
+    verdicts = list(claims["verdict"])
+    if given_models and "verdict_given_models" in claims:
+        verdicts = [g if str(g) else v for v, g in zip(verdicts, claims["verdict_given_models"].fillna(""))]
+    verdicts = [v for v in verdicts if v != "not run"]
     text = tally(v.split(" ")[0].split(":")[0] for v in verdicts)
     outside = sum(v.startswith(NOT_JUDGED) for v in verdicts)
     return f"{text} (+ {outside} not judged: collapsed comparator or mixed devices)" if outside else text

@@ -319,7 +319,8 @@ def _changed_verdicts_md(claims: pd.DataFrame) -> list[str]:
             "whether these trained networks differ on these images; the corrected repeated k-fold t-test asks whether "
             "training the method gives a better classifier, so its interval includes the run-to-run spread (seed SD "
             "of accuracy ~3 points, `tables/hardware_check.csv`) and is wider. An inconclusive verdict states the "
-            "largest effect the data still allow.", "", reporting.markdown_table(changed), ""]
+            "largest effect the data still allow. The same claims judged by the per-image tests alone would tally "
+            f"{claims_tally(claims, given_models=True)}.", "", reporting.markdown_table(changed), ""]
 
 
 def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, conditions: str,
