@@ -48,3 +48,35 @@ def test_device_name_and_kind():
     assert device_name({"device": "cuda:0"}) == "cuda: GPU"
     assert device_kind({"device": "cuda:0"}) == "gpu" and device_kind({"device": "cpu"}) == "cpu"
     assert device_kind({}) == ""
+
+
+def test_unfinished_experiments_counts_unique_runs_and_complete_folds(tmp_path, monkeypatch):
+    """The results README says which experiments still miss runs and which folds are complete (issue 28)."""
+    import lanet_core.study.experiments as ex
+    import lanet_core.study.records as rec
+    from lanet_core.study.summary import _unfinished_md, unfinished_experiments
+
+    def spec(name, **group):
+        return SimpleNamespace(name=name, group=group)
+
+    plan = {
+        "done_exp": [spec("a")],
+        "cv_exp": [spec("f1-x", boxed=20, fold=1), spec("f1-shared", boxed=20, fold=1),
+                   spec("f2-x", boxed=20, fold=2), spec("f1-y", boxed=5, fold=1), spec("f1-shared", boxed=5, fold=1)],
+        "plain_exp": [spec("p"), spec("q")],
+    }
+    monkeypatch.setattr(ex, "EXPERIMENTS", {k: None for k in plan})
+    monkeypatch.setattr(ex, "experiment_runs", lambda exp, profile: plan[exp])
+    monkeypatch.setattr(rec, "run_dir_of", lambda s, profile: tmp_path / s.name)
+    for name in ("a", "f1-x", "f1-shared", "p"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text("{}")
+    todo = unfinished_experiments(SimpleNamespace(profile=None)).set_index("experiment")
+    assert list(todo.index) == ["cv_exp", "plain_exp"]  # a finished experiment is not listed
+    assert (todo.loc["cv_exp", "finished"], todo.loc["cv_exp", "planned"]) == (2, 4)  # the shared run counts once
+    assert todo.loc["cv_exp", "complete folds"] == "1 (20 % boxed)"  # fold 2 and the 5 % fold 1 miss a run
+    assert todo.loc["plain_exp", "complete folds"] == ""
+    md = _unfinished_md(todo.reset_index(), "cpu")[0]
+    assert md.startswith("Still to train: cv_exp 2 of 4 runs (complete folds: 1 (20 % boxed)); plain_exp 1 of 2 runs.")
+    assert "--profile cpu --plan" in md
+    assert _unfinished_md(todo.iloc[:0].reset_index(), "cpu") == []

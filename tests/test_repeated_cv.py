@@ -175,3 +175,21 @@ def test_run_table_reproduces_each_runs_metrics_json(monkeypatch) -> None:
         np.testing.assert_allclose(both["ours"], both["json"], atol=1e-6, equal_nan=True, err_msg=m)
     sizes = crossval.fold_sizes(res)
     assert crossval.correction_ratio(sizes) == pytest.approx(0.25, abs=0.005)
+
+
+def test_fold_summary_pooled_cells_keep_their_decimals() -> None:
+    """The pooled out-of-fold value is text with the metric's fixed decimals (81.0, once printed "81"), with the
+    fraction beside it; the per-run mean and CI come from the corrected interval over the (fold, seed) runs."""
+    runs = pd.DataFrame({"method": ["A"] * 4, "fold": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
+                         "accuracy": [0.80, 0.82, 0.78, 0.84]})
+    oof = pd.DataFrame({"method": ["A"] * 10, "correct": [True] * 8 + [False] * 2, "y_true": [0, 1] * 5,
+                        "p_malignant": np.linspace(0.05, 0.95, 10)})
+    sizes = pd.DataFrame({"fold": [1, 2], "n_train": [400, 400], "n_val": [100, 100], "n_test": [125, 125]})
+    table = crossval.fold_summary(None, metrics=("accuracy",), cv=crossval.CVRecords(oof, runs, sizes))
+    row = table.iloc[0]
+    assert row["accuracy (pooled)"] == "80.0" and row["accuracy (pooled)_mean"] == pytest.approx(0.8)
+    assert row["folds"] == 2 and row["seeds per fold"] == "2" and row["runs"] == 4
+    assert row["accuracy (runs)_mean"] == pytest.approx(0.81)
+    from lanet_core.reporting import display_columns
+
+    assert "accuracy (pooled)_mean" not in display_columns(table)  # a numeric companion: CSV only

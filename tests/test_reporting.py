@@ -429,3 +429,4 @@ def test_intervals_respect_the_metric_range() -> None:
     assert format_metric_ci("accuracy", 0.951, 0.017) == "95.1 ± 1.7"  # inside the range: unchanged
     assert format_mean_ci(0.5, float("nan")) == "50.0"
     assert format_mean_ci(0.95, 0.1, bounds=None) == "95.0 ± 10.0"
+

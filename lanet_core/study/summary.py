@@ -64,6 +64,43 @@ def runs_by_device(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["experiment", "device", "runs", "hours"])
 
 
+def unfinished_experiments(study: Study) -> pd.DataFrame:
+    """One row per experiment of the profile with runs still to train: ``finished``/``planned`` unique runs (a
+    run shared by two specs, e.g. a classifier serving both box fractions, counts once) and, for a cross-validated
+    experiment, the folds whose every planned run is finished (per box fraction where it has ``boxed`` groups)."""
+    from lanet_core.study.experiments import EXPERIMENTS, experiment_runs
+    from lanet_core.study.records import run_dir_of
+
+    rows = []
+    for exp in EXPERIMENTS:
+        dirs = {}  # spec -> its run directory, finished or not
+        folds: dict[tuple, bool] = {}
+        for s in experiment_runs(exp, study.profile):
+            d = run_dir_of(s, study.profile)
+            dirs[d] = ok = (d / "metrics.json").is_file()
+            if "fold" in s.group:
+                key = (s.group.get("boxed"), s.group["fold"])
+                folds[key] = folds.get(key, True) and ok
+        if not dirs or all(dirs.values()):
+            continue
+        complete = [(b, f) for (b, f), ok in sorted(folds.items(), key=lambda kv: (-(kv[0][0] or 0), kv[0][1])) if ok]
+        text = ", ".join(f"{f}" if b is None else f"{f} ({b} % boxed)" for b, f in complete)
+        rows.append({"experiment": exp, "finished": sum(dirs.values()), "planned": len(dirs),
+                     "complete folds": (text or "none") if folds else ""})
+    return pd.DataFrame(rows, columns=["experiment", "finished", "planned", "complete folds"])
+
+
+def _unfinished_md(todo: pd.DataFrame, profile: str) -> list[str]:
+    if todo.empty:
+        return []
+    parts = [f"{r['experiment']} {r['finished']} of {r['planned']} runs"
+             + (f" (complete folds: {r['complete folds']})" if r["complete folds"] else "")
+             for r in todo.to_dict("records")]
+    return [f"Still to train: {'; '.join(parts)}. Tables, figures and claims of these experiments use the finished "
+            "runs only (a cross-validated claim states its folds in its evidence); "
+            f"`lanet study --profile {profile} --plan` prices the rest.", ""]
+
+
 HARDWARE_CHECK_METRICS = ("accuracy", "auc", "f1_macro", "iou", "iou_box")
 
 
@@ -236,8 +273,8 @@ def pretrained_section(study: Study) -> list[str]:
         label = labels.get(fine_tuning_init(want.get("regime", "")), "")
         for _, r in (cv[cv["method"].str.endswith(IMAGENET)] if len(cv) else cv).iterrows():
             kind = pretraining.method_kind(r["method"][: -len(IMAGENET)])
-            cv_rows[(label, kind)] = {"CV accuracy (pooled)": f"{r.get('accuracy (pooled)', np.nan):.1f} ({r['folds']} folds)",
-                                      "CV AUC (pooled)": f"{r.get('auc (pooled)', np.nan):.1f}"}
+            cv_rows[(label, kind)] = {"CV accuracy (pooled)": f"{r.get('accuracy (pooled)', '')} ({r['folds']} folds)",
+                                      "CV AUC (pooled)": r.get("auc (pooled)", "")}
     choice_text = ""
     if want:
         n_val = int((load_manifest(p.dataset("busi"))[0]["split"] == "val").sum())
@@ -342,6 +379,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "per-run wall times from `runs/*/provenance.json`); per experiment and per device in the Hardware section "
         f"below. Intervals in every table: mean ± 95 % CI; {CLIPPED_NOTE}.",
         "",
+        *_unfinished_md(unfinished_experiments(study), study.profile.name),
         *_hardware_section(by_device, check),
         "## Headline (BUSI, fully labelled, mean ± 95 % CI over seeds; paper: 256 px, ImageNet; its text selects on "
         "validation accuracy, the authors' released train.py on the test set)",
