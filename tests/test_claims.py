@@ -228,3 +228,17 @@ def test_tally_given_models_counts_cv_claims_by_their_per_image_verdict():
     given = claims_tally(claims, given_models=True)
     assert given == claims_tally(pd.DataFrame({"verdict": ["reproduced", "reproduced", "contradicted"]}))
     assert given != claims_tally(claims)
+
+
+def test_verdict_kind_reads_every_verdict_text_and_rejects_others() -> None:
+    from lanet_core.errors import ConfigError
+    from lanet_core.study.claims import NOT_JUDGED, verdict_kind
+
+    assert verdict_kind("reproduced") == "reproduced"
+    assert verdict_kind("inconclusive (same direction, CI includes 0): rules out an effect above +7.7 points") == "inconclusive"
+    assert verdict_kind("contradicted +0.4 [+0.1, +0.7]") == "contradicted"  # a per-image verdict with its interval
+    assert verdict_kind(f"{NOT_JUDGED}: collapsed baseline (predicts one class)") == NOT_JUDGED
+    assert verdict_kind("not run") == "not run"
+    for bad in ("reproducedly", "", "maybe"):
+        with pytest.raises(ConfigError):
+            verdict_kind(bad)

@@ -334,6 +334,18 @@ def evaluate_claims(study: Study) -> pd.DataFrame:
     return pd.DataFrame([asdict(c) for c in claims])
 
 
+def verdict_kind(text: str) -> str:
+    """The kind a verdict text opens with: one of ``stats.VERDICTS``, :data:`NOT_JUDGED` or ``"not run"``
+    (``"inconclusive (same direction, ...)"`` -> ``"inconclusive"``); anything else is an error, not a guess."""
+    from lanet_core.stats import VERDICTS
+
+    t = str(text)
+    for kind in (*VERDICTS, NOT_JUDGED, "not run"):
+        if t == kind or t.startswith((kind + " ", kind + ":", kind + " (")):
+            return kind
+    raise ConfigError(f"not a verdict: {t!r} (expected one of {(*VERDICTS, NOT_JUDGED, 'not run')})")
+
+
 def claims_tally(claims: pd.DataFrame, given_models: bool = False) -> str:
     """The tally line over the verdicts (their first word).
 
@@ -347,7 +359,7 @@ def claims_tally(claims: pd.DataFrame, given_models: bool = False) -> str:
     verdicts = list(claims["verdict"])
     if given_models and "verdict_given_models" in claims:
         verdicts = [g if str(g) else v for v, g in zip(verdicts, claims["verdict_given_models"].fillna(""))]
-    verdicts = [v for v in verdicts if v != "not run"]
-    text = tally(v.split(" ")[0].split(":")[0] for v in verdicts)
-    outside = sum(v.startswith(NOT_JUDGED) for v in verdicts)
+    kinds = [verdict_kind(v) for v in verdicts if verdict_kind(v) != "not run"]
+    text = tally(kinds)
+    outside = kinds.count(NOT_JUDGED)
     return f"{text} (+ {outside} not judged: collapsed comparator or mixed devices)" if outside else text

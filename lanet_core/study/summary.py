@@ -17,7 +17,7 @@ from lanet_core.io import atomic_write_text
 from lanet_core.paths import project_root
 from lanet_core.runs import read_provenance
 from lanet_core.stats import mean_ci
-from lanet_core.study.claims import EQUIVALENCE_MARGINS, claims_tally
+from lanet_core.study.claims import EQUIVALENCE_MARGINS, claims_tally, verdict_kind
 from lanet_core.study.claims import evaluate_claims  # noqa: F401 (re-exported: the summary notebook imports it here)
 from lanet_core.study.experiments import method_name
 from lanet_core.reporting.formats import CLIPPED_NOTE
@@ -342,8 +342,7 @@ def changed_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     if claims.empty or "verdict_given_models" not in claims:
         return pd.DataFrame()
     cv = claims[claims["verdict_given_models"].astype(str) != ""]
-    first = lambda v: str(v).split(" ")[0].split(":")[0]  # noqa: E731
-    changed = cv[[first(a) != first(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])]]
+    changed = cv[[verdict_kind(a) != verdict_kind(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])]]
     return pd.DataFrame({"claim": changed["paper"], "given these trained models (per image)": changed["verdict_given_models"],
                          "with retraining (the verdict)": changed["verdict"]}).reset_index(drop=True)
 
