@@ -242,3 +242,20 @@ def test_verdict_kind_reads_every_verdict_text_and_rejects_others() -> None:
     for bad in ("reproducedly", "", "maybe"):
         with pytest.raises(ConfigError):
             verdict_kind(bad)
+
+
+def test_a_claim_not_judged_stays_outside_both_tallies_and_the_changed_list():
+    """A cv_ claim set to "not judged" (arms on different devices) keeps its per-image verdict in the evidence but
+    is neither counted by the per-image tally nor listed as changed by the training-variance test."""
+    import pandas as pd
+
+    from lanet_core.study.claims import NOT_JUDGED, claims_tally
+    from lanet_core.study.summary import changed_verdicts
+
+    claims = pd.DataFrame({"paper": ["a", "b"], "verdict": [f"{NOT_JUDGED}: arms trained on CPU and GPU", "reproduced"],
+                           "verdict_given_models": ["reproduced +3.1 [+0.7, +5.4]", "", ]})
+    assert claims_tally(claims, given_models=True) == claims_tally(claims)
+    assert "1 not judged" in claims_tally(claims, given_models=True)
+    assert changed_verdicts(claims).empty
+    claims.loc[1, "verdict_given_models"] = float("nan")  # a CSV read back: NaN, not ""
+    assert changed_verdicts(claims).empty

@@ -3,6 +3,7 @@ its calibration by simulation beside the per-image test, and the cross-validatio
 
 from __future__ import annotations
 
+import io
 import numpy as np
 import pandas as pd
 import pytest
@@ -178,8 +179,8 @@ def test_run_table_reproduces_each_runs_metrics_json(monkeypatch) -> None:
 
 
 def test_fold_summary_pooled_cells_keep_their_decimals() -> None:
-    """The pooled out-of-fold value is text with the metric's fixed decimals (81.0, once printed "81"), with the
-    fraction beside it; the per-run mean and CI come from the corrected interval over the (fold, seed) runs."""
+    """The pooled out-of-fold value in display units (rounded to the metric's decimals) prints with its decimals
+    (80.0, once printed "80"); the per-run mean comes from the (fold, seed) runs."""
     runs = pd.DataFrame({"method": ["A"] * 4, "fold": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
                          "accuracy": [0.80, 0.82, 0.78, 0.84]})
     oof = pd.DataFrame({"method": ["A"] * 10, "correct": [True] * 8 + [False] * 2, "y_true": [0, 1] * 5,
@@ -187,9 +188,13 @@ def test_fold_summary_pooled_cells_keep_their_decimals() -> None:
     sizes = pd.DataFrame({"fold": [1, 2], "n_train": [400, 400], "n_val": [100, 100], "n_test": [125, 125]})
     table = crossval.fold_summary(None, metrics=("accuracy",), cv=crossval.CVRecords(oof, runs, sizes))
     row = table.iloc[0]
-    assert row["accuracy (pooled)"] == "80.0" and row["accuracy (pooled)_mean"] == pytest.approx(0.8)
+    assert row["accuracy (pooled)"] == pytest.approx(80.0)
     assert row["folds"] == 2 and row["seeds per fold"] == "2" and row["runs"] == 4
     assert row["accuracy (runs)_mean"] == pytest.approx(0.81)
-    from lanet_core.reporting import display_columns
+    from lanet_core.reporting import display_table
 
-    assert "accuracy (pooled)_mean" not in display_columns(table)  # a numeric companion: CSV only
+    two = pd.concat([table, table.assign(method="B", **{"accuracy (pooled)": 78.7})], ignore_index=True)
+    shown = display_table(two).cells
+    pooled = [c for c in shown.columns if "pooled" in c][0]
+    assert shown[pooled].tolist() == ["80.0", "78.7"]
+    assert display_table(pd.read_csv(io.StringIO(two.to_csv(index=False)))).cells[pooled].tolist() == ["80.0", "78.7"]

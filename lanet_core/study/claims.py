@@ -358,7 +358,9 @@ def claims_tally(claims: pd.DataFrame, given_models: bool = False) -> str:
         return ""
     verdicts = list(claims["verdict"])
     if given_models and "verdict_given_models" in claims:
-        verdicts = [g if str(g) else v for v, g in zip(verdicts, claims["verdict_given_models"].fillna(""))]
+        # a claim not judged (mixed devices, collapsed comparator) stays outside the tally either way
+        verdicts = [g if str(g) and verdict_kind(v) != NOT_JUDGED else v
+                    for v, g in zip(verdicts, claims["verdict_given_models"].fillna(""))]
     kinds = [verdict_kind(v) for v in verdicts if verdict_kind(v) != "not run"]
     text = tally(kinds)
     outside = kinds.count(NOT_JUDGED)

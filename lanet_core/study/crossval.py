@@ -178,8 +178,7 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
     """Per method: the number of folds, seeds per fold and runs; per metric the mean over its (fold, seed) runs
     ± the 95 % CI that includes training variance (the corrected repeated k-fold t interval, as the comparisons:
     ``t(J-1) * sqrt((1/J + n_test/n_train) * s**2)`` over the ``J`` runs), and the pooled out-of-fold value (the
-    seed ensemble over every image, :func:`out_of_fold`). Numbers as fractions in ``<m> (runs)_mean``/``<m> (runs)_half_width``
-    and ``<m> (pooled)_mean``."""
+    seed ensemble over every image, :func:`out_of_fold`). Numbers as fractions in ``<m>_mean``/``<m>_half_width``."""
     cv = cv or cv_records(res)
     if cv.runs.empty:
         return pd.DataFrame()
@@ -198,9 +197,7 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
             row[f"{m} (runs)"] = format_metric_ci(m, t.estimate, half)
             row[f"{m} (runs)_mean"], row[f"{m} (runs)_half_width"] = t.estimate, half
             fmt = metric_format(m)
-            pooled = _pooled(o, m)  # as text with the metric's fixed decimals (81.0, not 81), the number beside it
-            row[f"{m} (pooled)"] = "" if np.isnan(pooled) else f"{pooled * fmt.scale:.{fmt.digits}f}"
-            row[f"{m} (pooled)_mean"] = pooled
+            row[f"{m} (pooled)"] = round(_pooled(o, m) * fmt.scale, fmt.digits)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -17,7 +17,7 @@ from lanet_core.io import atomic_write_text
 from lanet_core.paths import project_root
 from lanet_core.runs import read_provenance
 from lanet_core.stats import mean_ci
-from lanet_core.study.claims import EQUIVALENCE_MARGINS, claims_tally, verdict_kind
+from lanet_core.study.claims import EQUIVALENCE_MARGINS, NOT_JUDGED, claims_tally, verdict_kind
 from lanet_core.study.claims import evaluate_claims  # noqa: F401 (re-exported: the summary notebook imports it here)
 from lanet_core.study.experiments import method_name
 from lanet_core.reporting.formats import CLIPPED_NOTE
@@ -273,8 +273,9 @@ def pretrained_section(study: Study) -> list[str]:
         label = labels.get(fine_tuning_init(want.get("regime", "")), "")
         for _, r in (cv[cv["method"].str.endswith(IMAGENET)] if len(cv) else cv).iterrows():
             kind = pretraining.method_kind(r["method"][: -len(IMAGENET)])
-            cv_rows[(label, kind)] = {"CV accuracy (pooled)": f"{r.get('accuracy (pooled)', '')} ({r['folds']} folds)",
-                                      "CV AUC (pooled)": r.get("auc (pooled)", "")}
+            acc, auc = r.get("accuracy (pooled)", np.nan), r.get("auc (pooled)", np.nan)
+            cv_rows[(label, kind)] = {"CV accuracy (pooled)": "" if pd.isna(acc) else f"{acc:.1f} ({r['folds']} folds)",
+                                      "CV AUC (pooled)": "" if pd.isna(auc) else f"{auc:.1f}"}
     choice_text = ""
     if want:
         n_val = int((load_manifest(p.dataset("busi"))[0]["split"] == "val").sum())
@@ -341,8 +342,10 @@ def changed_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     the verdict) and the per-image test alone (given these trained models, the rule before issue 27)."""
     if claims.empty or "verdict_given_models" not in claims:
         return pd.DataFrame()
-    cv = claims[claims["verdict_given_models"].astype(str) != ""]
-    changed = cv[[verdict_kind(a) != verdict_kind(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])]]
+    cv = claims[(claims["verdict_given_models"].fillna("").astype(str) != "")
+                & (claims["verdict"].map(verdict_kind) != NOT_JUDGED)]  # not judged: not a change of the test
+    changed = cv.loc[np.array([verdict_kind(a) != verdict_kind(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])],
+                              dtype=bool)]  # an empty list would select no columns, not no rows
     return pd.DataFrame({"claim": changed["paper"], "given these trained models (per image)": changed["verdict_given_models"],
                          "with retraining (the verdict)": changed["verdict"]}).reset_index(drop=True)
 
