@@ -77,7 +77,7 @@ study.difference(sf, by="regime", a="s-SSL", b="F", metrics=["accuracy", "auc", 
 # images of a 5 % fold). The U-Net reference is the profile's scratch network at its own size, not the ImageNet one.
 
 # %%
-from lanet_core.study import crossval
+from lanet_core.study import crossval, figures
 from lanet_core.study.experiments import fine_tuning_method, method_name
 
 pcv = study.experiment("partial_labels_cv")
@@ -102,12 +102,16 @@ for boxed in sorted({s.group["boxed"] for s in pcv.specs}, reverse=True):
                         f"busbra_cv_box{boxed}_summary",
                         caption=f"BUS-BRA 5-fold CV, boxes on {boxed} % of each fold's training images: mean over the "
                                 "(fold, seed) runs ± the corrected repeated k-fold CI, and the pooled out-of-fold value"))
-    display(study.table(crossval.paired_table(cv_part, pairs, metrics=("accuracy", "auc", "iou_box")),
+    paired = crossval.paired_table(cv_part, pairs, metrics=("accuracy", "auc", "iou_box"))
+    display(study.table(paired,
                         f"busbra_cv_box{boxed}_ssl_minus_f",
                         caption=f"s-SSL minus F per family (Tables 9, 10); LA-Net s-SSL against RMTL-F and vanilla "
                                 f"(Table 3) and against RMTL s-SSL and the scratch U-Net on the boxed images (Table 4); "
                                 f"BUS-BRA 5-fold CV, boxes on {boxed} %: with retraining and given these trained models "
                                 "(per image: exact McNemar for accuracy, DeLong for AUC, paired t for IoU (box))"))
+    if len(paired):  # the same differences as a forest plot (as notebook 11's fig_cv_paired_differences)
+        study.figure(figures.cv_forest_figure(paired, conditions=figures.experiment_conditions(part)),
+                     f"fig_busbra_cv_box{boxed}_paired_differences")
 
 # %%
 study.bars(runs, ["accuracy", "auc", "iou_box"], reference, "fig_busbra_partial_labels",

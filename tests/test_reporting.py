@@ -439,3 +439,11 @@ def test_whole_numbers_keep_a_columns_fixed_decimals() -> None:
     assert rows[1] == ["81.0", "4", "2", "0.1235", "0.43"]
     assert rows[0] == ["78.7", "3", "1", "512", "0.426"]
     assert rows[2] == ["", "5", "3", "2.5", "1"]
+
+
+def test_metric_title_drops_the_unit_only() -> None:
+    """Panel titles lose "(%)" but keep a qualifier: box IoU once read as plain "IoU" in the BUS-BRA figures."""
+    from lanet_core.reporting import metric_title
+
+    assert metric_title("accuracy") == "Accuracy" and metric_title("f1_macro") == "F1, macro"
+    assert metric_title("iou_box") == "IoU (box)" and metric_title("iou") == "IoU"

@@ -15,7 +15,7 @@ byte-identical when re-run on the same input with the same library versions. The
 """
 
 from lanet_core.reporting.formats import (  # noqa: F401
-    MetricFormat, METRIC_FORMATS, AXIS_LABELS, metric_format, axis_label, format_mean_ci, format_metric_ci,
+    MetricFormat, METRIC_FORMATS, AXIS_LABELS, metric_format, metric_title, axis_label, format_mean_ci, format_metric_ci,
     format_diff_ci, format_signed, format_p, significance_mark, column_header,
 )
 from lanet_core.reporting.tables import (  # noqa: F401
@@ -36,7 +36,7 @@ from lanet_core.reporting.plots import (  # noqa: F401
 )
 
 __all__ = [
-    "MetricFormat", "METRIC_FORMATS", "AXIS_LABELS", "metric_format", "axis_label", "format_mean_ci",
+    "MetricFormat", "METRIC_FORMATS", "AXIS_LABELS", "metric_format", "metric_title", "axis_label", "format_mean_ci",
     "format_metric_ci", "format_diff_ci", "format_p", "significance_mark", "column_header", "comparison_table",
     "paired_bootstrap_table", "FloatFormat", "NUMERIC_COMPANIONS", "DisplayTable", "display_columns", "display_table",
     "display_html", "display_markdown", "markdown_table", "latex_table", "write_table", "save_fig",

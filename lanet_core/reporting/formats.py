@@ -95,6 +95,13 @@ def axis_label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def metric_title(name: str) -> str:
+    """A panel title for a metric: its label without the unit (``"Accuracy (%)"`` → ``"Accuracy"``) but with any
+    other qualifier (``"IoU (box)"`` stays ``"IoU (box)"``)."""
+    label = axis_label(name)
+    return label[: -len(" (%)")] if label.endswith(" (%)") else label
+
+
 #: Range of every metric of :data:`METRIC_FORMATS` (fractions: accuracy, AUC, IoU, ...).
 METRIC_RANGE = (0.0, 1.0)
 CLIPPED_NOTE = ("mean [low, high]: the t-interval clipped to the metric's range (0-100 %, 0-1), shown where "

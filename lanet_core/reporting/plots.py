@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lanet_core.errors import DataError
-from lanet_core.reporting.formats import METRIC_FORMATS, axis_label, metric_format
+from lanet_core.reporting.formats import METRIC_FORMATS, axis_label, metric_format, metric_title
 from lanet_core.reporting.palette import method_color, method_hatch, method_marker, method_palette
 from lanet_core.stats import (
     IDENTICAL_REPEATS,
@@ -443,7 +443,7 @@ def bars_figure(runs: pd.DataFrame, metrics: Sequence[str], reference: str | Non
             ref = reference if reference in set(sub[method_col]) else None
             bar_ci_plot(sub, m, ax, order=order, palette=palette, reference=ref, method_col=method_col, orient="h",
                         missing="blank")
-            ax.set_title(axis_label(m).split(" (")[0])
+            ax.set_title(metric_title(m))
             ax.xaxis.set_major_locator(_max_ticks(4))
         for ax in axes[0][1:]:
             ax.tick_params(axis="y", length=0)
@@ -485,7 +485,7 @@ def lines_figure(runs: pd.DataFrame, x: str, metrics: Sequence[str], title: str 
             sub = runs[runs[m].notna()]
             line_ci_plot(sub, x, m, method_col, ax, order=[o for o in methods if o in set(sub[method_col])],
                          palette=method_palette(methods), legend=False)
-            ax.set_title(axis_label(m).split(" (")[0])
+            ax.set_title(metric_title(m))
             ax.yaxis.set_major_locator(_max_ticks(5, steps=(1, 2, 5, 10)))
         label_panels(axes[0])
         key = lines_key(runs, x, method_col)

@@ -292,7 +292,7 @@ def _judge_one(ev: _Evidence, e: Mapping[str, Any], names: dict[str, Any]) -> Cl
     if e.get("collapsed_arm") == "b" and b.get("method") in ev.collapsed(e["experiment"]):
         c.evidence += f"; {b['method']} collapsed: every run predicts one class"
         c.verdict = (f"{NOT_JUDGED}: collapsed baseline (predicts one class), not evidence about LA-Net "
-                     f"(the difference alone would read {c.verdict.split(' (')[0].split(':')[0]})")
+                     f"(the difference alone would read {verdict_kind(c.verdict)})")
     return c if kind == "gradcam" else _guard_devices(c, runs, a, b)
 
 

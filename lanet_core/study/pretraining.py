@@ -285,7 +285,7 @@ def regimes_figure(regimes: pd.DataFrame, metrics: Sequence[str] = METRICS, cond
                 series.append({"label": k, "color": style[k][0], "marker": style[k][1], "mean": mean, "low": low,
                                "high": high})
             reporting.dot_ci_panel(ax, rows, series, m)
-            ax.set_title(reporting.axis_label(m).split(" (")[0])
+            ax.set_title(reporting.metric_title(m))
             lo, hi = ax.get_xlim()
             ax.set_xlim(max(lo, 0.0), min(hi, scale))
         for ax in axes[0][1:]:
