@@ -63,12 +63,30 @@ def test_readme_index_names_tables_and_figures_the_notebooks_write():
     renamed in a notebook fails here instead of turning into "(not produced yet)" in the README."""
     from pathlib import Path
 
-    from lanet_core.study.summary import TABLE_INDEX
+    from lanet_core.study.summary import PARTIAL_CV_INDEX, TABLE_INDEX
 
     notebooks = {p.name: p.read_text() for p in (Path(__file__).parents[1] / "notebooks").glob("*.py")}
     for title, table, figure in TABLE_INDEX:
         for name in filter(None, (table, figure)):
             assert any(f'"{name}"' in text for text in notebooks.values()), f"{title}: no notebook writes {name!r}"
+    # the per-fraction entries of the partly-labelled CV: notebook 04 writes them with an f-string over the fractions
+    for title, table, figure in PARTIAL_CV_INDEX:
+        for name in filter(None, (table, figure)):
+            assert f'f"{name}"' in notebooks["04_partial_labels.py"], f"{title}: notebook 04 does not write {name!r}"
+
+
+def test_readme_index_lists_each_box_fraction_after_tables_9_10(monkeypatch):
+    from types import SimpleNamespace
+
+    from lanet_core.study.summary import TABLE_INDEX, table_index
+
+    index = table_index(SimpleNamespace(partial_labels_cv={"box_fractions": [20, 5]}))
+    names = [t for _, t, _ in index]
+    at = names.index("table9_10_ssl_minus_f")
+    assert names[at + 1: at + 5] == ["busbra_cv_box20_summary", "busbra_cv_box20_ssl_minus_f", "busbra_cv_box5_summary",
+                                     "busbra_cv_box5_ssl_minus_f"]
+    assert index[at + 2][2] == "fig_busbra_cv_box20_paired_differences" and "5 %" in index[at + 3][0]
+    assert table_index(SimpleNamespace(partial_labels_cv={})) == TABLE_INDEX
 
 
 def test_run_fields_come_from_the_recorded_config_and_provenance(tmp_path):

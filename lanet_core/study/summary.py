@@ -189,6 +189,26 @@ TABLE_INDEX = [
 ]
 
 
+# The partly-labelled cross-validation's tables and figures, one set per box fraction (``{boxed}``: the tags of the
+# profile's ``partial_labels_cv.box_fractions``), listed after the fixed split's Tables 9-10.
+PARTIAL_CV_INDEX = [
+    ("Tables 3, 4, 9, 10 over BUS-BRA's 5 official folds, boxes on {boxed} % - per method", "busbra_cv_box{boxed}_summary",
+     None),
+    ("Tables 3, 4, 9, 10 over BUS-BRA's 5 official folds, boxes on {boxed} % - s-SSL minus F and the paper's "
+     "comparisons", "busbra_cv_box{boxed}_ssl_minus_f", "fig_busbra_cv_box{boxed}_paired_differences"),
+]
+
+
+def table_index(profile) -> list[tuple[str, str, str | None]]:
+    """:data:`TABLE_INDEX` with the partly-labelled CV's entries for each box fraction of ``profile`` inserted after
+    the fixed split's Tables 9-10 (none where the profile does not run that experiment)."""
+    fractions = list((profile.partial_labels_cv or {}).get("box_fractions", [20])) if profile.partial_labels_cv else []
+    extra = [(t.format(boxed=b), n.format(boxed=b), f.format(boxed=b) if f else None)
+             for b in fractions for t, n, f in PARTIAL_CV_INDEX]
+    at = next(i for i, e in enumerate(TABLE_INDEX) if e[1] == "table9_10_ssl_minus_f") + 1
+    return TABLE_INDEX[:at] + extra + TABLE_INDEX[at:]
+
+
 def _hardware_section(by_device: pd.DataFrame | None, check: pd.DataFrame | None) -> list[str]:
     if by_device is None or by_device.empty:
         return []
@@ -413,7 +433,7 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "## Tables and figures",
         "",
     ]
-    for title, table, fig in TABLE_INDEX:
+    for title, table, fig in table_index(study.profile):
         md.append(f"### {title}")
         md.append("")
         tpath = study.tables_dir / f"{table}.md"
