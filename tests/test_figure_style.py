@@ -184,6 +184,24 @@ def _cv_forest(load):
     return figures.cv_forest_figure(crossval.paired_table(cv, pairs), conditions=figures.experiment_conditions(res))
 
 
+def _busbra_cv_forest(boxed: int):
+    """Notebook 04's forest plot of the BUS-BRA CV at one box fraction: s-SSL - F per family and LA-Net s-SSL
+    against the other arms (the pairs without records are left out by ``paired_table``)."""
+    def build(load):
+        from lanet_core.study import crossval, figures
+
+        part = load("partial_labels_cv").subset(boxed=boxed)
+        if part.runs().empty:
+            pytest.skip(f"no committed BUS-BRA CV run at {boxed} %")
+        families = sorted({s.group["family"] for s in part.specs if s.group.get("regime") in ("s-SSL", "F")})
+        lanet = next(f for f in families if f.endswith("+LA-Net"))
+        pairs = list(dict.fromkeys([(f"{f}-s-SSL", f"{f}-F") for f in families] + [
+            (f"{lanet}-s-SSL", b) for b in sorted({s.method for s in part.specs}) if b != f"{lanet}-s-SSL"]))
+        paired = crossval.paired_table(crossval.cv_records(part), pairs, metrics=("accuracy", "auc", "iou_box"))
+        return figures.cv_forest_figure(paired, conditions=figures.experiment_conditions(part))
+    return build
+
+
 # ---- the example grids: committed maps over the real test images, or synthetic images where the data is absent
 
 
@@ -300,6 +318,8 @@ RECORD_FIGURES: dict[str, Callable] = {
     "fig12_gradcam_scores": _gradcam_scores,
     "fig_iou_threshold_sweep": _sweep,
     "fig_cv_paired_differences": _cv_forest,
+    "fig_busbra_cv_box20_paired_differences": _busbra_cv_forest(20),
+    "fig_busbra_cv_box5_paired_differences": _busbra_cv_forest(5),
     "fig5_lesion_masks": _examples(FIG5_COLUMNS, lambda lanet: list(FIG5_COLUMNS(lanet))),
     "fig12_gradcam": _examples(FIG12_COLUMNS, lambda lanet: [f"{lanet} lesion map"]),
 }
