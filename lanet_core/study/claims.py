@@ -341,7 +341,7 @@ def verdict_kind(text: str) -> str:
 
     t = str(text)
     for kind in (*VERDICTS, NOT_JUDGED, "not run"):
-        if t == kind or t.startswith((kind + " ", kind + ":", kind + " (")):
+        if t == kind or t.startswith((kind + " ", kind + ":")):
             return kind
     raise ConfigError(f"not a verdict: {t!r} (expected one of {(*VERDICTS, NOT_JUDGED, 'not run')})")
 
@@ -361,7 +361,7 @@ def claims_tally(claims: pd.DataFrame, given_models: bool = False) -> str:
         # a claim not judged (mixed devices, collapsed comparator) stays outside the tally either way
         verdicts = [g if str(g) and verdict_kind(v) != NOT_JUDGED else v
                     for v, g in zip(verdicts, claims["verdict_given_models"].fillna(""))]
-    kinds = [verdict_kind(v) for v in verdicts if verdict_kind(v) != "not run"]
+    kinds = [k for k in map(verdict_kind, verdicts) if k != "not run"]
     text = tally(kinds)
     outside = kinds.count(NOT_JUDGED)
     return f"{text} (+ {outside} not judged: collapsed comparator or mixed devices)" if outside else text

@@ -353,6 +353,12 @@ PARTIAL_CV_ARMS = (("lanet", "all", "s-SSL"), ("lanet", "labelled", "F"), ("lane
                    ("classifier", "all", "class labels"), ("unet", "labelled", "F"))
 
 
+def partial_cv_box_fractions(p: Profile) -> list[int]:
+    """The box-fraction tags of the partly-labelled CV, in training order (``partial_labels_cv.box_fractions``,
+    default ``[20]``); empty where the profile does not run the experiment."""
+    return list(p.partial_labels_cv.get("box_fractions", [20])) if p.partial_labels_cv else []
+
+
 def partial_labels_cv(p: Profile) -> list[RunSpec]:
     """Issue 28: the partly-labelled experiment over BUS-BRA's official 5 patient-level folds (every image tested
     once), in the pretrained regime the BUSI cross-validation found strongest (``partial_labels_cv.regime``: a
@@ -366,7 +372,7 @@ def partial_labels_cv(p: Profile) -> list[RunSpec]:
     pretrained_ok = local_weights_available(pretrained_source(p)[1])
     arms = [a for a in PARTIAL_CV_ARMS if a[0] in cv.get("methods", [k for k, _, _ in PARTIAL_CV_ARMS])]
     out = []
-    tags = list(cv.get("box_fractions", [20]))
+    tags = partial_cv_box_fractions(p)
     for tag in tags:
         for seed in cv.get("seeds", p.seeds[:1]):
             for fold in range(1, int(cv.get("folds", 5)) + 1):

@@ -39,17 +39,23 @@ def _hours(prov: dict) -> float:
     return sum(v for k, v in prov.get("wall_seconds", {}).items() if k != "fit_call") / 3600
 
 
-def runs_by_device(study: Study) -> pd.DataFrame:
-    """One row per experiment (and a total over unique runs): finished runs and hours on each device."""
+def _experiment_run_dirs(study: Study):
+    """``(experiment, [(spec, run directory, finished?)])`` for every registered experiment of the profile."""
     from lanet_core.study.experiments import EXPERIMENTS, experiment_runs
     from lanet_core.study.records import run_dir_of
 
-    rows, seen = [], {}
     for exp in EXPERIMENTS:
+        dirs = [(s, run_dir_of(s, study.profile)) for s in experiment_runs(exp, study.profile)]
+        yield exp, [(s, d, (d / "metrics.json").is_file()) for s, d in dirs]
+
+
+def runs_by_device(study: Study) -> pd.DataFrame:
+    """One row per experiment (and a total over unique runs): finished runs and hours on each device."""
+    rows, seen = [], {}
+    for exp, runs in _experiment_run_dirs(study):
         counts: dict[str, list[float]] = {}
-        for spec in experiment_runs(exp, study.profile):
-            d = run_dir_of(spec, study.profile)
-            if not (d / "metrics.json").is_file():
+        for spec, d, finished in runs:
+            if not finished:
                 continue
             prov = _provenance(d)
             seen[d] = prov
@@ -68,16 +74,12 @@ def unfinished_experiments(study: Study) -> pd.DataFrame:
     """One row per experiment of the profile with runs still to train: ``finished``/``planned`` unique runs (a
     run shared by two specs, e.g. a classifier serving both box fractions, counts once) and, for a cross-validated
     experiment, the folds whose every planned run is finished (per box fraction where it has ``boxed`` groups)."""
-    from lanet_core.study.experiments import EXPERIMENTS, experiment_runs
-    from lanet_core.study.records import run_dir_of
-
     rows = []
-    for exp in EXPERIMENTS:
-        dirs = {}  # spec -> its run directory, finished or not
+    for exp, runs in _experiment_run_dirs(study):
+        dirs = {}  # run directory -> finished (a directory shared by two specs counts once)
         folds: dict[tuple, bool] = {}
-        for s in experiment_runs(exp, study.profile):
-            d = run_dir_of(s, study.profile)
-            dirs[d] = ok = (d / "metrics.json").is_file()
+        for s, d, ok in runs:
+            dirs[d] = ok
             if "fold" in s.group:
                 key = (s.group.get("boxed"), s.group["fold"])
                 folds[key] = folds.get(key, True) and ok
@@ -202,9 +204,10 @@ PARTIAL_CV_INDEX = [
 def table_index(profile) -> list[tuple[str, str, str | None]]:
     """:data:`TABLE_INDEX` with the partly-labelled CV's entries for each box fraction of ``profile`` inserted after
     the fixed split's Tables 9-10 (none where the profile does not run that experiment)."""
-    fractions = list((profile.partial_labels_cv or {}).get("box_fractions", [20])) if profile.partial_labels_cv else []
+    from lanet_core.study.experiments import partial_cv_box_fractions
+
     extra = [(t.format(boxed=b), n.format(boxed=b), f.format(boxed=b) if f else None)
-             for b in fractions for t, n, f in PARTIAL_CV_INDEX]
+             for b in partial_cv_box_fractions(profile) for t, n, f in PARTIAL_CV_INDEX]
     at = next(i for i, e in enumerate(TABLE_INDEX) if e[1] == "table9_10_ssl_minus_f") + 1
     return TABLE_INDEX[:at] + extra + TABLE_INDEX[at:]
 
