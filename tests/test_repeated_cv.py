@@ -79,7 +79,7 @@ def test_paired_table_takes_the_verdict_from_the_retraining_test() -> None:
     row = tab.iloc[0]
     assert row["runs (fold x seed)"] == 5 and row["n_images"] == n
     assert row["p (given these trained models)"] < 1e-10 and row[f"{crossval.GIVEN_MODELS}_low"] > 0
-    assert row["verdict (a better)"] == "inconclusive" and row["rules out"].startswith("an effect above +")
+    assert row["reading (with retraining)"] == "inconclusive" and row["rules out"].startswith("an effect above +")
     assert row[f"{crossval.WITH_RETRAINING}_low"] < 0 < row[f"{crossval.WITH_RETRAINING}_high"]
     from lanet_core.reporting import display_columns
 
@@ -89,6 +89,37 @@ def test_paired_table_takes_the_verdict_from_the_retraining_test() -> None:
     from lanet_core.study.figures import cv_forest_figure
 
     plt.close(cv_forest_figure(tab))  # draws both intervals
+
+
+def test_paired_table_reads_a_better_and_one_run_without_an_interval() -> None:
+    """The reading column says which arm is better ("a better", never the claim word "reproduced"), and one run per
+    arm gives no test: "no test (1 run)" and "+x (no CI)", not "[nan, nan]"."""
+    rng = np.random.default_rng(1)
+    n = 200
+    y = rng.integers(0, 2, n)
+    rows = []
+    for fold in range(1, 6):
+        for method, shift in (("A", 0.0), ("B", 0.1)):
+            rows.append({"method": method, "fold": fold, "seed": 0, "iou": 0.5 - shift + 0.01 * fold})
+    runs = pd.DataFrame(rows)
+    iou_a = rng.uniform(0.4, 0.6, n)
+    oof = pd.DataFrame({"method": ["A"] * n + ["B"] * n, "image_id": list(range(n)) * 2, "y_true": list(y) * 2,
+                        "iou": np.r_[iou_a, iou_a - 0.1]})
+    sizes = pd.DataFrame({"fold": range(1, 6), "n_train": 400, "n_val": 80, "n_test": 40})
+    tab = crossval.paired_table(crossval.CVRecords(oof, runs, sizes), [("A", "B"), ("B", "A")], metrics=("iou",))
+    assert list(tab["reading (with retraining)"]) == ["a better", "b better"]
+    one = crossval.paired_table(crossval.CVRecords(oof, runs[runs["fold"] == 1], sizes), [("A", "B")],
+                                metrics=("iou",)).iloc[0]
+    assert one["reading (with retraining)"] == "no test (1 run)"
+    assert one[crossval.WITH_RETRAINING] == "+0.100 (no CI)"
+    import matplotlib.pyplot as plt
+
+    from lanet_core.study.figures import cv_forest_figure
+
+    fig = cv_forest_figure(tab)
+    key = " ".join(t.get_text() for t in fig.texts)
+    plt.close(fig)
+    assert "paired t for IoU" in key and "(IoU)" not in key  # once "paired t (IoU (box))"
 
 
 # ------------------------------------------------------------------------------------ calibration by simulation

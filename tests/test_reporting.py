@@ -431,14 +431,16 @@ def test_intervals_respect_the_metric_range() -> None:
     assert format_mean_ci(0.95, 0.1, bounds=None) == "95.0 ± 10.0"
 
 def test_whole_numbers_keep_a_columns_fixed_decimals() -> None:
-    """81.0 beside 78.7 prints 81.0 (a pooled CV cell once printed "81"); 512.0 beside 0.1235 (four significant
-    digits, not a fixed rounding) and integer columns print without decimals; mixed decimals stay as they are."""
+    """81.0 beside 78.7 prints 81.0 (a pooled CV cell once printed "81"); 0.18 beside 0.426 prints 0.180 (a column
+    of numbers rounded to 3 decimals reads at 3); 512.0 beside 0.1235 (four significant digits, not a fixed
+    rounding), a column the format rounds (.4g of 0.123456) and integer columns print as the format has them."""
     md = markdown_table(pd.DataFrame({"pooled": [78.7, 81.0, np.nan], "n": [3, 4, 5], "whole": [1.0, 2.0, 3.0],
-                                      "sig": [512.0, 0.1235, 2.5], "iou": [0.426, 0.43, 1.0]}))
+                                      "sig": [512.0, 0.1235, 2.5], "iou": [0.426, 0.18, 1.0],
+                                      "rounded": [0.123456, 0.5, 2.0]}))
     rows = [[c.strip() for c in r.split("|")[1:-1]] for r in md.splitlines()[2:]]
-    assert rows[1] == ["81.0", "4", "2", "0.1235", "0.43"]
-    assert rows[0] == ["78.7", "3", "1", "512", "0.426"]
-    assert rows[2] == ["", "5", "3", "2.5", "1"]
+    assert rows[1] == ["81.0", "4", "2", "0.1235", "0.180", "0.5"]
+    assert rows[0] == ["78.7", "3", "1", "512", "0.426", "0.1235"]
+    assert rows[2] == ["", "5", "3", "2.5", "1.000", "2"]
 
 
 def test_metric_title_drops_the_unit_only() -> None:

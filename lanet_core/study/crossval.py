@@ -42,6 +42,7 @@ LOCALISATION_METRICS = ("iou", "dice", "iou_box", "dice_box")  # iou_box: the pa
 RUN_KEYS = ["method", "fold", "seed"]
 WITH_RETRAINING = "difference (with retraining)"  # the columns of :func:`paired_table`
 GIVEN_MODELS = "difference (given these trained models)"
+READING = "reading (with retraining)"  # "a better", "b better", "inconclusive" or "no test (1 run)"
 
 
 def scored_images(res: ExperimentResults, exclude: Iterable[str] | None = None) -> pd.DataFrame:
@@ -255,13 +256,22 @@ def paired_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
     return pd.DataFrame(rows)
 
 
+def _reading(v: stats.Verdict, n_runs: int) -> str:
+    """The with-retraining verdict on "a is better than b" in the table's own words: a reader of a row with a
+    higher IoU for ``a`` sees "a better", not a claim word ("reproduced") that a claim in the other direction
+    would turn around."""
+    if n_runs < 2:
+        return f"no test ({n_runs} run)"
+    return {"reproduced": "a better", "contradicted": "b better"}.get(v.kind, v.kind)
+
+
 def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.PairedDiff) -> dict[str, object]:
     s = metric_format(m).scale
     v = stats.verdict(rt.estimate, rt.low, rt.high, m, "greater")
     row: dict[str, object] = {
         "a": a, "b": b, "metric": m, "runs (fold x seed)": rt.n_pairs,
         WITH_RETRAINING: format_diff_ci(m, rt.estimate, rt.low, rt.high),
-        "p (with retraining)": rt.p, "verdict (a better)": v.kind, "rules out": v.rules_out,
+        "p (with retraining)": rt.p, READING: _reading(v, rt.n_pairs), "rules out": v.rules_out,
         GIVEN_MODELS: format_diff_ci(m, img.diff, img.low, img.high),
         "p (given these trained models)": img.p, "n_images": img.n,  # the test follows the metric: PAIRED_TESTS
     }

@@ -800,7 +800,7 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
         n_runs = paired["runs (fold x seed)"] if "runs (fold x seed)" in paired else pd.Series(dtype=float)
         runs_text = (f" over {reporting.plots._n_text(n_runs.dropna())} (fold, seed) runs" if n_runs.notna().any()
                      else "")
-        tests = ", ".join(f"{PAIRED_TESTS[m]} ({reporting.metric_title(m)})" for m in metrics
+        tests = ", ".join(f"{PAIRED_TESTS[m]} for {reporting.metric_title(m)}" for m in metrics
                           if m in PAIRED_TESTS)
         key = ("Difference first minus second, 95 % CI, two-sided. Black circles: with retraining (the verdict; "
                f"corrected repeated k-fold t{runs_text}); grey squares: given these trained models (per-image tests "
