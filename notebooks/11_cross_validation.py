@@ -40,8 +40,9 @@
 #   ensemble of each fold (malignancy probability and IoU averaged over the seeds, then decided once): exact McNemar
 #   (accuracy), DeLong (AUC), paired t (IoU). It asks whether these particular networks differ on these images.
 #
-# A verdict on "A is better than B" is *reproduced* when the retraining CI of A - B lies above 0, *contradicted*
-# when below, else *inconclusive*, and then the table states the largest gain the data still allow.
+# The tables' reading (with retraining) is *a better* when the retraining CI of a - b lies above 0, *b better* when
+# below, else *inconclusive*, and then the table states the largest gain the data still allow. A claim (`claims.yaml`)
+# turns the same interval into *reproduced* / *contradicted* / *inconclusive* relative to its own direction.
 
 # %% tags=["parameters"]
 profile: str = "cpu"  # cpu: the committed results | smoke | paper (configs/profiles/<name>.yaml)
