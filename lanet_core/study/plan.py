@@ -4,13 +4,17 @@ before any compute is spent.
 Throughput (training images/s) comes from *measurements*: the median ``images_per_s`` of finished runs of the
 same architecture, backbone, input size and lesion-map stride on the same kind of device (their
 ``history.csv``), else ``lanet bench`` records in ``results/benchmarks/``, else R18+LA-Net's measured rate
-scaled by the pixel count (an assumption, marked ``assumed``). Hours = epochs x training images / rate, plus
-10 % for validation passes.
+scaled by the pixel count (an assumption, marked ``assumed``). Hours = epochs x training images / rate x the
+evaluation overhead: the median ratio of a finished run's wall time (stages and test pass, ``provenance.json``) to
+its training seconds (``history.csv``), measured per experiment and configuration on the same kind of device (so
+the BUS-BRA CV runs, whose validation and test sets are large, are priced with their own ~25 %), else per
+experiment, else :data:`EVAL_OVERHEAD`. A partly trained run is priced in full.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
 from lanet_core.study.records import device_name
 from lanet_core.study.profiles import Profile
 
+#: Wall time over training time where no finished run measures it (validation and test passes, pseudo-labels).
 EVAL_OVERHEAD = 1.10
 
 
@@ -31,21 +36,55 @@ def _key(cfg: dict) -> tuple:
     return (m["arch"], m["backbone"], int(cfg["data"]["image_size"]), fusion_stride(m))
 
 
-def measured_rates(runs_root: Path, device: str = "cpu") -> dict[tuple, float]:
-    """Median training images/s of finished runs per (arch, backbone, size, stride) on ``device``."""
+@dataclass(frozen=True)
+class Measured:
+    """What finished runs on one device measure: ``rates`` (median training images/s per configuration key,
+    :func:`_key`) and ``overheads`` (median wall time / training time per ``(experiment, key)``)."""
+
+    rates: dict[tuple, float]
+    overheads: dict[tuple, float]
+
+    def overhead(self, experiment: str, key: tuple) -> tuple[float, str]:
+        """The overhead for a run and where it comes from: this experiment and configuration, else the
+        experiment's median, else :data:`EVAL_OVERHEAD` (assumed)."""
+        if (experiment, key) in self.overheads:
+            return self.overheads[(experiment, key)], "measured (experiment, configuration)"
+        same = [v for (e, _), v in self.overheads.items() if e == experiment]
+        if same:
+            return float(np.median(same)), "measured (experiment)"
+        return EVAL_OVERHEAD, "assumed"
+
+
+def measurements(runs_root: Path, device: str = "cpu") -> Measured:
+    """Rates and evaluation overheads of the finished runs under ``runs_root`` trained on ``device``. A run's
+    experiment is its directory name up to the first ``-``; a damaged or partial record is skipped (a plan is an
+    estimate, never stopped by one bad record)."""
     rates: dict[tuple, list[float]] = {}
+    overheads: dict[tuple, list[float]] = {}
     for metrics in sorted(Path(runs_root).glob("*/metrics.json")):
         d = metrics.parent
         try:
             prov = json.loads((d / "provenance.json").read_text())
             cfg = load_result(d).config
             hist = pd.read_csv(d / "history.csv")
+            key = _key(cfg)
         except Exception:  # a damaged or partial record does not stop a plan
             continue
         if device_name(prov, default="cpu") != device or "images_per_s" not in hist:
             continue
-        rates.setdefault(_key(cfg), []).extend(hist["images_per_s"].dropna().tolist())
-    return {k: float(np.median(v)) for k, v in rates.items() if v}
+        rates.setdefault(key, []).extend(hist["images_per_s"].dropna().tolist())
+        train_s = float(hist["train_seconds"].sum()) if "train_seconds" in hist else 0.0
+        walls = prov.get("wall_seconds") or {}
+        wall = sum(float(v) for k, v in walls.items() if k != "fit_call") if isinstance(walls, dict) else 0.0
+        if train_s > 0 and wall > 0:
+            overheads.setdefault((d.name.split("-", 1)[0], key), []).append(wall / train_s)
+    return Measured({k: float(np.median(v)) for k, v in rates.items() if v},
+                    {k: float(np.median(v)) for k, v in overheads.items()})
+
+
+def measured_rates(runs_root: Path, device: str = "cpu") -> dict[tuple, float]:
+    """Median training images/s of finished runs per (arch, backbone, size, stride) on ``device``."""
+    return measurements(runs_root, device).rates
 
 
 def bench_rates() -> dict[tuple, float]:
@@ -85,7 +124,9 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
 
     # rates of a configuration do not depend on the profile: the profile's own runs first, then the main results'
     roots = list(dict.fromkeys([profile.output / "runs", results_dir() / "runs"]))
-    measured = {k: v for r in reversed(roots) for k, v in measured_rates(r, device).items()}
+    found = [measurements(r, device) for r in reversed(roots)]  # the profile's own runs override
+    measured = {k: v for m in found for k, v in m.rates.items()}
+    costs = Measured(measured, {k: v for m in found for k, v in m.overheads.items()})
     benched = bench_rates()
     ref = measured.get(("lanet", "resnet18", 128, 32)) or benched.get(("lanet", "resnet18", 128, 32)) or 20.0
     gpus = [g for r in roots for g in gpu_kinds(r)]
@@ -119,6 +160,7 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                     rate, source = benched[key], "measured (bench)"
                 else:
                     rate, source = ref * (128 / key[2]) ** 2, "assumed (R18+LA-Net rate x pixels)"
+                overhead, overhead_source = costs.overhead(spec.experiment, key)
                 state = "finished" if (run_dir / "metrics.json").is_file() else (
                     "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "to train")
                 row = {
@@ -127,13 +169,14 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                     "image_size": key[2], "backbone": key[1], "epochs": t["stage1_epochs"] + t["stage2_epochs"],
                     "config_hash": run_dir.name.rsplit("-", 1)[1], "state": state,
                     "images_per_s": round(rate, 1), "rate_source": source,
-                    "est_hours": round(0 if state == "finished" else images / rate * EVAL_OVERHEAD / 3600, 4),
+                    "eval_overhead": round(overhead, 3), "overhead_source": overhead_source,
+                    "est_hours": round(0 if state == "finished" else images / rate * overhead / 3600, 4),
                 }
                 if gpu:
                     g_rate = gpu_rates.get(key) or (rate * speedup if speedup else None)
                     row["gpu"] = gpu
                     row["est_gpu_hours"] = (np.nan if g_rate is None else
-                                            round(0 if state == "finished" else images / g_rate * EVAL_OVERHEAD / 3600, 4))
+                                            round(0 if state == "finished" else images / g_rate * overhead / 3600, 4))
                     row["gpu_rate_source"] = ("measured (runs)" if key in gpu_rates else
                                               f"cpu rate x {speedup:.1f} (median GPU/CPU)" if speedup else "none")
                 rows.append(row)
@@ -156,7 +199,9 @@ def print_plan(plan: pd.DataFrame, device: str = "cpu") -> None:
     print(f"\n{len(plan)} unique runs: {int((plan['state'] == 'finished').sum())} finished, "
           f"{int((plan['state'] == 'partial').sum())} partial, {int((plan['state'] == 'to train').sum())} to train.")
     print(f"On {device}: estimated {todo['est_hours'].sum():.1f} {device}-hours for what is missing "
-          f"({int(todo['rate_source'].str.startswith('assumed').sum())} runs at an assumed rate).")
+          f"({int(todo['rate_source'].str.startswith('assumed').sum())} runs at an assumed rate, "
+          f"{int((todo['overhead_source'] == 'assumed').sum())} at the assumed evaluation overhead "
+          f"x{EVAL_OVERHEAD:.2f}; a partly trained run is priced in full).")
     if "est_gpu_hours" in plan and len(todo):
         print(f"On {plan['gpu'].iloc[0]}: estimated {todo['est_gpu_hours'].sum():.1f} gpu-hours "
               f"({int((todo['gpu_rate_source'] == 'measured (runs)').sum())} runs at rates measured there, the others "
