@@ -93,7 +93,7 @@ def test_paired_table_takes_the_verdict_from_the_retraining_test() -> None:
 
 def test_paired_table_reads_a_better_and_one_run_without_an_interval() -> None:
     """The reading column says which arm is better ("a better", never the claim word "reproduced"), and one run per
-    arm gives no test: "no test (1 run)" and "+x (no CI)", not "[nan, nan]"."""
+    arm gives no test: "no test (1 run)" and "+x [no CI]", not "[nan, nan]"; identical runs read "no difference"."""
     rng = np.random.default_rng(1)
     n = 200
     y = rng.integers(0, 2, n)
@@ -111,7 +111,10 @@ def test_paired_table_reads_a_better_and_one_run_without_an_interval() -> None:
     one = crossval.paired_table(crossval.CVRecords(oof, runs[runs["fold"] == 1], sizes), [("A", "B")],
                                 metrics=("iou",)).iloc[0]
     assert one["reading (with retraining)"] == "no test (1 run)"
-    assert one[crossval.WITH_RETRAINING] == "+0.100 (no CI)"
+    assert one[crossval.WITH_RETRAINING] == "+0.100 [no CI]"
+    same = runs.assign(iou=0.5)  # identical runs: a zero-width interval at 0 reads "no difference", not "b better"
+    tie = crossval.paired_table(crossval.CVRecords(oof, same, sizes), [("A", "B")], metrics=("iou",)).iloc[0]
+    assert tie["reading (with retraining)"] == "no difference"
     import matplotlib.pyplot as plt
 
     from lanet_core.study.figures import cv_forest_figure

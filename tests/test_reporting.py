@@ -441,6 +441,13 @@ def test_whole_numbers_keep_a_columns_fixed_decimals() -> None:
     assert rows[1] == ["81.0", "4", "2", "0.1235", "0.180", "0.5"]
     assert rows[0] == ["78.7", "3", "1", "512", "0.426", "0.1235"]
     assert rows[2] == ["", "5", "3", "2.5", "1.000", "2"]
+    # padding never changes a number: 3e-07 stays (not "0.00"), float32 pads like float64, 1e16 is not padded out
+    md = markdown_table(pd.DataFrame({"p": [0.05, 3e-7, 0.5], "f32": np.array([78.7, 81.0, 80.25], dtype=np.float32),
+                                      "big": [1e16, 0.5, 0.25]}))
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in md.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["0.05", "3e-07", "0.5"]
+    assert [r[1] for r in rows] == ["78.70", "81.00", "80.25"]
+    assert rows[0][2] == "1e+16" and rows[1][2] == "0.5"
 
 
 def test_metric_title_drops_the_unit_only() -> None:

@@ -143,6 +143,7 @@ def test_plan_lists_every_unique_run_without_training(tmp_path, capsys):
     plan = study_plan(prof, prof.notebooks)
     assert len(plan) == plan["config_hash"].nunique() > 20
     assert set(plan["state"]) == {"to train"} and plan["est_hours"].sum() > 0
+    assert set(plan["overhead_source"]) == {"assumed"} and (plan["eval_overhead"] == 1.1).all()  # nothing measured
     assert not any(tmp_path.glob("runs/*/metrics.json"))  # nothing trained
     assert runner.run_study("smoke", plan=True) == 0
     assert "unique runs" in capsys.readouterr().out
@@ -166,15 +167,16 @@ def test_plan_prices_evaluation_with_the_overhead_finished_runs_measured(tmp_pat
         shutil.copy(src / name, run / name)
     prov = json.loads((src / "provenance.json").read_text())
     prov["device"] = "cpu"
-    prov["wall_seconds"] = {"stage1": 60.0, "stage2": 240.0, "test_eval": 30.0, "fit_call": 999.0}
+    prov["wall_seconds"] = {"stage1": 60.0, "stage2": 240.0, "test_eval": 30.0, "fit_call": 310.0}
     (run / "provenance.json").write_text(json.dumps(prov))
     pd.DataFrame({"stage": ["stage1", "stage2"], "epoch": [1, 1], "train_seconds": [50.0, 200.0],
                   "images_per_s": [10.0, 12.0]}).to_csv(run / "history.csv", index=False)
     m = P.measurements(tmp_path, "cpu")
     (key, overhead), = m.overheads.items()
-    assert key[0] == "partial_labels_cv" and overhead == pytest.approx(330 / 250)  # fit_call left out
+    assert key[0] == "partial_labels_cv" and overhead == pytest.approx(340 / 250)  # fit call (set-up too) + test
+    assert P._wall_seconds({"stage1": 60.0, "stage2": 240.0, "test_eval": 30.0, "fit_call": 100.0}) == 330  # resumed
     assert m.rates[key[1]] == pytest.approx(11.0)
-    assert m.overhead("partial_labels_cv", key[1]) == (pytest.approx(1.32), "measured (experiment, configuration)")
+    assert m.overhead("partial_labels_cv", key[1]) == (pytest.approx(1.36), "measured (experiment, configuration)")
     assert m.overhead("partial_labels_cv", ("other",))[1] == "measured (experiment)"
     assert m.overhead("fully_labelled", key[1]) == (P.EVAL_OVERHEAD, "assumed")
     assert P.measurements(tmp_path, "cuda: NVIDIA H200").overheads == {}  # another device measures nothing here

@@ -148,7 +148,7 @@ def format_signed(metric: str, value: float) -> str:
 def format_diff_ci(metric: str, diff: float, low: float, high: float) -> str:
     """Signed difference with its interval in the metric's display units, e.g. ``"+2.4 [-1.2, +6.1]"``; every
     number keeps its sign (a bound ``"-0.000"`` is below zero, so the interval includes it). Without an interval
-    (fewer than two values): ``"+7.4 (no CI)"``."""
+    (fewer than two values): ``"+7.4 [no CI]"``, the bracket where the interval would be."""
     fmt = metric_format(metric)
 
     def one(v: float) -> str:
@@ -157,7 +157,7 @@ def format_diff_ci(metric: str, diff: float, low: float, high: float) -> str:
     if not math.isfinite(diff):
         return ""
     if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{one(diff)} (no CI)"
+        return f"{one(diff)} [no CI]"
     return f"{one(diff)} [{one(low)}, {one(high)}]"
 
 

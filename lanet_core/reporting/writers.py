@@ -37,10 +37,7 @@ def _format_cells(df: pd.DataFrame, float_format: FloatFormat, na_rep: str) -> p
 
     def column(col: pd.Series) -> pd.Series:
         floats = [float(v) for v in col if isinstance(v, (float, np.floating)) and math.isfinite(float(v))]
-        shown = {v: fmt(v) for v in floats if not v.is_integer()}
-        places = {len(t.split(".", 1)[1]) if "." in t and "e" not in t.lower() else 0 for t in shown.values()}
-        exact = all(_parses_to(t, v) for v, t in shown.items())
-        digits = max(places) if places and exact and 1 <= max(places) <= 3 else 0
+        digits = _fixed_places(floats, fmt)
 
         def cell(v: Any) -> str:
             if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
@@ -59,12 +56,23 @@ def _format_cells(df: pd.DataFrame, float_format: FloatFormat, na_rep: str) -> p
     return df.apply(column).astype(str)
 
 
-def _parses_to(text: str, value: float) -> bool:
-    """Whether display ``text`` is ``value`` itself (no rounding by the format), so padding it with zeros is exact."""
+def _fixed_places(floats: list[float], fmt: Callable[[float], str]) -> int:
+    """The decimals (1-3) every cell of a column can print with and still read as the format shows it: the largest
+    count the format uses, provided each value printed with that many decimals is the number its formatted text is
+    (0.18 -> "0.180" beside "0.236"; float32 81.0 beside 78.7 -> "81.0"). 0 (keep the format's text) where a value
+    would change: a format that rounds (.4g of 0.123456), scientific notation (3e-07 never becomes 0.000), numbers
+    of 1e15 and above."""
+    shown = {v: fmt(v) for v in floats if not v.is_integer()}
+    if not shown or any("e" in t.lower() or "." not in t for t in shown.values()) or any(abs(v) >= 1e15 for v in floats):
+        return 0
+    d = max(len(t.split(".", 1)[1]) for t in shown.values())
+    if not 1 <= d <= 3:
+        return 0
     try:
-        return float(text) == value
+        same = all(float(f"{v:.{d}f}") == float(t) for v, t in shown.items())
     except ValueError:
-        return False
+        return 0
+    return d if same else 0
 
 
 def _numeric_columns(df: pd.DataFrame) -> list[bool]:

@@ -20,6 +20,8 @@ See ``docs/statistics.md``.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -42,7 +44,7 @@ LOCALISATION_METRICS = ("iou", "dice", "iou_box", "dice_box")  # iou_box: the pa
 RUN_KEYS = ["method", "fold", "seed"]
 WITH_RETRAINING = "difference (with retraining)"  # the columns of :func:`paired_table`
 GIVEN_MODELS = "difference (given these trained models)"
-READING = "reading (with retraining)"  # "a better", "b better", "inconclusive" or "no test (1 run)"
+READING = "reading (with retraining)"  # "a better", "b better", "no difference", "inconclusive", "no test (1 run)"
 
 
 def scored_images(res: ExperimentResults, exclude: Iterable[str] | None = None) -> pd.DataFrame:
@@ -256,13 +258,16 @@ def paired_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
     return pd.DataFrame(rows)
 
 
-def _reading(v: stats.Verdict, n_runs: int) -> str:
-    """The with-retraining verdict on "a is better than b" in the table's own words: a reader of a row with a
-    higher IoU for ``a`` sees "a better", not a claim word ("reproduced") that a claim in the other direction
-    would turn around."""
-    if n_runs < 2:
-        return f"no test ({n_runs} run)"
-    return {"reproduced": "a better", "contradicted": "b better"}.get(v.kind, v.kind)
+def _reading(rt: stats.RepeatedCVTest) -> str:
+    """The with-retraining interval of ``a - b`` in the table's own words: "a better" (above 0), "b better" (below),
+    "no difference" (identical runs: a zero-width interval at 0), else "inconclusive"; one run gives no test. A
+    reader of a row with a higher IoU for ``a`` sees "a better", not a claim word ("reproduced") that a claim in the
+    other direction would turn around."""
+    if rt.n_pairs < 2 or not (math.isfinite(rt.low) and math.isfinite(rt.high)):
+        return f"no test ({rt.n_pairs} run{'s' if rt.n_pairs != 1 else ''})"
+    if rt.low == rt.high == 0:
+        return "no difference"
+    return "a better" if rt.low > 0 else "b better" if rt.high < 0 else "inconclusive"
 
 
 def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.PairedDiff) -> dict[str, object]:
@@ -271,7 +276,7 @@ def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.Pair
     row: dict[str, object] = {
         "a": a, "b": b, "metric": m, "runs (fold x seed)": rt.n_pairs,
         WITH_RETRAINING: format_diff_ci(m, rt.estimate, rt.low, rt.high),
-        "p (with retraining)": rt.p, READING: _reading(v, rt.n_pairs), "rules out": v.rules_out,
+        "p (with retraining)": rt.p, READING: _reading(rt), "rules out": v.rules_out,
         GIVEN_MODELS: format_diff_ci(m, img.diff, img.low, img.high),
         "p (given these trained models)": img.p, "n_images": img.n,  # the test follows the metric: PAIRED_TESTS
     }

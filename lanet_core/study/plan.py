@@ -5,7 +5,7 @@ Throughput (training images/s) comes from *measurements*: the median ``images_pe
 same architecture, backbone, input size and lesion-map stride on the same kind of device (their
 ``history.csv``), else ``lanet bench`` records in ``results/benchmarks/``, else R18+LA-Net's measured rate
 scaled by the pixel count (an assumption, marked ``assumed``). Hours = epochs x training images / rate x the
-evaluation overhead: the median ratio of a finished run's wall time (stages and test pass, ``provenance.json``) to
+evaluation overhead: the median ratio of a finished run's wall time (fit and test pass, ``provenance.json``) to
 its training seconds (``history.csv``), measured per experiment and configuration on the same kind of device (so
 the BUS-BRA CV runs, whose validation and test sets are large, are priced with their own ~25 %), else per
 experiment, else :data:`EVAL_OVERHEAD`. A partly trained run is priced in full.
@@ -55,6 +55,14 @@ class Measured:
         return EVAL_OVERHEAD, "assumed"
 
 
+def _wall_seconds(walls: dict) -> float:
+    """A run's wall time from ``provenance.json``'s ``wall_seconds``: its stages (summed over resumed sessions) or,
+    where larger, the fit call of an uninterrupted run (which also holds set-up and checkpointing), plus the test
+    pass."""
+    stages = sum(float(v) for k, v in walls.items() if k not in ("fit_call", "test_eval"))
+    return max(stages, float(walls.get("fit_call", 0.0))) + float(walls.get("test_eval", 0.0))
+
+
 def measurements(runs_root: Path, device: str = "cpu") -> Measured:
     """Rates and evaluation overheads of the finished runs under ``runs_root`` trained on ``device``. A run's
     experiment is its directory name up to the first ``-``; a damaged or partial record is skipped (a plan is an
@@ -75,16 +83,11 @@ def measurements(runs_root: Path, device: str = "cpu") -> Measured:
         rates.setdefault(key, []).extend(hist["images_per_s"].dropna().tolist())
         train_s = float(hist["train_seconds"].sum()) if "train_seconds" in hist else 0.0
         walls = prov.get("wall_seconds") or {}
-        wall = sum(float(v) for k, v in walls.items() if k != "fit_call") if isinstance(walls, dict) else 0.0
+        wall = _wall_seconds(walls) if isinstance(walls, dict) else 0.0
         if train_s > 0 and wall > 0:
             overheads.setdefault((d.name.split("-", 1)[0], key), []).append(wall / train_s)
     return Measured({k: float(np.median(v)) for k, v in rates.items() if v},
                     {k: float(np.median(v)) for k, v in overheads.items()})
-
-
-def measured_rates(runs_root: Path, device: str = "cpu") -> dict[tuple, float]:
-    """Median training images/s of finished runs per (arch, backbone, size, stride) on ``device``."""
-    return measurements(runs_root, device).rates
 
 
 def bench_rates() -> dict[tuple, float]:
@@ -131,7 +134,9 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
     ref = measured.get(("lanet", "resnet18", 128, 32)) or benched.get(("lanet", "resnet18", 128, 32)) or 20.0
     gpus = [g for r in roots for g in gpu_kinds(r)]
     gpu = gpus[0] if gpus else None
-    gpu_rates = {k: v for r in reversed(roots) for k, v in measured_rates(r, gpu).items()} if gpu else {}
+    gpu_found = [measurements(r, gpu) for r in reversed(roots)] if gpu else []
+    gpu_rates = {k: v for m in gpu_found for k, v in m.rates.items()}
+    gpu_costs = Measured(gpu_rates, {k: v for m in gpu_found for k, v in m.overheads.items()})
     both = [gpu_rates[k] / measured[k] for k in gpu_rates if k in measured]
     speedup = float(np.median(both)) if both else None
     manifests: dict[str, pd.DataFrame] = {}
@@ -174,9 +179,11 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                 }
                 if gpu:
                     g_rate = gpu_rates.get(key) or (rate * speedup if speedup else None)
+                    g_over, g_source = gpu_costs.overhead(spec.experiment, key)
+                    g_over = overhead if g_source == "assumed" else g_over  # else the CPU's measured overhead
                     row["gpu"] = gpu
                     row["est_gpu_hours"] = (np.nan if g_rate is None else
-                                            round(0 if state == "finished" else images / g_rate * overhead / 3600, 4))
+                                            round(0 if state == "finished" else images / g_rate * g_over / 3600, 4))
                     row["gpu_rate_source"] = ("measured (runs)" if key in gpu_rates else
                                               f"cpu rate x {speedup:.1f} (median GPU/CPU)" if speedup else "none")
                 rows.append(row)
