@@ -673,6 +673,24 @@ def corrected_repeated_cv_ttest(differences: Sequence[float], test_train_ratio: 
     return RepeatedCVTest(metric, est, est - half, est + half, p, n - 1, n, sd, se, ratio, confidence)
 
 
+def projected_half_width(sd: float, test_train_ratio: float, n_pairs: int | None, confidence: float = 0.95) -> float:
+    """Half-width of the corrected repeated k-fold t interval (:func:`corrected_repeated_cv_ttest`) that ``n_pairs``
+    (fold, seed) differences with SD ``sd`` would give: ``t(J-1) * sqrt(1/J + ratio) * sd``. ``n_pairs=None``: the
+    floor no number of seeds goes below, ``z * sqrt(ratio) * sd`` (more seeds shrink only the ``1/J`` term; runs that
+    share training images stay correlated). A projection: it takes an observed SD as the true one, and an SD from
+    five folds is itself uncertain (4 df). NaN for ``n_pairs < 2`` or a NaN ``sd``.
+
+    Example: ``sd`` 3.4 points, ratio 0.25: 5 pairs give 2.776 * sqrt(0.45) * 3.4 = 6.3 points, 15 pairs
+    2.145 * sqrt(0.317) * 3.4 = 4.1, any number 1.96 * 0.5 * 3.4 = 3.3.
+    """
+    _check_confidence(confidence)
+    if not math.isfinite(sd) or (n_pairs is not None and n_pairs < 2):
+        return float("nan")
+    if n_pairs is None:
+        return float(sps.norm.ppf(0.5 + confidence / 2.0)) * math.sqrt(test_train_ratio) * sd
+    return float(sps.t.ppf(0.5 + confidence / 2.0, df=n_pairs - 1)) * math.sqrt(1.0 / n_pairs + test_train_ratio) * sd
+
+
 # ---------------------------------------------------------------------------------------------------------- verdicts
 # The one rule that turns an interval into a verdict on a claim, and the one wording of what an inconclusive
 # interval still rules out; every table and claim of the study uses these two.

@@ -71,7 +71,10 @@ study.difference(sf, by="regime", a="s-SSL", b="F", metrics=["accuracy", "auc", 
 # cross-validation found strongest (ImageNet MobileNetV2, BN rebuilt, 224 px, feature extractor at a tenth of the
 # heads' lr), with boxes on 20 % and on 5 % of each fold's training images. Differences are paired by fold (and seed):
 # *with retraining* is the corrected repeated k-fold t-test over the runs (the verdict), *given these trained models*
-# the per-image test over the out-of-fold images (exact McNemar, DeLong, paired t), as in notebook 11.
+# the per-image test over the out-of-fold images (exact McNemar, DeLong, paired t), as in notebook 11. A third table
+# per fraction projects the with-retraining half-width for more seeds per fold: the corrected test's variance is
+# `(1/J + n_test/n_train) * s**2`, so more seeds shrink only the `1/J` term, and the floor `1.96 * sqrt(n_test/n_train)
+# * s` tells whether a target precision can be bought with compute at all.
 # An F run trains, selects its stage-1 epoch and rebuilds its BatchNorm statistics on the boxed training images only;
 # both arms select epochs on the same fully boxed validation patients (~225 images, more than the 64 boxed training
 # images of a 5 % fold). The U-Net reference is the profile's scratch network at its own size, not the ImageNet one.
@@ -112,6 +115,15 @@ for boxed in sorted({s.group["boxed"] for s in pcv.specs}, reverse=True):
     if len(paired):  # the same differences as a forest plot (as notebook 11's fig_cv_paired_differences)
         study.figure(figures.cv_forest_figure(paired, conditions=figures.experiment_conditions(part)),
                      f"fig_busbra_cv_box{boxed}_paired_differences")
+    # the issue's precision target (half-width <= 3 points for s-SSL - F): what more seeds per fold would buy
+    precision = crossval.precision_table(cv_part, [(f"{f}-s-SSL", f"{f}-F") for f in families])
+    if len(precision):
+        display(study.table(precision, f"busbra_cv_box{boxed}_precision",
+                            caption=f"s-SSL minus F, BUS-BRA 5-fold CV, boxes on {boxed} %: half-width of the "
+                                    "with-retraining 95 % CI (points) now and projected for more seeds per fold, "
+                                    "taking today's SD of the per-fold differences as true (an SD from five folds is "
+                                    "itself uncertain); the floor is what no number of seeds goes below (runs that "
+                                    "share training images stay correlated)"))
 
 # %%
 study.bars(runs, ["accuracy", "auc", "iou_box"], reference, "fig_busbra_partial_labels",

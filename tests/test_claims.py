@@ -83,9 +83,10 @@ def test_readme_index_lists_each_box_fraction_after_tables_9_10(monkeypatch):
     index = table_index(SimpleNamespace(partial_labels_cv={"box_fractions": [20, 5]}))
     names = [t for _, t, _ in index]
     at = names.index("table9_10_ssl_minus_f")
-    assert names[at + 1: at + 5] == ["busbra_cv_box20_summary", "busbra_cv_box20_ssl_minus_f", "busbra_cv_box5_summary",
-                                     "busbra_cv_box5_ssl_minus_f"]
-    assert index[at + 2][2] == "fig_busbra_cv_box20_paired_differences" and "5 %" in index[at + 3][0]
+    assert names[at + 1: at + 7] == ["busbra_cv_box20_summary", "busbra_cv_box20_ssl_minus_f",
+                                     "busbra_cv_box20_precision", "busbra_cv_box5_summary",
+                                     "busbra_cv_box5_ssl_minus_f", "busbra_cv_box5_precision"]
+    assert index[at + 2][2] == "fig_busbra_cv_box20_paired_differences" and "5 %" in index[at + 4][0]
     assert table_index(SimpleNamespace(partial_labels_cv={})) == TABLE_INDEX
 
 

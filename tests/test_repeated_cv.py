@@ -4,6 +4,8 @@ its calibration by simulation beside the per-image test, and the cross-validatio
 from __future__ import annotations
 
 import io
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,6 +125,41 @@ def test_paired_table_reads_a_better_and_one_run_without_an_interval() -> None:
     key = " ".join(t.get_text() for t in fig.texts)
     plt.close(fig)
     assert "paired t for IoU" in key and "(IoU)" not in key  # once "paired t (IoU (box))"
+
+
+def test_projected_half_width_matches_the_test_and_has_a_floor() -> None:
+    """J pairs of SD s give the corrected test's own half-width; more seeds shrink only the 1/J term, so the floor
+    z * sqrt(ratio) * s is never crossed (the issue's 3-point target can be out of reach of any compute)."""
+    d = [0.02, 0.10, 0.00, 0.06, 0.14]
+    t = stats.corrected_repeated_cv_ttest(d, 0.25)
+    assert stats.projected_half_width(t.sd, 0.25, 5) == pytest.approx((t.high - t.low) / 2)
+    floor = stats.projected_half_width(t.sd, 0.25, None)
+    assert floor == pytest.approx(1.959964 * 0.5 * t.sd, rel=1e-6)
+    widths = [stats.projected_half_width(t.sd, 0.25, 5 * r) for r in (1, 2, 3, 10, 100)]
+    assert widths == sorted(widths, reverse=True) and widths[-1] > floor
+    assert math.isnan(stats.projected_half_width(t.sd, 0.25, 1))
+
+
+def test_precision_table_says_how_many_seeds_reach_the_target() -> None:
+    """A small spread reaches 3 points with few seeds per fold; a large one is not reachable (floor above 3)."""
+    n = 50
+    oof = pd.DataFrame({"method": ["A"] * n + ["B"] * n + ["C"] * n, "image_id": list(range(n)) * 3,
+                        "y_true": [0, 1] * (3 * n // 2), "p_malignant": 0.5})
+    runs = pd.DataFrame({"method": ["A"] * 5 + ["B"] * 5 + ["C"] * 5, "fold": list(range(1, 6)) * 3, "seed": 0,
+                         "accuracy": [0.81, 0.85, 0.82, 0.86, 0.83, 0.80, 0.80, 0.80, 0.80, 0.80,
+                                      0.70, 0.90, 0.65, 0.95, 0.72]})  # A - B: 1, 5, 2, 6, 3 points (SD 2.1)
+    sizes = pd.DataFrame({"fold": range(1, 6), "n_train": 400, "n_val": 80, "n_test": 100})
+    tab = crossval.precision_table(crossval.CVRecords(oof, runs, sizes), [("A", "B"), ("A", "C")],
+                                   metrics=("accuracy",)).set_index("b")
+    need = "seeds per fold for <= 3"
+    assert tab.loc["B", "folds"] == 5 and tab.loc["B", "seeds per fold now"] == 1
+    assert tab.loc["B", "half-width now"] == pytest.approx(
+        100 * (lambda t: (t.high - t.low) / 2)(crossval.repeated_cv(crossval.CVRecords(oof, runs, sizes), "A", "B",
+                                                                   "accuracy")), abs=0.05)  # shown to 0.1 point
+    assert tab.loc["B", "half-width now"] > 3 and tab.loc["B", need] == "2"  # 2 seeds per fold suffice
+    assert tab.loc["C", "floor (any number of seeds)"] > 3 and tab.loc["C", need] == "not reachable"
+    assert tab.loc["B", "2 seeds per fold"] > tab.loc["B", "10 seeds per fold"] > tab.loc["B",
+                                                                                        "floor (any number of seeds)"]
 
 
 # ------------------------------------------------------------------------------------ calibration by simulation
