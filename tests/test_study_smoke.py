@@ -180,3 +180,19 @@ def test_plan_prices_evaluation_with_the_overhead_finished_runs_measured(tmp_pat
     assert m.overhead("partial_labels_cv", ("other",))[1] == "measured (experiment)"
     assert m.overhead("fully_labelled", key[1]) == (P.EVAL_OVERHEAD, "assumed")
     assert P.measurements(tmp_path, "cuda: NVIDIA H200").overheads == {}  # another device measures nothing here
+
+
+def test_plan_prices_a_partial_run_for_what_its_checkpoint_has_not_trained(tmp_path):
+    """A run interrupted after 3 epochs of 100 images is priced for the rest; a damaged checkpoint (which the
+    trainer restarts from scratch) is priced in full."""
+    import torch
+
+    from lanet_core.study.plan import trained_images
+
+    ck = tmp_path / "run" / "checkpoints"
+    ck.mkdir(parents=True)
+    assert trained_images(tmp_path / "run") == 0
+    torch.save({"format": 1, "history": [{"stage": "stage1", "train_images": 100}] * 3}, ck / "last.pt")
+    assert trained_images(tmp_path / "run") == 300
+    (ck / "last.pt").write_bytes(b"not a checkpoint")
+    assert trained_images(tmp_path / "run") == 0

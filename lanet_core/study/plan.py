@@ -8,7 +8,8 @@ scaled by the pixel count (an assumption, marked ``assumed``). Hours = epochs x 
 evaluation overhead: the median ratio of a finished run's wall time (fit and test pass, ``provenance.json``) to
 its training seconds (``history.csv``), measured per experiment and configuration on the same kind of device (so
 the BUS-BRA CV runs, whose validation and test sets are large, are priced with their own ~25 %), else per
-experiment, else :data:`EVAL_OVERHEAD`. A partly trained run is priced in full.
+experiment, else :data:`EVAL_OVERHEAD`. A partly trained run is priced for the training images its checkpoint has not
+been through yet (:func:`trained_images`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ def _wall_seconds(walls: dict) -> float:
     pass."""
     stages = sum(float(v) for k, v in walls.items() if k not in ("fit_call", "test_eval"))
     return max(stages, float(walls.get("fit_call", 0.0))) + float(walls.get("test_eval", 0.0))
+
+
+def trained_images(run_dir: Path) -> int:
+    """Training images a partly trained run has been through (the ``train_images`` of the epochs its
+    ``checkpoints/last.pt`` records); 0 where there is no readable checkpoint. Read with ``weights_only`` and
+    ``mmap`` (no unpickling, no copy of the weights)."""
+    import torch
+
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return 0
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(sum(int(h.get("train_images") or 0) for h in ck.get("history") or []))
+    except Exception:  # an unreadable checkpoint restarts its run (Trainer._load_last): price it in full
+        return 0
 
 
 def measurements(runs_root: Path, device: str = "cpu") -> Measured:
@@ -168,6 +185,8 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                 overhead, overhead_source = costs.overhead(spec.experiment, key)
                 state = "finished" if (run_dir / "metrics.json").is_file() else (
                     "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "to train")
+                if state == "partial":  # what its checkpoint has not trained yet
+                    images = max(images - trained_images(run_dir), 0)
                 row = {
                     "experiment": spec.experiment, "method": spec.method, "seed": spec.seed,
                     **{k: spec.group.get(k, "") for k in ("fold", "ratio", "target", "regime", "boxed")},
@@ -208,7 +227,7 @@ def print_plan(plan: pd.DataFrame, device: str = "cpu") -> None:
     print(f"On {device}: estimated {todo['est_hours'].sum():.1f} {device}-hours for what is missing "
           f"({int(todo['rate_source'].str.startswith('assumed').sum())} runs at an assumed rate, "
           f"{int((todo['overhead_source'] == 'assumed').sum())} at the assumed evaluation overhead "
-          f"x{EVAL_OVERHEAD:.2f}; a partly trained run is priced in full).")
+          f"x{EVAL_OVERHEAD:.2f}; a partly trained run for what its checkpoint has not trained).")
     if "est_gpu_hours" in plan and len(todo):
         print(f"On {plan['gpu'].iloc[0]}: estimated {todo['est_gpu_hours'].sum():.1f} gpu-hours "
               f"({int((todo['gpu_rate_source'] == 'measured (runs)').sum())} runs at rates measured there, the others "
