@@ -119,11 +119,12 @@ for boxed in sorted({s.group["boxed"] for s in pcv.specs}, reverse=True):
     precision = crossval.precision_table(cv_part, [(f"{f}-s-SSL", f"{f}-F") for f in families])
     if len(precision):
         display(study.table(precision, f"busbra_cv_box{boxed}_precision",
-                            caption=f"s-SSL minus F, BUS-BRA 5-fold CV, boxes on {boxed} %: half-width of the "
-                                    "with-retraining 95 % CI (points) now and projected for more seeds per fold, "
-                                    "taking today's SD of the per-fold differences as true (an SD from five folds is "
-                                    "itself uncertain); the floor is what no number of seeds goes below (runs that "
-                                    "share training images stay correlated)"))
+                            caption=f"s-SSL minus F, BUS-BRA 5-fold CV, boxes on {boxed} % (families run on every "
+                                    "fold): half-width of the corrected test's with-retraining 95 % CI (points) now "
+                                    "and projected for more seeds per fold, taking today's SD of the per-fold "
+                                    "differences as true (from five differences it is itself uncertain, 0.6x-2.9x); "
+                                    "the floor is what no number of seeds goes below (runs that share training images "
+                                    "stay correlated)"))
 
 # %%
 study.bars(runs, ["accuracy", "auc", "iou_box"], reference, "fig_busbra_partial_labels",

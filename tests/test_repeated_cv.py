@@ -158,6 +158,11 @@ def test_precision_table_says_how_many_seeds_reach_the_target() -> None:
                                                                    "accuracy")), abs=0.05)  # shown to 0.1 point
     assert tab.loc["B", "half-width now"] > 3 and tab.loc["B", need] == "2"  # 2 seeds per fold suffice
     assert tab.loc["C", "floor (any number of seeds)"] > 3 and tab.loc["C", need] == "not reachable"
+    assert tab.loc["B", "df now"] == 4
+    some = runs[(runs["method"] != "C") | (runs["fold"] <= 2)]  # C run on 2 of the 5 folds: no projection for it
+    part = crossval.precision_table(crossval.CVRecords(oof, some, sizes), [("A", "B"), ("A", "C")],
+                                    metrics=("accuracy",))
+    assert list(part["b"]) == ["B"]
     assert tab.loc["B", "2 seeds per fold"] > tab.loc["B", "10 seeds per fold"] > tab.loc["B",
                                                                                         "floor (any number of seeds)"]
 

@@ -183,16 +183,20 @@ def test_plan_prices_evaluation_with_the_overhead_finished_runs_measured(tmp_pat
 
 
 def test_plan_prices_a_partial_run_for_what_its_checkpoint_has_not_trained(tmp_path):
-    """A run interrupted after 3 epochs of 100 images is priced for the rest; a damaged checkpoint (which the
-    trainer restarts from scratch) is priced in full."""
+    """A run interrupted after 3 stage-1 epochs and 1 stage-2 epoch counts them per stage (the plan prices the rest
+    in its own units); a damaged checkpoint or one of another format (both restart the run) counts nothing."""
     import torch
 
-    from lanet_core.study.plan import trained_images
+    from lanet_core.study.plan import trained_epochs
+    from lanet_core.training.trainer import CHECKPOINT_FORMAT
 
     ck = tmp_path / "run" / "checkpoints"
     ck.mkdir(parents=True)
-    assert trained_images(tmp_path / "run") == 0
-    torch.save({"format": 1, "history": [{"stage": "stage1", "train_images": 100}] * 3}, ck / "last.pt")
-    assert trained_images(tmp_path / "run") == 300
+    assert trained_epochs(tmp_path / "run") == {}
+    history = [{"stage": "stage1", "train_images": 248}] * 3 + [{"stage": "stage2"}]
+    torch.save({"format": CHECKPOINT_FORMAT, "history": history}, ck / "last.pt")
+    assert trained_epochs(tmp_path / "run") == {"stage1": 3, "stage2": 1}
+    torch.save({"format": CHECKPOINT_FORMAT + 1, "history": history}, ck / "last.pt")
+    assert trained_epochs(tmp_path / "run") == {}
     (ck / "last.pt").write_bytes(b"not a checkpoint")
-    assert trained_images(tmp_path / "run") == 0
+    assert trained_epochs(tmp_path / "run") == {}

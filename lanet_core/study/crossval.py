@@ -261,19 +261,22 @@ def paired_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
 def precision_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
                     metrics: Sequence[str] = ("accuracy", "auc"), target: float = 0.03,
                     seeds: Sequence[int] = (2, 3, 5, 10), max_seeds: int = 20) -> pd.DataFrame:
-    """What more seeds per fold would buy: per (a, b, metric) with at least two (fold, seed) runs, the half-width of
-    the with-retraining CI now and projected for ``seeds`` seeds on each of the folds run
-    (:func:`lanet_core.stats.projected_half_width`, taking today's SD of the differences as true), the floor that no
-    number of seeds goes below, and the fewest seeds per fold (up to ``max_seeds``) that reach ``target`` (a
+    """What more seeds per fold would buy: per (a, b, metric) run on every fold that any method of ``cv`` has run,
+    the half-width of the corrected test's with-retraining CI now and projected for ``seeds`` seeds per fold
+    (:func:`lanet_core.stats.projected_half_width`, taking today's SD of the differences as true; what the corrected
+    test would report, under its correlation model), the floor that no number of seeds goes below, and the fewest seeds per fold (up to ``max_seeds``) that reach ``target`` (a
     fraction: 0.03 = 3 points) or "not reachable". Half-widths in display units, rounded as the metric is shown
     (points to 0.1 for accuracy and AUC); the seeds needed come from the unrounded projection."""
     rows = []
+    all_folds = int(cv.runs["fold"].nunique()) if "fold" in cv.runs else 0
     for a, b in comparisons:
         for m in metrics:
             rt = repeated_cv(cv, a, b, m)
             if rt is None or rt.n_pairs < 2 or not math.isfinite(rt.sd):
                 continue
             k = int(run_pairs(cv.runs, a, b, m)["fold"].nunique())
+            if k < all_folds:  # a projection from some of the folds would be noise (df = 1 from two folds)
+                continue
             fmt = metric_format(m)
             scale = fmt.scale
 
@@ -281,7 +284,7 @@ def precision_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
                 return stats.projected_half_width(rt.sd, rt.test_train_ratio, n, rt.confidence) * scale
 
             row: dict[str, object] = {"a": a, "b": b, "metric": m, "folds": k,
-                                      "seeds per fold now": round(rt.n_pairs / k, 2),
+                                      "seeds per fold now": round(rt.n_pairs / k, 2), "df now": rt.df,
                                       "half-width now": round((rt.high - rt.low) / 2 * scale, fmt.digits)}
             row.update({f"{r} seed{'s' if r > 1 else ''} per fold": round(half(k * r), fmt.digits) for r in seeds})
             row["floor (any number of seeds)"] = round(half(None), fmt.digits)

@@ -9,7 +9,7 @@ evaluation overhead: the median ratio of a finished run's wall time (fit and tes
 its training seconds (``history.csv``), measured per experiment and configuration on the same kind of device (so
 the BUS-BRA CV runs, whose validation and test sets are large, are priced with their own ~25 %), else per
 experiment, else :data:`EVAL_OVERHEAD`. A partly trained run is priced for the training images its checkpoint has not
-been through yet (:func:`trained_images`).
+finished yet (:func:`trained_epochs`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from lanet_core.runs import load_result, prepare_run
 from lanet_core.study.experiments import NOTEBOOK_EXPERIMENTS, experiment_runs
 from lanet_core.study.records import device_name
 from lanet_core.study.profiles import Profile
+from lanet_core.training.stages import plan_stages
 
 #: Wall time over training time where no finished run measures it (validation and test passes, pseudo-labels).
 EVAL_OVERHEAD = 1.10
@@ -64,20 +65,32 @@ def _wall_seconds(walls: dict) -> float:
     return max(stages, float(walls.get("fit_call", 0.0))) + float(walls.get("test_eval", 0.0))
 
 
-def trained_images(run_dir: Path) -> int:
-    """Training images a partly trained run has been through (the ``train_images`` of the epochs its
-    ``checkpoints/last.pt`` records); 0 where there is no readable checkpoint. Read with ``weights_only`` and
-    ``mmap`` (no unpickling, no copy of the weights)."""
+def trained_epochs(run_dir: Path) -> dict[str, int]:
+    """Epochs per stage (``{"stage1": 12, "stage2": 3}``) a partly trained run has finished, from the history its
+    ``checkpoints/last.pt`` records; ``{}`` where there is no checkpoint the trainer would resume from (missing,
+    unreadable or of another format: the run restarts, :meth:`Trainer._load_last`). Read ``weights_only`` (no
+    unpickling), memory-mapped where the file allows."""
     import torch
+
+    from lanet_core.training.trainer import CHECKPOINT_FORMAT
 
     path = Path(run_dir) / "checkpoints" / "last.pt"
     if not path.is_file():
-        return 0
+        return {}
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(sum(int(h.get("train_images") or 0) for h in ck.get("history") or []))
-    except Exception:  # an unreadable checkpoint restarts its run (Trainer._load_last): price it in full
-        return 0
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a file torch cannot memory-map (legacy, non-zip): read it whole
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return {}
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        return {}
+    epochs: dict[str, int] = {}
+    for h in ck.get("history") or []:
+        stage = str(h.get("stage", ""))
+        epochs[stage] = epochs.get(stage, 0) + 1
+    return epochs
 
 
 def measurements(runs_root: Path, device: str = "cpu") -> Measured:
@@ -172,9 +185,10 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                 df = manifests[man]
                 train = df[df["split"] == "train"]
                 labelled = int((train["location_label"] != "none").sum())
-                images2 = len(train) if cfg["data"]["train_images"] == "all" else labelled
                 t = cfg["train"]
-                images = t["stage1_epochs"] * labelled + t["stage2_epochs"] * images2
+                per_epoch = {st.name: len(train) if st.training_images == "all" else labelled
+                             for st in plan_stages(cfg)}  # the stages the trainer runs, as it runs them
+                images = sum(st.epochs * per_epoch[st.name] for st in plan_stages(cfg))
                 key = _key(cfg)
                 if key in measured:
                     rate, source = measured[key], "measured (runs)"
@@ -185,8 +199,9 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                 overhead, overhead_source = costs.overhead(spec.experiment, key)
                 state = "finished" if (run_dir / "metrics.json").is_file() else (
                     "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "to train")
-                if state == "partial":  # what its checkpoint has not trained yet
-                    images = max(images - trained_images(run_dir), 0)
+                if state == "partial":  # what its checkpoint has not trained yet, in the plan's own units
+                    done = trained_epochs(run_dir)
+                    images = max(images - sum(n * per_epoch.get(name, 0) for name, n in done.items()), 0)
                 row = {
                     "experiment": spec.experiment, "method": spec.method, "seed": spec.seed,
                     **{k: spec.group.get(k, "") for k in ("fold", "ratio", "target", "regime", "boxed")},
