@@ -129,6 +129,10 @@ def test_cv_claims_are_judged_with_retraining_and_show_the_per_image_test():
     assert "with retraining" in text and "6 (fold, seed) pairs over 3 folds" in text
     assert "given these trained models" in text and "exact McNemar" in text and text.endswith("(reproduced)")
     assert judge_cv(crossval.CVRecords(oof, runs, sizes), "A", "C", "accuracy") == ("runs missing", "not run")
+    one = runs[(runs["fold"] == 1) & (runs["seed"] == 0)]  # one run per arm: no test, and the text says so
+    text, verdict = judge_cv(crossval.CVRecords(oof, one, sizes), "A", "B", "accuracy")
+    assert verdict.startswith("not run (one run per arm")  # outside the tally, not "inconclusive"
+    assert "+10.0 [no CI] points, no corrected repeated k-fold t (one run each), 1 (fold, seed) pair over 1 fold;" in text
 
 
 class _FakeEvidence:
@@ -277,4 +281,20 @@ def test_a_claim_not_judged_stays_outside_both_tallies_and_the_changed_list():
     assert "1 not judged" in claims_tally(claims, given_models=True)
     assert changed_verdicts(claims).empty
     claims.loc[1, "verdict_given_models"] = float("nan")  # a CSV read back: NaN, not ""
+    assert changed_verdicts(claims).empty
+
+
+def test_a_cv_claim_with_one_run_per_arm_stays_outside_both_tallies():
+    """One fold trained so far: no test with retraining, so the claim reads "not run (...)" and its per-image verdict
+    (shown in the evidence) is not counted by the per-image tally nor listed as changed."""
+    import pandas as pd
+
+    from lanet_core.study.claims import claims_tally
+    from lanet_core.study.summary import changed_verdicts
+
+    claims = pd.DataFrame({"paper": ["a", "b"],
+                           "verdict": ["not run (one run per arm so far: no test with retraining)", "reproduced"],
+                           "verdict_given_models": ["reproduced +11.2 [+6.2, +15.4]", ""]})
+    assert claims_tally(claims, given_models=True) == claims_tally(claims) == claims_tally(
+        pd.DataFrame({"verdict": ["reproduced"]}))
     assert changed_verdicts(claims).empty

@@ -166,16 +166,23 @@ def judge_cv_both(cv, a: str, b: str, metric: str, expect: str = "greater") -> t
         return "runs missing", "not run", ""
     margin = EQUIVALENCE_MARGINS.get(metric)
     folds = crossval.run_pairs(cv.runs, a, b, metric)["fold"].nunique()
+    test = f"{rt.test} {reporting.format_p(rt.p)}" if reporting.format_p(rt.p) else f"no {rt.test} (one run each)"
     text = (f"{a} - {b} with retraining: {reporting.format_diff_ci(metric, rt.estimate, rt.low, rt.high)}"
-            f"{_unit(metric)}, {rt.test} {reporting.format_p(rt.p)}, {rt.n_pairs} (fold, seed) pairs over {folds} "
-            "folds")
+            f"{_unit(metric)}, {test}, {_count(rt.n_pairs, '(fold, seed) pair')} over {_count(folds, 'fold')}")
     image_verdict = ""
     if img is not None:
         iv = verdict(img.diff, img.low, img.high, metric, expect, margin=margin)
         image_verdict = f"{iv.kind} {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
         text += (f"; given these trained models: {reporting.format_diff_ci(metric, img.diff, img.low, img.high)}"
                  f"{_unit(metric)}, {img.test} {reporting.format_p(img.p)}, {img.n} images ({iv.kind})")
+    if rt.n_pairs < 2:  # a cross-validated claim needs at least two folds: outside both tallies until then
+        return text, "not run (one run per arm so far: no test with retraining)", image_verdict
     return text, str(verdict(rt.estimate, rt.low, rt.high, metric, expect, margin=margin)), image_verdict
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 fold"``, ``"5 folds"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _unit(metric: str) -> str:
@@ -358,8 +365,9 @@ def claims_tally(claims: pd.DataFrame, given_models: bool = False) -> str:
         return ""
     verdicts = list(claims["verdict"])
     if given_models and "verdict_given_models" in claims:
-        # a claim not judged (mixed devices, collapsed comparator) stays outside the tally either way
-        verdicts = [g if str(g) and verdict_kind(v) != NOT_JUDGED else v
+        # a claim not judged (mixed devices, collapsed comparator) or not run (one run per arm) stays outside
+        # the tally either way
+        verdicts = [g if str(g) and verdict_kind(v) not in (NOT_JUDGED, "not run") else v
                     for v, g in zip(verdicts, claims["verdict_given_models"].fillna(""))]
     kinds = [k for k in map(verdict_kind, verdicts) if k != "not run"]
     text = tally(kinds)

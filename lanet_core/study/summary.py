@@ -368,7 +368,7 @@ def changed_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     if claims.empty or "verdict_given_models" not in claims:
         return pd.DataFrame()
     cv = claims[(claims["verdict_given_models"].fillna("").astype(str) != "")
-                & (claims["verdict"].map(verdict_kind) != NOT_JUDGED)]  # not judged: not a change of the test
+                & ~claims["verdict"].map(verdict_kind).isin([NOT_JUDGED, "not run"])]  # not a change of the test
     changed = cv.loc[np.array([verdict_kind(a) != verdict_kind(b) for a, b in zip(cv["verdict"], cv["verdict_given_models"])],
                               dtype=bool)]  # an empty list would select no columns, not no rows
     return pd.DataFrame({"claim": changed["paper"], "given these trained models (per image)": changed["verdict_given_models"],
