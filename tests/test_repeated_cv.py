@@ -81,7 +81,7 @@ def test_paired_table_takes_the_verdict_from_the_retraining_test() -> None:
     row = tab.iloc[0]
     assert row["runs (fold x seed)"] == 5 and row["n_images"] == n
     assert row["p (given these trained models)"] < 1e-10 and row[f"{crossval.GIVEN_MODELS}_low"] > 0
-    assert row["reading (with retraining)"] == "inconclusive" and row["rules out"].startswith("an effect above +")
+    assert row["reading (with retraining)"] == "inconclusive" and "rules out" not in tab  # the CI's far end says it
     assert row[f"{crossval.WITH_RETRAINING}_low"] < 0 < row[f"{crossval.WITH_RETRAINING}_high"]
     from lanet_core.reporting import display_columns
 

@@ -243,8 +243,9 @@ def paired(oof: pd.DataFrame, a: str, b: str, metric: str) -> stats.PairedDiff |
 def paired_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
                  metrics: Sequence[str] = ("accuracy", "auc", "iou")) -> pd.DataFrame:
     """One row per (a, b, metric) where both tests can run: the difference ``a - b`` with its 95 % CI and two-sided
-    p **with retraining** (corrected repeated k-fold t over the (fold, seed) runs; the verdict on "a is better than
-    b" and what an inconclusive CI still rules out come from it) and **given these trained models** (the per-image
+    p **with retraining** (corrected repeated k-fold t over the (fold, seed) runs; the reading "a better" / "b better"
+    / "inconclusive" comes from it, and what an inconclusive CI still rules out is its far end, printed in the same
+    cell; the claims spell it out) and **given these trained models** (the per-image
     test over the out-of-fold images, :data:`PAIRED_TESTS` by metric: the caption names it, no column repeats it).
     Text in the two difference columns; their numbers (accuracy and AUC in points) in
     ``<column>_diff``/``_low``/``_high``/``_half_width``, which the Markdown rendering leaves out."""
@@ -310,11 +311,10 @@ def _reading(rt: stats.RepeatedCVTest) -> str:
 
 def _table_row(a: str, b: str, m: str, rt: stats.RepeatedCVTest, img: stats.PairedDiff) -> dict[str, object]:
     s = metric_format(m).scale
-    v = stats.verdict(rt.estimate, rt.low, rt.high, m, "greater")
     row: dict[str, object] = {
         "a": a, "b": b, "metric": m, "runs (fold x seed)": rt.n_pairs,
         WITH_RETRAINING: format_diff_ci(m, rt.estimate, rt.low, rt.high),
-        "p (with retraining)": rt.p, READING: _reading(rt), "rules out": v.rules_out,
+        "p (with retraining)": rt.p, READING: _reading(rt),  # what it rules out: the CI's far end, shown beside
         GIVEN_MODELS: format_diff_ci(m, img.diff, img.low, img.high),
         "p (given these trained models)": img.p, "n_images": img.n,  # the test follows the metric: PAIRED_TESTS
     }

@@ -240,9 +240,10 @@ def print_plan(plan: pd.DataFrame, device: str = "cpu") -> None:
     print(f"\n{len(plan)} unique runs: {int((plan['state'] == 'finished').sum())} finished, "
           f"{int((plan['state'] == 'partial').sum())} partial, {int((plan['state'] == 'to train').sum())} to train.")
     print(f"On {device}: estimated {todo['est_hours'].sum():.1f} {device}-hours for what is missing "
-          f"({int(todo['rate_source'].str.startswith('assumed').sum())} runs at an assumed rate, "
-          f"{int((todo['overhead_source'] == 'assumed').sum())} at the assumed evaluation overhead "
-          f"x{EVAL_OVERHEAD:.2f}; a partly trained run for what its checkpoint has not trained).")
+          f"({int(todo['rate_source'].str.startswith('assumed').sum())} runs at an assumed rate,\n"
+          f"  {int((todo.get('overhead_source', pd.Series('assumed', index=todo.index)) == 'assumed').sum())} at the "
+          f"assumed evaluation overhead x{EVAL_OVERHEAD:.2f}; a partly trained run for what its checkpoint has not "
+          "trained).")
     if "est_gpu_hours" in plan and len(todo):
         print(f"On {plan['gpu'].iloc[0]}: estimated {todo['est_gpu_hours'].sum():.1f} gpu-hours "
               f"({int((todo['gpu_rate_source'] == 'measured (runs)').sum())} runs at rates measured there, the others "
