@@ -194,7 +194,9 @@ def _busbra_cv_forest(boxed: int):
         if part.runs().empty:
             pytest.skip(f"no committed BUS-BRA CV run at {boxed} %")
         families = sorted({s.group["family"] for s in part.specs if s.group.get("regime") in ("s-SSL", "F")})
-        lanet = next(f for f in families if f.endswith("+LA-Net"))
+        lanet = next((f for f in families if f.endswith("+LA-Net")), None)
+        if lanet is None:  # a checkout without the converted MobileNetV2 weights plans only the scratch U-Net arm
+            pytest.skip(f"no LA-Net arm planned at {boxed} % here (the ImageNet MobileNetV2 weights are absent)")
         pairs = list(dict.fromkeys([(f"{f}-s-SSL", f"{f}-F") for f in families] + [
             (f"{lanet}-s-SSL", b) for b in sorted({s.method for s in part.specs}) if b != f"{lanet}-s-SSL"]))
         paired = crossval.paired_table(crossval.cv_records(part), pairs, metrics=("accuracy", "auc", "iou_box"))
