@@ -120,6 +120,12 @@ def measurements(runs_root: Path, device: str = "cpu") -> Measured:
                     {k: float(np.median(v)) for k, v in overheads.items()})
 
 
+def _merged(found: list[Measured]) -> Measured:
+    """One :class:`Measured` from several run roots; a later root's measurement of a key replaces an earlier one's."""
+    return Measured({k: v for m in found for k, v in m.rates.items()},
+                    {k: v for m in found for k, v in m.overheads.items()})
+
+
 def bench_rates() -> dict[tuple, float]:
     out = {}
     for path in sorted((results_dir() / "benchmarks").glob("bench_*.csv")):
@@ -157,16 +163,14 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
 
     # rates of a configuration do not depend on the profile: the profile's own runs first, then the main results'
     roots = list(dict.fromkeys([profile.output / "runs", results_dir() / "runs"]))
-    found = [measurements(r, device) for r in reversed(roots)]  # the profile's own runs override
-    measured = {k: v for m in found for k, v in m.rates.items()}
-    costs = Measured(measured, {k: v for m in found for k, v in m.overheads.items()})
+    costs = _merged([measurements(r, device) for r in reversed(roots)])  # the profile's own runs override
+    measured = costs.rates
     benched = bench_rates()
     ref = measured.get(("lanet", "resnet18", 128, 32)) or benched.get(("lanet", "resnet18", 128, 32)) or 20.0
     gpus = [g for r in roots for g in gpu_kinds(r)]
     gpu = gpus[0] if gpus else None
-    gpu_found = [measurements(r, gpu) for r in reversed(roots)] if gpu else []
-    gpu_rates = {k: v for m in gpu_found for k, v in m.rates.items()}
-    gpu_costs = Measured(gpu_rates, {k: v for m in gpu_found for k, v in m.overheads.items()})
+    gpu_costs = _merged([measurements(r, gpu) for r in reversed(roots)] if gpu else [])
+    gpu_rates = gpu_costs.rates
     both = [gpu_rates[k] / measured[k] for k in gpu_rates if k in measured]
     speedup = float(np.median(both)) if both else None
     manifests: dict[str, pd.DataFrame] = {}
@@ -186,9 +190,9 @@ def study_plan(profile: Profile, notebooks: list[str], device: str = "cpu") -> p
                 train = df[df["split"] == "train"]
                 labelled = int((train["location_label"] != "none").sum())
                 t = cfg["train"]
-                per_epoch = {st.name: len(train) if st.training_images == "all" else labelled
-                             for st in plan_stages(cfg)}  # the stages the trainer runs, as it runs them
-                images = sum(st.epochs * per_epoch[st.name] for st in plan_stages(cfg))
+                stages = plan_stages(cfg)  # the stages the trainer runs, as it runs them
+                per_epoch = {st.name: len(train) if st.training_images == "all" else labelled for st in stages}
+                images = sum(st.epochs * per_epoch[st.name] for st in stages)
                 key = _key(cfg)
                 if key in measured:
                     rate, source = measured[key], "measured (runs)"
