@@ -125,6 +125,41 @@ def test_paired_table_reads_a_better_and_one_run_without_an_interval() -> None:
     key = " ".join(t.get_text() for t in fig.texts)
     plt.close(fig)
     assert "paired t for IoU" in key and "(IoU)" not in key  # once "paired t (IoU (box))"
+    assert "hollow" not in key  # every row has its interval
+
+
+def test_forest_draws_one_run_hollow_and_counts_images_per_row() -> None:
+    """A comparison with one run per arm has an estimate but no CI: drawn hollow (a filled dot without whiskers
+    reads as precise) and named in the key; rows over different image counts give the range, not the largest."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from lanet_core.study.figures import cv_forest_figure
+
+    rng = np.random.default_rng(2)
+    n = 200
+    y = rng.integers(0, 2, n)
+    runs = pd.DataFrame([{"method": m, "fold": f, "seed": 0, "iou": 0.5 - s + 0.01 * f}
+                         for f in range(1, 6) for m, s in (("A", 0.0), ("B", 0.1))]
+                        + [{"method": m, "fold": 1, "seed": 0, "iou": 0.5 - s} for m, s in (("C", 0.0), ("D", 0.1))])
+    iou = rng.uniform(0.4, 0.6, n)
+    oof = pd.DataFrame({"method": ["A"] * n + ["B"] * n + ["C"] * 40 + ["D"] * 40,
+                        "image_id": list(range(n)) * 2 + list(range(40)) * 2,
+                        "y_true": list(y) * 2 + list(y[:40]) * 2,
+                        "iou": np.r_[iou, iou - 0.1, iou[:40], iou[:40] - 0.1]})
+    sizes = pd.DataFrame({"fold": range(1, 6), "n_train": 400, "n_val": 80, "n_test": 40})
+    tab = crossval.paired_table(crossval.CVRecords(oof, runs, sizes), [("A", "B"), ("C", "D")], metrics=("iou",))
+    assert list(tab["runs (fold x seed)"]) == [5, 1]
+    fig = cv_forest_figure(tab)
+    key = " ".join(t.get_text() for t in fig.texts)
+    ax = fig.axes[0]
+    hollow = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
+    filled = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_markerfacecolor() != "white"]
+    plt.close(fig)
+    assert "hollow: one run per arm, no CI" in key and "of 40-200 images" in key
+    assert len(hollow) == 1 and list(hollow[0].get_ydata()) == pytest.approx([1.0], abs=0.3)  # the C - D row
+    assert to_rgba(hollow[0].get_markeredgecolor()) == to_rgba("black")
+    assert len(filled) == 1 and list(filled[0].get_ydata()) == pytest.approx([0.0], abs=0.3)
 
 
 def test_projected_half_width_matches_the_test_and_has_a_floor() -> None:

@@ -796,14 +796,19 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
         for ax in axes[0][1:]:
             ax.tick_params(axis="y", length=0)
         reporting.label_panels(axes[0])
-        n_img = int(paired["n_images"].max()) if "n_images" in paired and paired["n_images"].notna().any() else None
+        n_img = (reporting.plots._n_text(paired["n_images"].dropna())
+                 if "n_images" in paired and paired["n_images"].notna().any() else None)
         n_runs = paired["runs (fold x seed)"] if "runs (fold x seed)" in paired else pd.Series(dtype=float)
         runs_text = (f" over {reporting.plots._n_text(n_runs.dropna())} (fold, seed) runs" if n_runs.notna().any()
                      else "")
         tests = ", ".join(f"{PAIRED_TESTS[m]} for {reporting.metric_title(m)}" for m in metrics
                           if m in PAIRED_TESTS)
+        one_run = (f"{WITH_RETRAINING}_diff" in paired and f"{WITH_RETRAINING}_low" in paired
+                   and (paired[f"{WITH_RETRAINING}_diff"].notna() & paired[f"{WITH_RETRAINING}_low"].isna()).any())
         key = ("Difference first minus second, 95 % CI, two-sided. Black circles: with retraining (the verdict; "
-               f"corrected repeated k-fold t{runs_text}); grey squares: given these trained models (per-image tests "
+               f"corrected repeated k-fold t{runs_text}"
+               + ("; hollow: one run per arm, no CI, no verdict" if one_run else "")
+               + "); grey squares: given these trained models (per-image tests "
                "on the out-of-fold predictions" + (f" of {n_img} images" if n_img else "") + f": {tests})")
         reporting.figure_header(fig, "Cross-validated paired differences", [key, conditions])
         handles = [Line2D([], [], color=color, marker=mk, linestyle="-", markersize=4, label=lab)
