@@ -154,10 +154,12 @@ def test_forest_draws_one_run_hollow_and_counts_images_per_row() -> None:
     key = " ".join(t.get_text() for t in fig.texts)
     ax = fig.axes[0]
     hollow = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_markerfacecolor() == "white"]
+    lo, hi = ax.get_xlim()
     filled = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_markerfacecolor() != "white"]
     plt.close(fig)
-    assert "hollow: one run per arm, no CI" in key and "of 40-200 images" in key
+    assert "hollow: one (fold, seed) pair, no CI" in key and "of 40-200 images" in key
     assert len(hollow) == 1 and list(hollow[0].get_ydata()) == pytest.approx([1.0], abs=0.3)  # the C - D row
+    assert lo < hollow[0].get_xdata()[0] < hi  # inside the axis though it has no interval
     assert to_rgba(hollow[0].get_markeredgecolor()) == to_rgba("black")
     assert len(filled) == 1 and list(filled[0].get_ydata()) == pytest.approx([0.0], abs=0.3)
 

@@ -776,7 +776,8 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
                 {"label": lab, "color": color, "marker": mk, "mean": sub[f"{c}_diff"], "low": sub[f"{c}_low"],
                  "high": sub[f"{c}_high"]} for c, lab, color, mk in cols])
             ax.axvline(0, color="0.3", linewidth=0.7, linestyle="--", zorder=1)
-            values = np.concatenate([sub[f"{c}_{k}"].to_numpy(dtype=float) for c, *_ in cols for k in ("low", "high")]
+            values = np.concatenate([sub[f"{c}_{k}"].to_numpy(dtype=float) for c, *_ in cols
+                                     for k in ("diff", "low", "high")]  # a hollow estimate has no interval
                                     + [np.zeros(1)])
             values = values[np.isfinite(values)]
             lo, hi = float(values.min()), float(values.max())
@@ -807,7 +808,7 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
                    and (paired[f"{WITH_RETRAINING}_diff"].notna() & paired[f"{WITH_RETRAINING}_low"].isna()).any())
         key = ("Difference first minus second, 95 % CI, two-sided. Black circles: with retraining (the verdict; "
                f"corrected repeated k-fold t{runs_text}"
-               + ("; hollow: one run per arm, no CI, no verdict" if one_run else "")
+               + ("; hollow: one (fold, seed) pair, no CI, no verdict" if one_run else "")
                + "); grey squares: given these trained models (per-image tests "
                "on the out-of-fold predictions" + (f" of {n_img} images" if n_img else "") + f": {tests})")
         reporting.figure_header(fig, "Cross-validated paired differences", [key, conditions])
