@@ -504,7 +504,8 @@ def lines_figure(runs: pd.DataFrame, x: str, metrics: Sequence[str], title: str 
 def dot_ci_panel(ax: Any, rows: Sequence[str], series: Sequence[dict], metric: str | None = None) -> Any:
     """Rows (top to bottom) of points with horizontal 95 % CI whiskers, several ``series`` per row side by side
     (each ``{"label", "color", "marker", "mean", "low", "high"}`` with arrays aligned to ``rows``; NaN = no
-    value). A value without a CI (e.g. one run) is drawn hollow. The x label is the metric's axis label when given. Returns ``ax``."""
+    value). A value without a CI (e.g. one run) is drawn hollow. The x label is the metric's axis label when given.
+    Returns ``ax``."""
     pos = np.arange(len(rows), dtype=float)
     k = len(series)
     step = min(0.22, 0.7 / max(k, 1))
@@ -514,8 +515,9 @@ def dot_ci_panel(ax: Any, rows: Sequence[str], series: Sequence[dict], metric: s
         low, high = np.asarray(s["low"], dtype=float), np.asarray(s["high"], dtype=float)
         _whiskers(ax, y, low, high, True, color=s["color"], lw=1.0, halo=False)
         ok = np.isfinite(mean)
-        bare = ok & ~(np.isfinite(low) & np.isfinite(high))  # a value without an interval: hollow, never read as precise
-        ax.plot(mean[ok & ~bare], y[ok & ~bare], linestyle="none", marker=s["marker"], markersize=4, color=s["color"],
+        bare = ok & ~(np.isfinite(low) & np.isfinite(high))  # no interval: hollow, never read as precise
+        filled = ok & ~bare
+        ax.plot(mean[filled], y[filled], linestyle="none", marker=s["marker"], markersize=4, color=s["color"],
                 markeredgecolor="white", markeredgewidth=0.5, label=s["label"], zorder=5)
         if bare.any():
             ax.plot(mean[bare], y[bare], linestyle="none", marker=s["marker"], markersize=4, markerfacecolor="white",

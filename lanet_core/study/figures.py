@@ -804,8 +804,7 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
                      else "")
         tests = ", ".join(f"{PAIRED_TESTS[m]} for {reporting.metric_title(m)}" for m in metrics
                           if m in PAIRED_TESTS)
-        one_run = (f"{WITH_RETRAINING}_diff" in paired and f"{WITH_RETRAINING}_low" in paired
-                   and (paired[f"{WITH_RETRAINING}_diff"].notna() & paired[f"{WITH_RETRAINING}_low"].isna()).any())
+        one_run = bool((n_runs < 2).any())  # one (fold, seed) pair: an estimate without a CI, drawn hollow
         key = ("Difference first minus second, 95 % CI, two-sided. Black circles: with retraining (the verdict; "
                f"corrected repeated k-fold t{runs_text}"
                + ("; hollow: one (fold, seed) pair, no CI, no verdict" if one_run else "")

@@ -424,10 +424,11 @@ def write_readme(study: Study, headline: pd.DataFrame, claims: pd.DataFrame, con
         "table); cross-validated claims (`cv_` over BUSI's folds, `pcv` over BUS-BRA's official folds) use the "
         "corrected repeated k-fold t-test over the (fold, seed) runs, whose CI includes training variance "
         "(docs/statistics.md), with the paired tests over the out-of-fold images that both arms scored (exact "
-        "McNemar, DeLong, paired t: given these trained models; each claim's image count is in its evidence) beside it. A \"not better\" claim "
-        "needs an equivalence margin declared in advance. Not judged, outside the tally: a claim whose comparator "
-        "collapsed (every run predicts one class) or whose arms were trained on different devices (CPU and GPU: a GPU "
-        "retrain of a CPU run differs by several points, see the hardware check). Margins: "
+        "McNemar, DeLong, paired t: given these trained models; each claim's image count is in its evidence) "
+        "beside it. A \"not better\" claim needs an equivalence margin declared in advance. Not judged, outside the "
+        "tally: a claim whose comparator collapsed (every run predicts one class) or whose arms were trained on "
+        "different devices (CPU and GPU: a GPU retrain of a CPU run differs by several points, see the hardware "
+        "check). Margins: "
         f"({', '.join(f'{k} {v * reporting.metric_format(k).scale:g}' for k, v in EQUIVALENCE_MARGINS.items())}).",
         "",
         f"**Tally: {claims_tally(claims)}**" if len(claims) else "",
