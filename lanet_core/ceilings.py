@@ -53,12 +53,15 @@ def oracle_scores(
 
 def split_masks(manifest: str, image_size: int, split: str = "test", root: str = "auto", resize: str = "squash"
                 ) -> tuple[torch.Tensor, list[str]]:
-    """``(N, 1, S, S)`` masks and image ids of the rows of ``split`` that have a mask."""
+    """``(N, 1, S, S)`` masks and image ids of the rows of ``split`` that have a mask file, whatever their
+    ``location_label`` (the rows the evaluation scores ``iou`` on: a BUS-BRA test row is labelled ``box`` and
+    has its mask)."""
     from lanet_core.data.dataset import ImageCache, LesionDataset
     from lanet_core.data.sources import load_manifest
 
     rows, _, data_root = load_manifest(manifest, root)
-    rows = rows[(rows["split"] == split) & (rows["location_label"] == "mask")]
+    has_mask = rows["mask_path"].fillna("").astype(str).str.strip() != ""
+    rows = rows[(rows["split"] == split) & has_mask]
     ds = LesionDataset(rows, data_root, image_size, cache=ImageCache(Path(data_root), image_size, resize), resize=resize)
     masks = [ds[i]["mask"] for i in range(len(ds))]
     if not masks:

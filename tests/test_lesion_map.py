@@ -154,3 +154,21 @@ def test_select_metric_default_keeps_old_identities() -> None:
     assert identity(b)["train"]["select_metric"] == "auc+iou"
     assert plan_stages(b)[-1].select == "auc+iou" and plan_stages(b)[-1].also_track == ("accuracy",)
     assert plan_stages(resolve_config({"model": {"arch": "classifier"}}))[-1].also_track == ()
+
+
+def test_split_masks_reads_every_test_row_with_a_mask_whatever_its_location_label(phantom_dir, tmp_path) -> None:
+    """The oracle ceiling is taken over the rows the evaluation scores ``iou`` on: those with a mask file. A BUS-BRA
+    test row is labelled ``box`` and keeps its mask (its ceiling was NaN when only ``mask`` rows were read); a row
+    without a mask file is left out."""
+    from lanet_core.ceilings import split_masks
+
+    rows = pd.read_csv(phantom_dir / "manifest.csv", dtype=str, keep_default_na=False)
+    test = rows.index[rows["split"] == "test"]
+    assert len(test) >= 3
+    rows.loc[test[:-1], "location_label"] = "box"  # boxes for training, masks still on disk for scoring
+    rows.loc[test[-1], ["mask_path", "location_label"]] = ["", "box"]  # a test row with a box only
+    path = tmp_path / "boxed.csv"
+    rows.to_csv(path, index=False)
+    masks, ids = split_masks(str(path), 32, "test", root=str(phantom_dir))
+    assert ids == rows.loc[test[:-1], "image_id"].tolist()
+    assert masks.shape == (len(test) - 1, 1, 32, 32) and float(masks.amax()) == 1.0

@@ -311,3 +311,26 @@ def test_fold_summary_pooled_cells_keep_their_decimals() -> None:
     pooled = [c for c in shown.columns if "pooled" in c][0]
     assert shown[pooled].tolist() == ["80.0", "78.7"]
     assert display_table(pd.read_csv(io.StringIO(two.to_csv(index=False)))).cells[pooled].tolist() == ["80.0", "78.7"]
+
+
+def test_fold_summary_gives_each_lanet_method_its_lesion_map_and_ceiling() -> None:
+    """LA-Net's IoU is read against its map's oracle ceiling (7x7 at 224 px against LA-Net-fine's 28x28): the summary
+    carries the map size and the mean ceiling over the folds; methods without a lesion map get neither."""
+    runs = pd.DataFrame({"method": ["L", "L", "F", "F", "U", "U"], "fold": [1, 2] * 3, "seed": [0] * 6,
+                         "iou": [0.30, 0.34, 0.50, 0.52, 0.46, 0.48]})
+    sizes = pd.DataFrame({"fold": [1, 2], "n_train": [400, 400], "n_val": [100, 100], "n_test": [125, 125]})
+
+    class Records:  # the two columns of ExperimentResults.runs() that the summary reads
+        @staticmethod
+        def runs() -> pd.DataFrame:
+            return runs.assign(lesion_map=["7x7", "7x7", "28x28", "28x28", "", ""],
+                               iou_ceiling=[0.48, 0.50, 0.94, np.nan, np.nan, np.nan])
+
+    table = crossval.fold_summary(Records(), metrics=("iou",), cv=crossval.CVRecords(pd.DataFrame({"method": []}), runs, sizes))
+    got = table.set_index("method")
+    assert got.loc["L", "lesion_map"] == "7x7" and got.loc["L", "iou_ceiling"] == pytest.approx(0.49)
+    assert got.loc["F", "lesion_map"] == "28x28" and got.loc["F", "iou_ceiling"] == pytest.approx(0.94)
+    assert got.loc["U", "lesion_map"] == "" and np.isnan(got.loc["U", "iou_ceiling"])
+    assert list(table.columns[:6]) == ["method", "folds", "seeds per fold", "runs", "lesion_map", "iou_ceiling"]
+    no_maps = crossval.fold_summary(None, metrics=("iou",), cv=crossval.CVRecords(pd.DataFrame({"method": []}), runs, sizes))
+    assert "lesion_map" not in no_maps

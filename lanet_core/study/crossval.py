@@ -181,16 +181,23 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
     """Per method: the number of folds, seeds per fold and runs; per metric the mean over its (fold, seed) runs
     ± the 95 % CI that includes training variance (the corrected repeated k-fold t interval, as the comparisons:
     ``t(J-1) * sqrt((1/J + n_test/n_train) * s**2)`` over the ``J`` runs), and the pooled out-of-fold value (the
-    seed ensemble over every image, :func:`out_of_fold`). Numbers as fractions in ``<m>_mean``/``<m>_half_width``."""
+    seed ensemble over every image, :func:`out_of_fold`). Numbers as fractions in ``<m>_mean``/``<m>_half_width``.
+
+    With ``res``, LA-Net methods also get ``lesion_map`` (e.g. "7x7": the map their IoU is drawn from) and
+    ``iou_ceiling`` (the oracle IoU of that map at 0.5, mean over the folds' test splits,
+    :func:`lanet_core.study.records.lesion_map_columns`), so a coarse map's low IoU is read against its ceiling."""
     cv = cv or cv_records(res)
     if cv.runs.empty:
         return pd.DataFrame()
+    maps = _lesion_maps(res) if res is not None else {}
     rows = []
     for method, grp in cv.runs.groupby("method", sort=False):
         per_fold = grp.groupby("fold")["seed"].nunique()
         seeds = f"{per_fold.min()}" if per_fold.min() == per_fold.max() else f"{per_fold.min()}-{per_fold.max()}"
         row: dict[str, object] = {"method": method, "folds": int(grp["fold"].nunique()), "seeds per fold": seeds,
                                   "runs": len(grp)}
+        if maps:
+            row.update(maps.get(method, {"lesion_map": "", "iou_ceiling": np.nan}))
         o = cv.oof[cv.oof["method"] == method]
         for m in metrics:
             if m not in grp or grp[m].isna().all():
@@ -203,6 +210,21 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
             row[f"{m} (pooled)"] = round(_pooled(o, m) * fmt.scale, fmt.digits)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _lesion_maps(res: ExperimentResults) -> dict[str, dict[str, object]]:
+    """Per method with a lesion map: ``lesion_map`` (one size, or "a / b" if its runs differ) and ``iou_ceiling``
+    (mean over its runs, rounded to 3 decimals). Empty when no method has a lesion map."""
+    runs = res.runs()
+    if runs.empty or "lesion_map" not in runs or not runs["lesion_map"].astype(bool).any():
+        return {}
+    out = {}
+    for method, grp in runs[runs["lesion_map"].astype(bool)].groupby("method", sort=False):
+        sizes = list(dict.fromkeys(grp["lesion_map"]))
+        ceiling = grp["iou_ceiling"].astype(float)
+        out[method] = {"lesion_map": " / ".join(sizes),
+                       "iou_ceiling": round(float(ceiling.mean()), 3) if ceiling.notna().any() else np.nan}
+    return out
 
 
 def _pooled(o: pd.DataFrame, metric: str) -> float:
