@@ -664,7 +664,7 @@ def corrected_repeated_cv_ttest(differences: Sequence[float], test_train_ratio: 
     if n < 2:
         return RepeatedCVTest(metric, est, nan, nan, nan, max(n - 1, 0), n, nan, nan, ratio, confidence, TOO_FEW)
     sd = float(d.std(ddof=1))
-    se = math.sqrt((1.0 / n + ratio) * sd**2)
+    se = _corrected_se(sd, n, ratio)
     if se <= ZERO_VARIANCE_RTOL * max(1.0, float(np.abs(d).max())):
         p = 1.0 if est == 0 else 0.0
         return RepeatedCVTest(metric, est, est, est, p, n - 1, n, sd, 0.0, ratio, confidence, DEGENERATE)
@@ -688,7 +688,14 @@ def projected_half_width(sd: float, test_train_ratio: float, n_pairs: int | None
         return float("nan")
     if n_pairs is None:
         return float(sps.norm.ppf(0.5 + confidence / 2.0)) * math.sqrt(test_train_ratio) * sd
-    return float(sps.t.ppf(0.5 + confidence / 2.0, df=n_pairs - 1)) * math.sqrt(1.0 / n_pairs + test_train_ratio) * sd
+    return float(sps.t.ppf(0.5 + confidence / 2.0, df=n_pairs - 1)) * _corrected_se(sd, n_pairs, test_train_ratio)
+
+
+def _corrected_se(sd: float, n_pairs: int, test_train_ratio: float) -> float:
+    """The corrected standard error of a mean over ``n_pairs`` (fold, seed) differences with SD ``sd``:
+    ``sqrt((1/J + n_test/n_train) * sd**2)`` (the one formula of :func:`corrected_repeated_cv_ttest` and
+    :func:`projected_half_width`)."""
+    return math.sqrt((1.0 / n_pairs + test_train_ratio) * sd**2)
 
 
 # ---------------------------------------------------------------------------------------------------------- verdicts

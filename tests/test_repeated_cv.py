@@ -326,11 +326,12 @@ def test_fold_summary_gives_each_lanet_method_its_lesion_map_and_ceiling() -> No
             return runs.assign(lesion_map=["7x7", "7x7", "28x28", "28x28", "", ""],
                                iou_ceiling=[0.48, 0.50, 0.94, np.nan, np.nan, np.nan])
 
-    table = crossval.fold_summary(Records(), metrics=("iou",), cv=crossval.CVRecords(pd.DataFrame({"method": []}), runs, sizes))
+    cv = crossval.CVRecords(pd.DataFrame({"method": []}), runs, sizes)
+    table = crossval.fold_summary(Records(), metrics=("iou",), cv=cv)
     got = table.set_index("method")
     assert got.loc["L", "lesion_map"] == "7x7" and got.loc["L", "iou_ceiling"] == pytest.approx(0.49)
     assert got.loc["F", "lesion_map"] == "28x28" and got.loc["F", "iou_ceiling"] == pytest.approx(0.94)
     assert got.loc["U", "lesion_map"] == "" and np.isnan(got.loc["U", "iou_ceiling"])
     assert list(table.columns[:6]) == ["method", "folds", "seeds per fold", "runs", "lesion_map", "iou_ceiling"]
-    no_maps = crossval.fold_summary(None, metrics=("iou",), cv=crossval.CVRecords(pd.DataFrame({"method": []}), runs, sizes))
+    no_maps = crossval.fold_summary(None, metrics=("iou",), cv=cv)
     assert "lesion_map" not in no_maps

@@ -16,7 +16,7 @@ byte-identical when re-run on the same input with the same library versions. The
 
 from lanet_core.reporting.formats import (  # noqa: F401
     MetricFormat, METRIC_FORMATS, AXIS_LABELS, metric_format, metric_title, axis_label, format_mean_ci, format_metric_ci,
-    format_diff_ci, format_signed, format_p, significance_mark, column_header,
+    format_diff_ci, format_signed, format_p, significance_mark, column_header, count_noun,
 )
 from lanet_core.reporting.tables import (  # noqa: F401
     comparison_table, paired_bootstrap_table,
@@ -32,16 +32,18 @@ from lanet_core.reporting.palette import (  # noqa: F401
 from lanet_core.reporting.plots import (  # noqa: F401
     STYLE_PATH, ONE_COLUMN, TWO_COLUMNS, MIN_FONT_PT, PROBABILITY_CMAP, CAM_CMAP, DIFFERENCE_CMAP, FORBIDDEN_CMAPS,
     plot_context, journal_figure, label_panels, figure_header, bar_ci_plot, line_ci_plot, dot_ci_panel,
-    bars_figure, lines_figure,
+    bars_figure, lines_figure, count_range,
 )
 
 __all__ = [
     "MetricFormat", "METRIC_FORMATS", "AXIS_LABELS", "metric_format", "metric_title", "axis_label", "format_mean_ci",
-    "format_metric_ci", "format_diff_ci", "format_p", "significance_mark", "column_header", "comparison_table",
+    "format_metric_ci", "format_diff_ci", "format_p", "count_noun", "significance_mark", "column_header",
+    "comparison_table",
     "paired_bootstrap_table", "FloatFormat", "NUMERIC_COMPANIONS", "DisplayTable", "display_columns", "display_table",
     "display_html", "display_markdown", "markdown_table", "latex_table", "write_table", "save_fig",
     "METHOD_COLORS", "METHOD_MARKERS", "FALLBACK_COLORS", "OKABE_ITO", "method_color", "method_hatch",
     "method_marker", "method_palette", "STYLE_PATH", "ONE_COLUMN", "TWO_COLUMNS", "MIN_FONT_PT", "PROBABILITY_CMAP",
     "CAM_CMAP", "DIFFERENCE_CMAP", "FORBIDDEN_CMAPS", "plot_context", "journal_figure", "label_panels",
     "figure_header", "bar_ci_plot", "line_ci_plot", "dot_ci_panel", "bars_figure", "lines_figure",
+    "count_range",
 ]

@@ -169,6 +169,11 @@ def format_diff_ci(metric: str, diff: float, low: float, high: float) -> str:
 P_FLOOR = 0.001
 
 
+def count_noun(n: int, noun: str) -> str:
+    """``"1 fold"``, ``"5 folds"``, ``"0 runs"``: a count with its noun, plural unless it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_p(p: float | None, label: bool = True) -> str:
     """The study's one p-value format: ``"p < 0.001"`` below :data:`P_FLOOR`, else three significant digits
     (``"p = 0.0640"``, ``"p = 0.718"``, ``"p = 0.00416"``); ``label=False`` leaves out the ``"p = "`` (a cell of a

@@ -407,7 +407,8 @@ def line_ci_plot(
 # ---------------------------------------------------------------------------------------------------- figures
 
 
-def _n_text(counts: pd.Series) -> str:
+def count_range(counts: pd.Series) -> str:
+    """The range of a set of counts for a figure key: ``"3"`` when all equal, ``"255-258"`` otherwise."""
     lo, hi = int(counts.min()), int(counts.max())
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
@@ -415,7 +416,7 @@ def _n_text(counts: pd.Series) -> str:
 def bars_key(runs: pd.DataFrame, reference: str | None, method_col: str = "method") -> str:
     """The reading key of a bar figure: what bars, whiskers, dots and stars are, and n."""
     counts = runs.groupby(method_col).size()
-    n = _n_text(counts)
+    n = count_range(counts)
     key = ("Bars: one run each (no CI)" if counts.max() == 1 else
            f"Bars: mean; whiskers: 95 % t-CI over n = {n} seeds (clipped to the metric's range); dots: seeds")
     if reference and reference in set(runs[method_col]):
@@ -464,7 +465,7 @@ def lines_key(runs: pd.DataFrame, x: str, method_col: str = "method") -> str:
     per_point = runs.groupby([method_col, x]).size()
     if per_point.max() == 1:
         return "one seed per point (no CI)"
-    key = f"points: mean; whiskers: 95 % t-CI over n = {_n_text(per_point)} seeds (clipped to the metric's range)"
+    key = f"points: mean; whiskers: 95 % t-CI over n = {count_range(per_point)} seeds (clipped to the metric's range)"
     if runs[method_col].nunique() > 1:
         key += "; methods shifted sideways so that their intervals do not overlap"
     return key

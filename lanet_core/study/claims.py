@@ -168,7 +168,8 @@ def judge_cv_both(cv, a: str, b: str, metric: str, expect: str = "greater") -> t
     folds = crossval.run_pairs(cv.runs, a, b, metric)["fold"].nunique()
     test = f"{rt.test} {reporting.format_p(rt.p)}" if reporting.format_p(rt.p) else f"no {rt.test} (one run each)"
     text = (f"{a} - {b} with retraining: {reporting.format_diff_ci(metric, rt.estimate, rt.low, rt.high)}"
-            f"{_unit(metric)}, {test}, {_count(rt.n_pairs, '(fold, seed) pair')} over {_count(folds, 'fold')}")
+            f"{_unit(metric)}, {test}, {reporting.count_noun(rt.n_pairs, '(fold, seed) pair')} over "
+            f"{reporting.count_noun(folds, 'fold')}")
     image_verdict = ""
     if img is not None:
         iv = verdict(img.diff, img.low, img.high, metric, expect, margin=margin)
@@ -178,11 +179,6 @@ def judge_cv_both(cv, a: str, b: str, metric: str, expect: str = "greater") -> t
     if rt.n_pairs < 2:  # a cross-validated claim needs at least two folds: outside both tallies until then
         return text, "not run (one run per arm so far: no test with retraining)", image_verdict
     return text, str(verdict(rt.estimate, rt.low, rt.high, metric, expect, margin=margin)), image_verdict
-
-
-def _count(n: int, noun: str) -> str:
-    """``"1 fold"``, ``"5 folds"``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _unit(metric: str) -> str:

@@ -32,7 +32,7 @@ from lanet_core import stats
 from lanet_core.data.conflicts import label_conflict_ids
 from lanet_core.data.manifest import read_manifest
 from lanet_core.metrics import classification_metrics, decide_or_nan
-from lanet_core.reporting import format_diff_ci, format_metric_ci, metric_format
+from lanet_core.reporting import count_noun, format_diff_ci, format_metric_ci, metric_format
 from lanet_core.study.records import ExperimentResults
 
 PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t",
@@ -287,8 +287,8 @@ def precision_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
     """What more seeds per fold would buy: per (a, b, metric) run on every fold that any method of ``cv`` has run,
     the half-width of the corrected test's with-retraining CI now and projected for ``seeds`` seeds per fold
     (:func:`lanet_core.stats.projected_half_width`, taking today's SD of the differences as true; what the corrected
-    test would report, under its correlation model), the floor that no number of seeds goes below, and the fewest seeds per fold (up to ``max_seeds``) that reach ``target`` (a
-    fraction: 0.03 = 3 points) or "not reachable". Half-widths in display units, rounded as the metric is shown
+    test would report, under its correlation model), the floor that no number of seeds goes below, and the fewest
+    seeds per fold (up to ``max_seeds``) that reach ``target`` (a fraction: 0.03 = 3 points) or "not reachable". Half-widths in display units, rounded as the metric is shown
     (points to 0.1 for accuracy and AUC); the seeds needed come from the unrounded projection."""
     rows = []
     all_folds = int(cv.runs["fold"].nunique()) if "fold" in cv.runs else 0
@@ -309,7 +309,7 @@ def precision_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
             row: dict[str, object] = {"a": a, "b": b, "metric": m, "folds": k,
                                       "seeds per fold now": round(rt.n_pairs / k, 2), "df now": rt.df,
                                       "half-width now": round((rt.high - rt.low) / 2 * scale, fmt.digits)}
-            row.update({f"{r} seed{'s' if r > 1 else ''} per fold": round(half(k * r), fmt.digits) for r in seeds})
+            row.update({f"{count_noun(r, 'seed')} per fold": round(half(k * r), fmt.digits) for r in seeds})
             row["floor (any number of seeds)"] = round(half(None), fmt.digits)
             need = next((r for r in range(1, max_seeds + 1) if half(k * r) <= target * scale), None)
             row[f"seeds per fold for <= {target * scale:g}"] = (
@@ -325,7 +325,7 @@ def _reading(rt: stats.RepeatedCVTest) -> str:
     reader of a row with a higher IoU for ``a`` sees "a better", not a claim word ("reproduced") that a claim in the
     other direction would turn around."""
     if rt.n_pairs < 2 or not (math.isfinite(rt.low) and math.isfinite(rt.high)):
-        return f"no test ({rt.n_pairs} run{'s' if rt.n_pairs != 1 else ''})"
+        return f"no test ({count_noun(rt.n_pairs, 'run')})"
     if rt.low == rt.high == 0:
         return "no difference"
     return "a better" if rt.low > 0 else "b better" if rt.high < 0 else "inconclusive"

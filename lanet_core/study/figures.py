@@ -797,10 +797,10 @@ def cv_forest_figure(paired: pd.DataFrame, conditions: str | None = None):
         for ax in axes[0][1:]:
             ax.tick_params(axis="y", length=0)
         reporting.label_panels(axes[0])
-        n_img = (reporting.plots._n_text(paired["n_images"].dropna())
+        n_img = (reporting.count_range(paired["n_images"].dropna())
                  if "n_images" in paired and paired["n_images"].notna().any() else None)
         n_runs = paired["runs (fold x seed)"] if "runs (fold x seed)" in paired else pd.Series(dtype=float)
-        runs_text = (f" over {reporting.plots._n_text(n_runs.dropna())} (fold, seed) runs" if n_runs.notna().any()
+        runs_text = (f" over {reporting.count_range(n_runs.dropna())} (fold, seed) runs" if n_runs.notna().any()
                      else "")
         tests = ", ".join(f"{PAIRED_TESTS[m]} for {reporting.metric_title(m)}" for m in metrics
                           if m in PAIRED_TESTS)
