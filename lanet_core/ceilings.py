@@ -1,13 +1,16 @@
 """Oracle ceilings of a coarse lesion map: the IoU/Dice a *perfect* predictor of the training target reaches.
 
 A lesion map of ``m x m`` cells (``m = S / fusion_stride``: 4x4 for LA-Net at 128 px) cannot draw a lesion
-smaller than its cells. The oracle predicts exactly the training target of each image (the ground-truth mask
-downsampled by ``loss.target_downsample`` to ``m x m``), which is then scored as a model's map is: upsampled
-bilinearly to ``S x S`` (``eval.align_corners``), binarised at the threshold, IoU/Dice against the binarised
-mask. A model's IoU is read against this number, not against 1.
+smaller than its cells. The oracle predicts exactly the training target of each image (the ground-truth mask, or
+the filled box where training uses boxes as on BUS-BRA, downsampled by ``loss.target_downsample`` to ``m x m``),
+which is then scored as a model's map is: upsampled bilinearly to ``S x S`` (``eval.align_corners``), binarised at
+the threshold, IoU/Dice against the binarised *mask*. A model's IoU is read against this number, not against 1.
+A box target caps IoU below what the map's resolution allows (a box covers more than its lesion); the mask
+oracle of the same map is that resolution bound.
 
 ``oracle_scores`` takes masks as a ``(N, 1, S, S)`` float tensor in [0, 1] (the evaluation's resized masks);
-``ceiling_table`` loads a manifest split and tabulates every (size, stride, target) combination.
+``split_masks`` loads them (and the filled boxes) for a manifest split; ``ceiling_table`` tabulates every
+(size, stride, target) combination.
 """
 
 from __future__ import annotations
@@ -32,15 +35,19 @@ def oracle_scores(
     *,
     threshold: float = 0.5,
     align_corners: bool = True,
+    source: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """Per image: ``iou``, ``dice`` and ``empty`` (the oracle predicts nothing) of the perfect target predictor.
 
     ``masks``: ``(N, 1, S, S)`` in [0, 1]; ground truth = ``mask >= 0.5`` (the evaluation's ``binarize``).
+    ``source``: what the model is trained to draw, same shape (e.g. the filled boxes); default ``masks``.
     """
     if masks.ndim != 4 or masks.shape[1] != 1:
         raise ValueError(f"masks must be (N, 1, S, S), got {tuple(masks.shape)}")
+    if source is not None and source.shape != masks.shape:
+        raise ValueError(f"source {tuple(source.shape)} must have the shape of masks {tuple(masks.shape)}")
     size = int(masks.shape[-1])
-    cells = downsample_target(masks.float(), (map_size, map_size), target)
+    cells = downsample_target((masks if source is None else source).float(), (map_size, map_size), target)
     up = M.upsample_maps(cells, size, align_corners)[:, 0].numpy()
     gt = masks[:, 0].numpy() >= 0.5
     rows = []
@@ -51,22 +58,30 @@ def oracle_scores(
     return pd.DataFrame(rows)
 
 
-def split_masks(manifest: str, image_size: int, split: str = "test", root: str = "auto", resize: str = "squash"
-                ) -> tuple[torch.Tensor, list[str]]:
+def split_masks(manifest: str, image_size: int, split: str = "test", root: str = "auto", resize: str = "squash",
+                *, with_boxes: bool = False
+                ) -> tuple[torch.Tensor, list[str]] | tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``(N, 1, S, S)`` masks and image ids of the rows of ``split`` that have a mask file, whatever their
     ``location_label`` (the rows the evaluation scores ``iou`` on: a BUS-BRA test row is labelled ``box`` and
-    has its mask)."""
+    has its mask). ``with_boxes``: also their filled boxes, ``(masks, boxes, ids)``, for rows that have a box too."""
     from lanet_core.data.dataset import ImageCache, LesionDataset
+    from lanet_core.data.manifest import mask_paths, parse_bbox
     from lanet_core.data.sources import load_manifest
 
     rows, _, data_root = load_manifest(manifest, root)
-    has_mask = rows["mask_path"].fillna("").astype(str).str.strip() != ""
-    rows = rows[(rows["split"] == split) & has_mask]
-    ds = LesionDataset(rows, data_root, image_size, cache=ImageCache(Path(data_root), image_size, resize), resize=resize)
-    masks = [ds[i]["mask"] for i in range(len(ds))]
-    if not masks:
-        return torch.zeros(0, 1, image_size, image_size), []
-    return torch.stack(masks), ds.rows["image_id"].tolist()
+    keep = (rows["split"] == split) & rows.apply(lambda r: bool(mask_paths(r)), axis=1)
+    if with_boxes:
+        boxes = rows["bbox"].fillna("") if "bbox" in rows else pd.Series("", index=rows.index)
+        keep &= boxes.map(lambda b: parse_bbox(str(b)) is not None)
+    ds = LesionDataset(rows[keep], data_root, image_size, cache=ImageCache(Path(data_root), image_size, resize),
+                       resize=resize)
+    samples = [ds[i] for i in range(len(ds))]
+    empty = torch.zeros(0, 1, image_size, image_size)
+    masks = torch.stack([x["mask"] for x in samples]) if samples else empty
+    ids = ds.rows["image_id"].tolist()
+    if not with_boxes:
+        return masks, ids
+    return masks, (torch.stack([x["box"] for x in samples]) if samples else empty), ids
 
 
 def ceiling_table(

@@ -78,8 +78,9 @@ study.difference(sf, by="regime", a="s-SSL", b="F", metrics=["accuracy", "auc", 
 # An F run trains, selects its stage-1 epoch and rebuilds its BatchNorm statistics on the boxed training images only;
 # both arms select epochs on the same fully boxed validation patients (~225 images, more than the 64 boxed training
 # images of a 5 % fold). The U-Net reference is the profile's scratch network at its own size, not the ImageNet one.
-# LA-Net's lesion map at 224 px is 7x7 (the paper's stride 32), LA-Net-fine's 28x28: the summary gives each map's oracle
-# IoU (`iou_ceiling`, a perfect map of that size against the true masks), so LA-Net's lower IoU reads against its ceiling.
+# LA-Net's lesion map at 224 px is 7x7 (the paper's stride 32), LA-Net-fine's 28x28. The summary gives each map's
+# oracle IoU (`iou_ceiling`): a perfect predictor of the training target (here the filled box) on a map of that size,
+# scored against the true masks as a model's map is. Read each IoU against its own ceiling, not against 1.
 
 # %%
 from lanet_core.study import crossval, figures
@@ -106,9 +107,10 @@ for boxed in sorted({s.group["boxed"] for s in pcv.specs}, reverse=True):
     display(study.table(crossval.fold_summary(part, metrics=("accuracy", "auc", "iou_box", "iou"), cv=cv_part),
                         f"busbra_cv_box{boxed}_summary",
                         caption=f"BUS-BRA 5-fold CV, boxes on {boxed} % of each fold's training images: mean over the "
-                                "(fold, seed) runs ± the corrected repeated k-fold CI, and the pooled out-of-fold value; "
-                                "lesion_map / iou_ceiling: LA-Net's map size and the oracle IoU of a perfect map of that "
-                                "size against the true masks (mean over the folds' test images)"))
+                                "(fold, seed) runs ± the corrected repeated k-fold CI, and the pooled out-of-fold "
+                                "value; lesion_map / iou_ceiling: LA-Net's map size and the IoU against the true masks "
+                                "of a perfect predictor of its training target (the box) on that map, mean over the "
+                                "runs' test folds"))
     paired = crossval.paired_table(cv_part, pairs, metrics=("accuracy", "auc", "iou_box"))
     display(study.table(paired,
                         f"busbra_cv_box{boxed}_ssl_minus_f",

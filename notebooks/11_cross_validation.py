@@ -71,8 +71,8 @@ study.table(summary, "cv_summary",
             caption="5-fold cross-validation on BUSI: mean over the (fold, seed) runs ± 95 % CI including training "
                     "variance (corrected repeated k-fold t, n_test/n_train = "
                     f"{cv.ratio:.2f}), and the pooled out-of-fold value of the seed ensemble over every image; "
-                    "lesion_map / iou_ceiling: LA-Net's map size and the oracle IoU of a perfect map of that size "
-                    "(mean over the folds' test images)")
+                    "lesion_map / iou_ceiling: LA-Net's map size and the IoU of a perfect predictor of its training "
+                    "target (the mask) on that map, mean over the runs' test folds")
 
 # %% [markdown]
 # ## Paired comparisons: with retraining (the verdict) and given these trained models

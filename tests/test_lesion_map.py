@@ -157,18 +157,49 @@ def test_select_metric_default_keeps_old_identities() -> None:
 
 
 def test_split_masks_reads_every_test_row_with_a_mask_whatever_its_location_label(phantom_dir, tmp_path) -> None:
-    """The oracle ceiling is taken over the rows the evaluation scores ``iou`` on: those with a mask file. A BUS-BRA
-    test row is labelled ``box`` and keeps its mask (its ceiling was NaN when only ``mask`` rows were read); a row
-    without a mask file is left out."""
+    """The oracle ceiling is taken over the rows the evaluation scores ``iou`` on: those with a mask file, whatever
+    their label (``mask``, ``box`` as on BUS-BRA's test rows, or ``none``; the BUS-BRA ceiling was NaN when only
+    ``mask`` rows were read); a row without a mask file is left out, and ``with_boxes`` gives the filled boxes."""
     from lanet_core.ceilings import split_masks
 
     rows = pd.read_csv(phantom_dir / "manifest.csv", dtype=str, keep_default_na=False)
     test = rows.index[rows["split"] == "test"]
-    assert len(test) >= 3
-    rows.loc[test[:-1], "location_label"] = "box"  # boxes for training, masks still on disk for scoring
+    assert len(test) >= 4 and (rows.loc[test, "location_label"] == "mask").all()
+    rows.loc[test[1], "location_label"] = "none"  # no location for training, its mask still on disk for scoring
+    rows.loc[test[2:-1], "location_label"] = "box"  # boxes for training, masks still on disk for scoring
     rows.loc[test[-1], ["mask_path", "location_label"]] = ["", "box"]  # a test row with a box only
     path = tmp_path / "boxed.csv"
     rows.to_csv(path, index=False)
     masks, ids = split_masks(str(path), 32, "test", root=str(phantom_dir))
     assert ids == rows.loc[test[:-1], "image_id"].tolist()
     assert masks.shape == (len(test) - 1, 1, 32, 32) and float(masks.amax()) == 1.0
+    masks2, boxes, ids2 = split_masks(str(path), 32, "test", root=str(phantom_dir), with_boxes=True)
+    assert ids2 == ids and torch.equal(masks2, masks)
+    # a filled box covers its lesion: at least the mask, and more than it on some image
+    assert bool((boxes >= masks - 1e-6).all()) and float(boxes.sum()) > float(masks.sum())
+
+
+def test_box_trained_runs_get_the_ceiling_of_their_box_target(phantom_dir, tmp_path, monkeypatch) -> None:
+    """A run that trains on boxes (every located training row a box, as on BUS-BRA) is read against the oracle of
+    its box target, which a fine map reaches less well than the mask oracle (a box covers more than the lesion);
+    a run on masks keeps the mask oracle (every committed BUSI ceiling)."""
+    from lanet_core.ceilings import oracle_scores, split_masks
+    from lanet_core.study.records import _ceiling, training_location
+
+    rows = pd.read_csv(phantom_dir / "manifest.csv", dtype=str, keep_default_na=False)
+    assert training_location(rows) == "mask"
+    boxed = rows.assign(location_label=np.where(rows["split"] == "train", "box", rows["location_label"]))
+    boxed.loc[boxed.index[rows["split"] == "train"][:3], "location_label"] = "none"  # unboxed images (s-SSL)
+    assert training_location(boxed) == "box"
+    paths = {}
+    for name, df in (("masks", rows), ("boxes", boxed)):
+        paths[name] = tmp_path / f"{name}.csv"
+        df.to_csv(paths[name], index=False)
+    masks, boxes, _ = split_masks(str(paths["boxes"]), 64, "test", root=str(phantom_dir), with_boxes=True)
+    want_box = float(oracle_scores(masks, 16, "area", align_corners=False, source=boxes)["iou"].mean())
+    want_mask = float(oracle_scores(masks, 16, "area", align_corners=False)["iou"].mean())
+    assert want_box < want_mask
+    monkeypatch.setenv("LANET_DATA_ROOT", str(phantom_dir))  # the runs' data root is "auto"
+    for name, want in (("boxes", want_box), ("masks", want_mask)):
+        got = _ceiling(str(paths[name]), 64, 16, "area", False, 0.5, "squash")
+        assert got == pytest.approx(want, abs=1e-9), name

@@ -184,8 +184,9 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
     seed ensemble over every image, :func:`out_of_fold`). Numbers as fractions in ``<m>_mean``/``<m>_half_width``.
 
     With ``res``, LA-Net methods also get ``lesion_map`` (e.g. "7x7": the map their IoU is drawn from) and
-    ``iou_ceiling`` (the oracle IoU of that map at 0.5, mean over the folds' test splits,
-    :func:`lanet_core.study.records.lesion_map_columns`), so a coarse map's low IoU is read against its ceiling."""
+    ``iou_ceiling`` (the IoU at 0.5 of a perfect predictor of the training target on that map, mean over the runs'
+    test folds, :func:`lanet_core.study.records.lesion_map_columns`), so a coarse map's low IoU is read against its
+    ceiling. Computing the ceilings loads the test masks; pass ``res=None`` with ``cv`` to skip them."""
     cv = cv or cv_records(res)
     if cv.runs.empty:
         return pd.DataFrame()

@@ -68,7 +68,8 @@ def _ensure_posthoc(result: RunResult, item: str, profile: Profile) -> None:
 
 def lesion_map_columns(cfg: dict) -> dict[str, object]:
     """``lesion_map`` ("4x4") and ``iou_ceiling`` (oracle IoU of that map on the test split, :mod:`lanet_core.ceilings`)
-    for LA-Net runs; empty for models with full-resolution or no lesion maps."""
+    for LA-Net runs; empty for models with full-resolution or no lesion maps. The oracle draws the run's training
+    target: the mask, or the filled box where every located training row of the manifest is a box (BUS-BRA)."""
     if cfg["model"]["arch"] != "lanet":
         return {"lesion_map": "", "iou_ceiling": np.nan}
     size = int(cfg["data"]["image_size"])
@@ -84,15 +85,37 @@ def lesion_map_columns(cfg: dict) -> dict[str, object]:
 
 
 _CEILINGS: dict[tuple, float] = {}
+_SPLIT_ARRAYS: dict[tuple, tuple] = {}  # (test rows, size, resize, source) -> (masks, oracle source)
+
+
+def training_location(rows: pd.DataFrame) -> str:
+    """``"box"`` when every training row of a manifest's ``rows`` that has a location is labelled ``box`` (the runs
+    train on filled boxes), else ``"mask"``."""
+    located = rows.loc[(rows["split"] == "train") & (rows["location_label"] != "none"), "location_label"]
+    return "box" if len(located) and (located == "box").all() else "mask"
 
 
 def _ceiling(manifest: str, size: int, m: int, target: str, align: bool, threshold: float, resize: str) -> float:
     key = (manifest, size, m, target, align, threshold, resize)
     if key not in _CEILINGS:
         from lanet_core.ceilings import oracle_scores, split_masks
+        from lanet_core.data.sources import load_manifest
 
-        masks, _ = split_masks(manifest, size, "test", resize=resize)
-        s = oracle_scores(masks, m, target, threshold=threshold, align_corners=align) if len(masks) else None
+        rows = load_manifest(manifest)[0]
+        source_kind = training_location(rows)
+        test = rows.loc[rows["split"] == "test"]
+        arrays_key = (tuple(test["image_id"]), tuple(test["mask_path"]), tuple(test["bbox"]), size, resize,
+                      source_kind)
+        if arrays_key not in _SPLIT_ARRAYS:  # the folds' manifests share test rows across box fractions
+            if source_kind == "box":
+                masks, boxes, _ = split_masks(manifest, size, "test", resize=resize, with_boxes=True)
+            else:
+                masks, _ = split_masks(manifest, size, "test", resize=resize)
+                boxes = None
+            _SPLIT_ARRAYS[arrays_key] = (masks, boxes)
+        masks, source = _SPLIT_ARRAYS[arrays_key]
+        s = (oracle_scores(masks, m, target, threshold=threshold, align_corners=align, source=source)
+             if len(masks) else None)
         _CEILINGS[key] = float(s["iou"].mean()) if s is not None else float("nan")
     return _CEILINGS[key]
 

@@ -294,7 +294,7 @@ def pretrained_section(study: Study) -> list[str]:
     cv_rows: dict[tuple[str, str], dict] = {}
     want = (p.cross_validation or {}).get("pretrained")
     if want:
-        cv = crossval.fold_summary(study.experiment("cross_validation"))
+        cv = crossval.fold_summary(None, cv=crossval.cv_records(study.experiment("cross_validation")))
         label = labels.get(fine_tuning_init(want.get("regime", "")), "")
         for _, r in (cv[cv["method"].str.endswith(IMAGENET)] if len(cv) else cv).iterrows():
             kind = pretraining.method_kind(r["method"][: -len(IMAGENET)])
