@@ -108,7 +108,7 @@ for boxed in sorted({s.group["boxed"] for s in pcv.specs}, reverse=True):
                         f"busbra_cv_box{boxed}_summary",
                         caption=f"BUS-BRA 5-fold CV, boxes on {boxed} % of each fold's training images: mean over the "
                                 "(fold, seed) runs ± the corrected repeated k-fold CI, and the pooled out-of-fold "
-                                "value; lesion_map / iou_ceiling: LA-Net's map size and the IoU against the true masks "
+                                "accuracy and AUC; lesion_map / iou_ceiling: LA-Net's map size and the IoU against the true masks "
                                 "of a perfect predictor of its training target (the box) on that map, mean over the "
                                 "runs' test folds"))
     paired = crossval.paired_table(cv_part, pairs, metrics=("accuracy", "auc", "iou_box"))

@@ -333,5 +333,6 @@ def test_fold_summary_gives_each_lanet_method_its_lesion_map_and_ceiling() -> No
     assert got.loc["F", "lesion_map"] == "28x28" and got.loc["F", "iou_ceiling"] == pytest.approx(0.94)
     assert got.loc["U", "lesion_map"] == "" and np.isnan(got.loc["U", "iou_ceiling"])
     assert list(table.columns[:6]) == ["method", "folds", "seeds per fold", "runs", "lesion_map", "iou_ceiling"]
+    assert "iou (runs)" in table and "iou (pooled)" not in table  # a mean over images: pooled = the runs' mean
     no_maps = crossval.fold_summary(None, metrics=("iou",), cv=cv)
     assert "lesion_map" not in no_maps
