@@ -71,7 +71,7 @@ study.table(summary, "cv_summary",
             caption="5-fold cross-validation on BUSI: mean over the (fold, seed) runs ± 95 % CI including training "
                     "variance (corrected repeated k-fold t, n_test/n_train = "
                     f"{cv.ratio:.2f}), and the pooled out-of-fold accuracy and AUC of the seed ensemble over every "
-                    "image (an IoU's pooled value is its runs' mean); "
+                    "image (IoU, a mean over images, has none: it would repeat its runs' mean to within 0.001); "
                     "lesion_map / iou_ceiling: LA-Net's map size and the IoU of a perfect predictor of its training "
                     "target (the mask) on that map, mean over the runs' test folds")
 

@@ -336,3 +336,25 @@ def test_fold_summary_gives_each_lanet_method_its_lesion_map_and_ceiling() -> No
     assert "iou (runs)" in table and "iou (pooled)" not in table  # a mean over images: pooled = the runs' mean
     no_maps = crossval.fold_summary(None, metrics=("iou",), cv=cv)
     assert "lesion_map" not in no_maps
+
+
+def test_pooled_iou_is_the_runs_mean_reweighted_by_images_per_fold() -> None:
+    """Why the CV summaries show no pooled IoU: IoU is a mean over images, linear in the seeds, so the pooled
+    out-of-fold value is the fold means weighted by scored images per fold, and the runs' mean the same fold means
+    weighted by seeds per fold; equal folds give the same number."""
+    rng = np.random.default_rng(0)
+    rows = [{"method": "A", "fold": f, "seed": s, "image_id": f"f{f}_{i}", "split": "test", "y_true": i % 2,
+             "p_malignant": 0.5, "iou": float(rng.uniform())}
+            for f, n in ((1, 3), (2, 7)) for s in (0, 1) for i in range(n)]
+
+    class Records:
+        @staticmethod
+        def per_image() -> pd.DataFrame:
+            return pd.DataFrame(rows)
+
+    oof, runs = crossval.out_of_fold(Records(), exclude=()), crossval.run_table(Records(), ("iou",), exclude=())
+    fold_means = runs.groupby("fold")["iou"].mean()
+    pooled = crossval._pooled(oof, "iou")
+    assert pooled == pytest.approx(float(np.average(fold_means, weights=[3, 7])), abs=1e-12)
+    assert runs["iou"].mean() == pytest.approx(float(fold_means.mean()), abs=1e-12)  # seeds per fold: 2 and 2
+    assert abs(pooled - runs["iou"].mean()) > 1e-3  # unequal folds: the two weightings differ

@@ -182,8 +182,9 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
     ± the 95 % CI that includes training variance (the corrected repeated k-fold t interval, as the comparisons:
     ``t(J-1) * sqrt((1/J + n_test/n_train) * s**2)`` over the ``J`` runs), and for accuracy and AUC the pooled
     out-of-fold value (the seed ensemble over every image, :func:`out_of_fold`). A localisation metric gets no pooled
-    column: it is a mean over images, linear in the seeds, so its pooled value is the runs' mean up to fold-size
-    weights (they differed by at most 0.001 on the committed CV tables). Numbers as fractions in ``<m>_mean``/``<m>_half_width``.
+    column: it is a mean over images, linear in the seeds, so its pooled value is the runs' mean with other fold
+    weights (scored images per fold instead of seeds per fold; equal for equal folds and seed counts, within 0.001
+    on the committed CV tables). Numbers as fractions in ``<m>_mean``/``<m>_half_width``.
 
     With ``res``, LA-Net methods also get ``lesion_map`` (e.g. "7x7": the map their IoU is drawn from) and
     ``iou_ceiling`` (the IoU at 0.5 of a perfect predictor of the training target on that map, mean over the runs'
