@@ -32,7 +32,7 @@ from lanet_core import stats
 from lanet_core.data.conflicts import label_conflict_ids
 from lanet_core.data.manifest import read_manifest
 from lanet_core.metrics import classification_metrics, decide_or_nan
-from lanet_core.reporting import count_noun, format_diff_ci, format_metric_ci, metric_format
+from lanet_core.reporting import count_noun, count_range, format_diff_ci, format_metric_ci, metric_format
 from lanet_core.study.records import ExperimentResults
 
 PAIRED_TESTS = {"accuracy": "exact McNemar", "auc": "DeLong", "iou": "paired t", "dice": "paired t",
@@ -196,8 +196,7 @@ def fold_summary(res: ExperimentResults, metrics: Sequence[str] = ("accuracy", "
     maps = _lesion_maps(res) if res is not None else {}
     rows = []
     for method, grp in cv.runs.groupby("method", sort=False):
-        per_fold = grp.groupby("fold")["seed"].nunique()
-        seeds = f"{per_fold.min()}" if per_fold.min() == per_fold.max() else f"{per_fold.min()}-{per_fold.max()}"
+        seeds = count_range(grp.groupby("fold")["seed"].nunique())
         row: dict[str, object] = {"method": method, "folds": int(grp["fold"].nunique()), "seeds per fold": seeds,
                                   "runs": len(grp)}
         if maps:
@@ -293,8 +292,9 @@ def precision_table(cv: CVRecords, comparisons: Sequence[tuple[str, str]],
     the half-width of the corrected test's with-retraining CI now and projected for ``seeds`` seeds per fold
     (:func:`lanet_core.stats.projected_half_width`, taking today's SD of the differences as true; what the corrected
     test would report, under its correlation model), the floor that no number of seeds goes below, and the fewest
-    seeds per fold (up to ``max_seeds``) that reach ``target`` (a fraction: 0.03 = 3 points) or "not reachable". Half-widths in display units, rounded as the metric is shown
-    (points to 0.1 for accuracy and AUC); the seeds needed come from the unrounded projection."""
+    seeds per fold (up to ``max_seeds``) that reach ``target`` (a fraction: 0.03 = 3 points) or "not reachable".
+    Half-widths in display units, rounded as the metric is shown (points to 0.1 for accuracy and AUC); the seeds
+    needed come from the unrounded projection."""
     rows = []
     all_folds = int(cv.runs["fold"].nunique()) if "fold" in cv.runs else 0
     for a, b in comparisons:

@@ -292,7 +292,7 @@ def regimes_figure(regimes: pd.DataFrame, metrics: Sequence[str] = METRICS, cond
             ax.tick_params(axis="y", length=0)
         reporting.label_panels(axes[0])
         n = regimes.groupby(["regime", "kind"])["seed"].nunique() if "seed" in regimes else pd.Series(dtype=int)
-        seeds = (f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}-{int(n.max())}") if len(n) else "?"
+        seeds = reporting.count_range(n) if len(n) else "?"
         key = (f"Points: mean; whiskers: 95 % t-CI over {seeds} seeds (clipped to the metric's range)"
                + ("; hollow: one seed, no CI" if len(n) and n.min() == 1 else "") + ". Rows: "
                "backbone, initialisation, BatchNorm; learning rate (fex: feature extractor), stage-1+stage-2 epochs "
