@@ -1,8 +1,15 @@
-"""Test environment: offline hub, no progress bars, caches and results in a per-session temp folder."""
+"""Test environment: offline hub, no progress bars, caches and results in a per-session temp folder.
+
+The folder (one per pytest process: the controller and each xdist worker) holds decoded image packs of the real
+data when it is present (~0.8 GB) and is removed when that process's pytest ends (``pytest_unconfigure``), pass or
+fail; set ``LANET_KEEP_TEST_DIR=1`` to keep it for inspection. It used to stay behind after every run, and ~200 of
+them filled the disk under a CI install.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +26,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: `make test` 
     torch.set_num_threads(1)
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this process's session folder (after every session fixture's teardown) unless asked to keep it."""
+    if os.environ.get("LANET_KEEP_TEST_DIR", "") not in ("", "0"):
+        print(f"\nlanet test folder kept: {_SESSION}")
+        return
+    shutil.rmtree(_SESSION, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
