@@ -9,7 +9,8 @@ Chromium driven by Playwright.
   on the page to the right ones (read back from the page, compared with the records and with the figure the
   explorer module draws for the same choice in this process).
 
-Screenshots are kept in ``$LANET_SCREENSHOT_DIR`` (else the test's temp folder) and their paths printed. Skips,
+Screenshots are kept in ``$LANET_SCREENSHOT_DIR`` and their paths printed; without it they go to the test's temp
+folder, which pytest removes when the test passes (``tmp_path_retention_policy = "failed"``). Skips,
 saying why, where Chromium (``apt-get install chromium``; ``make browser``) or Playwright is missing; Playwright
 drives the system browser through ``executable_path`` (no browser download). Every wait is bounded.
 """
