@@ -1,9 +1,12 @@
 """Test environment: offline hub, no progress bars, caches and results in a per-session temp folder.
 
-The folder (one per pytest process: the controller and each xdist worker) holds decoded image packs of the real
-data when it is present (~0.8 GB) and is removed when that process's pytest ends (``pytest_unconfigure``), pass or
-fail; set ``LANET_KEEP_TEST_DIR=1`` to keep it for inspection. It used to stay behind after every run, and ~200 of
-them filled the disk under a CI install.
+The folder ``$TMPDIR/lanet-tests-<main|gwN>-*`` (one per pytest process: the controller and each xdist worker) holds
+the decoded image cache of the real data when it is present (up to ~0.8 GB). It is removed when that process's pytest
+ends (``pytest_unconfigure``), pass, fail or Ctrl-C. A process killed before that (SIGTERM from a CI timeout, SIGKILL,
+a crash) leaves its folder behind, so each process holds an exclusive ``flock`` on ``<folder>/.owner.lock`` while it
+lives, and every new one removes the folders whose lock is free: the kernel drops the lock when its owner dies, however
+it dies. ``LANET_KEEP_TEST_DIR=1`` keeps the folders (they get no lock, so no later run removes them). Before this,
+~200 left-behind folders (24 GB) filled the disk under a CI install.
 """
 
 from __future__ import annotations
@@ -13,7 +16,50 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_SESSION = Path(tempfile.mkdtemp(prefix="lanet-tests-"))
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, no sweep (pytest_unconfigure still cleans up)
+    fcntl = None
+
+_PREFIX = "lanet-tests-"
+_KEEP = os.environ.get("LANET_KEEP_TEST_DIR", "") not in ("", "0")
+
+
+def _sweep_orphans(parent: Path) -> None:
+    """Remove session folders under ``parent`` whose owner lock is free (their pytest died without cleaning up).
+
+    A folder without ``.owner.lock`` is left alone: a kept one, one from before the lock, or one being created.
+    """
+    for folder in parent.glob(f"{_PREFIX}*"):
+        try:
+            fd = os.open(folder / ".owner.lock", os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its owner is alive
+            os.close(fd)
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
+def _claim(folder: Path) -> int:
+    """Lock ``folder/.owner.lock`` for this process's life; returns the descriptor (kept open, never closed).
+
+    The lock is taken on a private name and then renamed into place, so a sweep never sees an unlocked owner file.
+    """
+    private = folder / f".owner.lock.{os.getpid()}"
+    fd = os.open(private, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(private, folder / ".owner.lock")
+    return fd
+
+
+if fcntl is not None:
+    _sweep_orphans(Path(tempfile.gettempdir()))
+_SESSION = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))
+_OWNER_LOCK = _claim(_SESSION) if fcntl is not None and not _KEEP else None
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TQDM_DISABLE"] = "1"
 os.environ["LANET_CACHE_DIR"] = str(_SESSION / "cache")
@@ -30,8 +76,8 @@ import pytest  # noqa: E402
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove this process's session folder (after every session fixture's teardown) unless asked to keep it."""
-    if os.environ.get("LANET_KEEP_TEST_DIR", "") not in ("", "0"):
-        print(f"\nlanet test folder kept: {_SESSION}")
+    if _KEEP:  # xdist does not relay a worker's stdout: the controller names its own folder and the workers' pattern
+        print(f"\nlanet test folders kept: {_SESSION} (xdist workers': {_SESSION.parent}/{_PREFIX}gw*)")
         return
     shutil.rmtree(_SESSION, ignore_errors=True)
 
