@@ -22,6 +22,7 @@ except ImportError:  # not POSIX: no lock, no sweep (pytest_unconfigure still cl
     fcntl = None
 
 _PREFIX = "lanet-tests-"
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... in an xdist worker; None in the controller
 _KEEP = os.environ.get("LANET_KEEP_TEST_DIR", "") not in ("", "0")
 
 
@@ -58,14 +59,14 @@ def _claim(folder: Path) -> int:
 
 if fcntl is not None:
     _sweep_orphans(Path(tempfile.gettempdir()))
-_SESSION = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))
+_SESSION = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{_WORKER or 'main'}-"))
 _OWNER_LOCK = _claim(_SESSION) if fcntl is not None and not _KEEP else None
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TQDM_DISABLE"] = "1"
 os.environ["LANET_CACHE_DIR"] = str(_SESSION / "cache")
 os.environ["LANET_RESULTS_DIR"] = str(_SESSION / "results")
 os.environ.setdefault("MPLBACKEND", "Agg")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: `make test` runs one worker per core
+if _WORKER:  # one thread per worker: `make test` runs one worker per core
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
